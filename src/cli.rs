@@ -1,0 +1,80 @@
+//! The command line (clap derive): `serve | inject | ca ... | iptables`.
+//! Each subcommand's flags and its thin run function live in `cli/<name>.rs`.
+
+pub mod ca;
+pub mod inject;
+pub mod iptables;
+pub mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// outrigger: an Istio-compatible sidecar injector and workload CA.
+#[derive(Debug, Parser)]
+#[command(name = "outrigger", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Flags every subcommand takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every subcommand takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Log line format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log filter, in `tracing` EnvFilter syntax (also `RUST_LOG`).
+    #[arg(long, global = true, env = "RUST_LOG", default_value = "info")]
+    pub log_level: String,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the admission webhook, the CA service and the monitoring port.
+    Serve(serve::ServeArgs),
+    /// Preview injection offline: the injected object, the patch, or why not.
+    Inject(inject::InjectArgs),
+    /// The workload certificate authority.
+    #[command(subcommand)]
+    Ca(ca::CaCommand),
+    /// Traffic-capture rules, compatible with Istio's `istio-iptables`.
+    Iptables(iptables::IptablesArgs),
+}
+
+/// Logs go to stderr so that stdout stays clean for previews and rules.
+pub fn init_logging(global: &GlobalArgs) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&global.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match global.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Runs one subcommand.
+pub fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve(args) => serve::run(args),
+        Command::Inject(args) => inject::run(args),
+        Command::Ca(cmd) => ca::run(cmd),
+        Command::Iptables(args) => iptables::run(args),
+    }
+}
