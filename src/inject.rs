@@ -8,6 +8,7 @@
 mod annotations;
 mod decision;
 mod gojson;
+mod kubeform;
 mod merge;
 mod patch;
 mod pipeline;
@@ -24,7 +25,8 @@ use tracing::debug;
 
 use crate::config::Config;
 pub use decision::{IGNORED_NAMESPACES, Rule};
-pub use workload::pod_pointer;
+pub use kubeform::kube_inject_form;
+pub use workload::pod_location;
 
 /// What the caller knows about where the object is being admitted.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -156,7 +158,7 @@ pub fn inject(object: &Value, ctx: &Context, cfg: &Config) -> Result<Outcome, In
     if kind == "List" {
         return inject_list(object, ctx, cfg);
     }
-    let Some(pointer) = pod_pointer(kind) else {
+    let Some((meta_ptr, spec_ptr)) = pod_location(kind) else {
         return Ok(Outcome::Skipped {
             reason: SkipReason::new(
                 "unsupported-kind",
@@ -168,12 +170,21 @@ pub fn inject(object: &Value, ctx: &Context, cfg: &Config) -> Result<Outcome, In
             ),
         });
     };
-    let Some(pod) = object.pointer(pointer).filter(|p| p.is_object()) else {
+    let Some(spec) = object.pointer(spec_ptr).filter(|p| p.is_object()) else {
         return Err(InjectError(format!(
-            "{kind} has no pod template at {}: expected an object there",
-            if pointer.is_empty() { "/" } else { pointer }
+            "{kind} has no pod spec at {spec_ptr}: expected an object there"
         )));
     };
+    let meta = match object.pointer(meta_ptr) {
+        None | Some(Value::Null) => Value::Object(Default::default()),
+        Some(m @ Value::Object(_)) => m.clone(),
+        Some(other) => {
+            return Err(InjectError(format!(
+                "{kind}: {meta_ptr} is {other}: expected an object"
+            )));
+        }
+    };
+    let pod = &serde_json::json!({ "metadata": meta, "spec": spec });
     check_shape(pod, kind)?;
     let s = cfg.settings();
     let namespace = ctx
@@ -212,9 +223,8 @@ pub fn inject(object: &Value, ctx: &Context, cfg: &Config) -> Result<Outcome, In
         });
     }
     let mut mutated = object.clone();
-    match mutated.pointer_mut(pointer) {
-        Some(slot) => *slot = result.pod,
-        None => mutated = result.pod,
+    for (ptr, key) in [(meta_ptr, "metadata"), (spec_ptr, "spec")] {
+        set_pointer(&mut mutated, ptr, result.pod[key].clone());
     }
     let patch = patch::diff(object, &mutated);
     debug!(namespace = %namespace, kind, rule = ?rule, "injected");
@@ -238,6 +248,20 @@ pub fn inject(object: &Value, ctx: &Context, cfg: &Config) -> Result<Outcome, In
             items: Vec::new(),
         },
     })
+}
+
+/// Sets the value at `ptr`, creating the last key when absent (its parent
+/// exists: the pod spec was found under it).
+fn set_pointer(doc: &mut Value, ptr: &str, value: Value) {
+    if let Some(slot) = doc.pointer_mut(ptr) {
+        *slot = value;
+        return;
+    }
+    if let Some((parent, key)) = ptr.rsplit_once('/')
+        && let Some(Value::Object(m)) = doc.pointer_mut(parent)
+    {
+        m.insert(key.to_string(), value);
+    }
 }
 
 /// Rejects pod templates whose lists are not lists, before anything is

@@ -3,7 +3,7 @@
 
 mod support;
 
-use outrigger::inject::{Context, Outcome, inject};
+use outrigger::inject::{Context, Outcome, inject, kube_inject_form};
 use serde_json::Value;
 use support::conformance::{Case, case_config, compare, load_cases, yaml_docs};
 
@@ -17,8 +17,8 @@ fn run_case(dir: &std::path::Path, case: &Case) -> Result<(), String> {
     let mut outputs = Vec::new();
     for doc in &docs {
         match inject(doc, &ctx, &cfg) {
-            Ok(Outcome::Injected { mutated, .. }) => outputs.push(mutated),
-            Ok(Outcome::Skipped { .. }) => outputs.push(doc.clone()),
+            Ok(Outcome::Injected { mutated, .. }) => outputs.push(kube_inject_form(&mutated)),
+            Ok(Outcome::Skipped { .. }) => outputs.push(kube_inject_form(doc)),
             Err(e) => {
                 if let Some(want) = &case.error {
                     let msg = e.to_string();

@@ -89,10 +89,24 @@ fn rewrite(handler: &mut Value, path: &str, status_port: i64, container: &Value)
 /// proxy) are left alone.
 pub fn rewrite_app_probes(spec: &mut Value, status_port: i64) -> BTreeMap<String, Value> {
     let mut probers = BTreeMap::new();
-    let Some(containers) = spec.get_mut("containers").and_then(Value::as_array_mut) else {
+    let Some(spec) = spec.as_object_mut() else {
         return probers;
     };
-    for c in containers.iter_mut() {
+    let mut apps: Vec<&mut Value> = Vec::new();
+    for (field, value) in spec.iter_mut() {
+        let Value::Array(list) = value else { continue };
+        match field.as_str() {
+            "containers" => apps.extend(list.iter_mut()),
+            // Native sidecars of the app (init containers that keep running)
+            // are probed too.
+            "initContainers" => apps.extend(
+                list.iter_mut()
+                    .filter(|c| c.get("restartPolicy").and_then(Value::as_str) == Some("Always")),
+            ),
+            _ => {}
+        }
+    }
+    for c in apps {
         let name = c
             .get("name")
             .and_then(Value::as_str)

@@ -344,6 +344,20 @@ fn metadata(i: &Inputs) -> Value {
     })
 }
 
+/// The proxy's user id for traffic capture: the `runAsUser` of the user's
+/// own `istio-proxy` container when set, else 1337.
+fn proxy_uid(i: &Inputs) -> String {
+    ["containers", "initContainers"]
+        .iter()
+        .filter_map(|f| i.spec.get(*f).and_then(Value::as_array))
+        .flatten()
+        .find(|c| c.get("name").and_then(Value::as_str) == Some(PROXY_NAME))
+        .and_then(|c| c.pointer("/securityContext/runAsUser"))
+        .and_then(Value::as_i64)
+        .map(|u| u.to_string())
+        .unwrap_or_else(|| "1337".into())
+}
+
 fn exclude_inbound_ports(i: &Inputs) -> String {
     let status = i.status_port();
     let mut ports: Vec<String> = i
@@ -372,7 +386,7 @@ fn init_container(i: &Inputs) -> Value {
         "-z",
         "15006",
         "-u",
-        "1337",
+        &proxy_uid(i),
         "-m",
         &mode,
         "-i",

@@ -4,18 +4,25 @@
 
 use serde_json::Value;
 
-/// The JSON pointer of the pod (its `metadata` + `spec`) inside an object
-/// of `kind`, or `None` when the kind has no pod template.
-pub fn pod_pointer(kind: &str) -> Option<&'static str> {
+/// Where the pod's metadata and spec live inside an object of `kind`
+/// (JSON pointers), or `None` when the kind has no pod template.
+///
+/// For a CronJob the metadata is the job template's, as `istioctl
+/// kube-inject` does it (Istio's own golden files expect the injected
+/// labels and annotations on `spec.jobTemplate.metadata`).
+pub fn pod_location(kind: &str) -> Option<(&'static str, &'static str)> {
     match kind {
-        "Pod" => Some(""),
+        "Pod" => Some(("/metadata", "/spec")),
         "Deployment"
         | "StatefulSet"
         | "DaemonSet"
         | "ReplicaSet"
         | "ReplicationController"
-        | "Job" => Some("/spec/template"),
-        "CronJob" => Some("/spec/jobTemplate/spec/template"),
+        | "Job" => Some(("/spec/template/metadata", "/spec/template/spec")),
+        "CronJob" => Some((
+            "/spec/jobTemplate/metadata",
+            "/spec/jobTemplate/spec/template/spec",
+        )),
         _ => None,
     }
 }
