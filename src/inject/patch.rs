@@ -1,7 +1,7 @@
 //! The RFC 6902 patch, computed by diffing the original and the mutated
 //! object. Lists of named items (containers, volumes, env vars) are diffed
 //! by name, so inserting the proxy is an `add` at its index rather than a
-//! rewrite of every following container.
+//! rewrite of every following container. The patch has no `remove`.
 
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation, ReplaceOperation};
@@ -21,10 +21,21 @@ fn diff_value(a: &Value, b: &Value, path: &mut PointerBuf, ops: &mut Vec<PatchOp
     }
     match (a, b) {
         (Value::Object(ma), Value::Object(mb)) => {
+            // A key that disappears (a rewritten probe's tcpSocket, a
+            // consumed annotation) replaces its parent: the patch never
+            // carries a `remove`.
+            if ma.keys().any(|k| !mb.contains_key(k)) && !path.is_root() {
+                ops.push(PatchOperation::Replace(ReplaceOperation {
+                    path: path.clone(),
+                    value: b.clone(),
+                }));
+                return;
+            }
             for (k, va) in ma {
                 path.push_back(k.as_str());
                 match mb.get(k) {
                     Some(vb) => diff_value(va, vb, path, ops),
+                    // Only reachable at the root, which cannot be replaced.
                     None => ops.push(PatchOperation::Remove(RemoveOperation {
                         path: path.clone(),
                     })),
