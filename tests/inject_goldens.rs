@@ -84,10 +84,14 @@ fn run_case(case: &Value, read_files: &mut BTreeSet<String>, update: bool) -> Re
     let name = case["name"].as_str().ok_or("case without name")?;
     let input = case["input"].as_str().ok_or("case without input")?;
     read_files.insert(input.to_string());
-    let object: Value =
+    let mut object: Value =
         serde_yaml::from_str(&read(&dir().join(input))).map_err(|e| e.to_string())?;
-    let outcome =
-        inject(&object, &context_of(case), &config_of(case)).map_err(|e| e.to_string())?;
+    add_metadata(&mut object, case);
+    let result = inject(&object, &context_of(case), &config_of(case));
+    if let Some(form) = case.get("error").and_then(Value::as_str) {
+        return check_error(case, result.err().map(|e| e.to_string()), form);
+    }
+    let outcome = result.map_err(|e| e.to_string())?;
     match (outcome, case.get("skip").and_then(Value::as_str)) {
         (Outcome::Skipped { reason }, Some(want)) => {
             if reason.name() != want {
@@ -110,6 +114,47 @@ fn run_case(case: &Value, read_files: &mut BTreeSet<String>, update: bool) -> Re
             check_file(&dir().join(injected), &yaml, update)?;
             check_file(&dir().join(patch_file), &json, update)
         }
+    }
+}
+
+/// Adds the case's `annotations` and `labels` to the pod's metadata.
+fn add_metadata(object: &mut Value, case: &Value) {
+    let kind = object["kind"].as_str().unwrap_or("").to_string();
+    let Some((meta, _)) = outrigger::inject::pod_location(&kind) else {
+        return;
+    };
+    for field in ["annotations", "labels"] {
+        if let Some(Value::Object(extra)) = case.get(field) {
+            let Some(Value::Object(m)) = object.pointer_mut(meta) else {
+                continue;
+            };
+            let target = m
+                .entry(field)
+                .or_insert_with(|| Value::Object(Default::default()));
+            if let Value::Object(t) = target {
+                for (k, v) in extra {
+                    t.insert(k.clone(), v.clone());
+                }
+            }
+        }
+    }
+}
+
+/// The error must name the annotation (or label), its value, and the form.
+fn check_error(case: &Value, got: Option<String>, form: &str) -> Result<(), String> {
+    let msg = got.ok_or_else(|| format!("expected an error mentioning {form:?}, got none"))?;
+    let mut want = vec![form.to_string()];
+    for field in ["annotations", "labels"] {
+        if let Some(Value::Object(m)) = case.get(field) {
+            for (k, v) in m {
+                want.push(k.clone());
+                want.push(format!("{:?}", v.as_str().unwrap_or("")));
+            }
+        }
+    }
+    match want.iter().find(|w| !msg.contains(w.as_str())) {
+        None => Ok(()),
+        Some(missing) => Err(format!("error {msg:?} does not contain {missing:?}")),
     }
 }
 

@@ -87,8 +87,19 @@ pub(super) fn merge(base: &mut Value, overlay: &Value) {
 }
 
 /// Reads a `--set` value the way `istioctl --set` does: booleans and
-/// integers are typed, `null` removes, anything else is a string.
+/// integers are typed, `null` removes, `{a,b}` is a list, anything else is
+/// a string.
 pub(super) fn scalar_from_str(raw: &str) -> Value {
+    if let Some(inner) = raw.strip_prefix('{').and_then(|r| r.strip_suffix('}')) {
+        return Value::Array(
+            inner
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(scalar_from_str)
+                .collect(),
+        );
+    }
     match raw {
         "true" => Value::Bool(true),
         "false" => Value::Bool(false),
