@@ -8,14 +8,18 @@
 mod annotations;
 mod decision;
 mod gojson;
+mod inputs;
 mod kubeform;
 mod merge;
+mod order;
 mod patch;
 mod pipeline;
 mod probes;
+mod prometheus;
 mod proxy;
 pub mod quantity;
 mod sidecar;
+mod status;
 mod workload;
 
 use std::collections::BTreeMap;

@@ -7,13 +7,15 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-use super::annotations::{self as anno, MERGE_METRICS, OVERRIDES, STATUS};
+use super::annotations::{self as anno, OVERRIDES, STATUS};
 use super::gojson::{self, Ty};
 use super::merge::merge;
+use super::order::reorder;
 use super::probes;
-use super::sidecar::{
-    self, CORE_DUMP_NAME, INIT_NAME, Inputs, PROXY_NAME, Status, VALIDATION_NAME, canonical_value,
+use super::prometheus::{
+    PROMETHEUS_PATH, PROMETHEUS_PORT, PROMETHEUS_SCRAPE, SCRAPE_TARGETS, prometheus_merge,
 };
+use super::sidecar::{self, Inputs, PROXY_NAME, Status, canonical_value};
 use super::workload::Workload;
 use super::{InjectError, string_map};
 use crate::config::Settings;
@@ -27,11 +29,6 @@ pub struct PodResult {
     /// The previous status annotation, when the pod was injected before.
     pub previous: Option<String>,
 }
-
-const PROMETHEUS_SCRAPE: &str = "prometheus.io/scrape";
-const PROMETHEUS_PATH: &str = "prometheus.io/path";
-const PROMETHEUS_PORT: &str = "prometheus.io/port";
-const SCRAPE_TARGETS: &str = "prometheus.istio.io/scrape-targets";
 
 fn container_lists(spec: &Value) -> [(&'static str, Vec<Value>); 2] {
     let list = |k: &str| {
@@ -327,123 +324,4 @@ fn find_proxy(pod: &mut Value) -> Option<&mut Value> {
         .as_array_mut()?
         .iter_mut()
         .find(|c| name_of(c) == PROXY_NAME)
-}
-
-/// Istio's Prometheus merge: the proxy serves merged metrics on the status
-/// port; the app's own scrape settings move to `ISTIO_PROMETHEUS_ANNOTATIONS`.
-fn prometheus_merge(
-    s: &Settings,
-    annos: &mut BTreeMap<String, String>,
-    target_port: &str,
-    env: &mut Vec<Value>,
-) {
-    let scrape_off = annos
-        .get(PROMETHEUS_SCRAPE)
-        .is_some_and(|v| v.eq_ignore_ascii_case("false"));
-    let merge_off = annos.get(MERGE_METRICS).is_some_and(|v| v == "false");
-    if scrape_off || merge_off || !s.enable_prometheus_merge {
-        return;
-    }
-    if annos.get(PROMETHEUS_PORT).map(String::as_str) == Some(target_port) {
-        return;
-    }
-    let get = |k: &str| annos.get(k).cloned().unwrap_or_default();
-    let (mut scrape, mut path, mut port) = (
-        get(PROMETHEUS_SCRAPE),
-        get(PROMETHEUS_PATH),
-        get(PROMETHEUS_PORT),
-    );
-    let targets: Vec<(String, String)> = annos
-        .get(SCRAPE_TARGETS)
-        .map(|t| {
-            t.split(',')
-                .filter_map(|item| {
-                    let item = item.trim();
-                    let (p, path) = item.split_once(':').unwrap_or((item, ""));
-                    (!p.is_empty()).then(|| (p.to_string(), path.to_string()))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    if let Some((p, pa)) = targets.first() {
-        if port.is_empty() {
-            port = p.clone();
-        }
-        if path.is_empty() {
-            path = pa.clone();
-        }
-        if scrape.is_empty() {
-            scrape = "true".into();
-        }
-    }
-    if !(scrape.is_empty() && path.is_empty() && port.is_empty()) {
-        let mut text = String::from("{");
-        let mut parts = Vec::new();
-        for (k, v) in [("scrape", &scrape), ("path", &path), ("port", &port)] {
-            if !v.is_empty() {
-                parts.push(format!("\"{k}\":{}", Value::String(v.clone())));
-            }
-        }
-        if !targets.is_empty() {
-            let t: Vec<String> = targets
-                .iter()
-                .map(|(p, pa)| {
-                    format!(
-                        "{{\"port\":{},\"path\":{}}}",
-                        Value::String(p.clone()),
-                        Value::String(pa.clone())
-                    )
-                })
-                .collect();
-            parts.push(format!("\"targets\":[{}]", t.join(",")));
-        }
-        text.push_str(&parts.join(","));
-        text.push('}');
-        env.push(sidecar::env("ISTIO_PROMETHEUS_ANNOTATIONS", &text));
-    }
-    annos.insert(PROMETHEUS_PORT.into(), target_port.into());
-    annos.insert(PROMETHEUS_PATH.into(), "/stats/prometheus".into());
-    annos.insert(PROMETHEUS_SCRAPE.into(), "true".into());
-}
-
-enum Place {
-    First,
-    Last,
-}
-
-fn move_container(list: &mut Vec<Value>, name: &str, place: Place) {
-    if let Some(i) = list.iter().position(|c| name_of(c) == name) {
-        let c = list.remove(i);
-        match place {
-            Place::First => list.insert(0, c),
-            Place::Last => list.push(c),
-        }
-    }
-}
-
-/// Istio's container order: the proxy last among containers (first when the
-/// app waits for it); with a native sidecar, capture then proxy first among
-/// init containers, else capture last.
-fn reorder(pod: &mut Value, hold: bool) {
-    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
-        return;
-    };
-    if let Some(Value::Array(cs)) = spec.get_mut("containers") {
-        move_container(
-            cs,
-            PROXY_NAME,
-            if hold { Place::First } else { Place::Last },
-        );
-    }
-    if let Some(Value::Array(init)) = spec.get_mut("initContainers") {
-        if init.iter().any(|c| name_of(c) == PROXY_NAME) {
-            for n in [CORE_DUMP_NAME, PROXY_NAME, VALIDATION_NAME, INIT_NAME] {
-                move_container(init, n, Place::First);
-            }
-        } else {
-            for n in [CORE_DUMP_NAME, VALIDATION_NAME, INIT_NAME] {
-                move_container(init, n, Place::Last);
-            }
-        }
-    }
 }
