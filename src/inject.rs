@@ -78,6 +78,24 @@ pub enum ItemOutcome {
     Skipped(SkipReason),
 }
 
+/// Every skip reason's stable name, in the order the engine checks them
+/// (so that metrics can be registered up front).
+pub const SKIP_REASONS: &[&str] = &[
+    "unsupported-kind",
+    "empty-list",
+    "nothing-injected",
+    "ignored-namespace",
+    "host-network",
+    "pod-label-opt-out",
+    "pod-annotation-opt-out",
+    "never-inject-selector",
+    "namespace-disabled",
+    "other-revision",
+    "namespace-not-enabled",
+    "policy-disabled",
+    "already-injected",
+];
+
 /// Why an object was left alone. Skips are values, not errors.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SkipReason {
@@ -88,6 +106,7 @@ pub struct SkipReason {
 impl SkipReason {
     /// A skip with its stable name and sentence.
     pub fn new(name: &'static str, sentence: impl Into<String>) -> SkipReason {
+        debug_assert!(SKIP_REASONS.contains(&name), "unlisted skip reason {name}");
         SkipReason {
             name,
             sentence: sentence.into(),
