@@ -1,14 +1,53 @@
-//! `outrigger iptables`.
+//! `outrigger iptables`: print, apply or remove the traffic-capture rules.
+//! Flags and behaviour are `istio-iptables`' (see `outrigger::iptables`).
 
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Args;
+use outrigger::iptables::apply::{self, Tools};
+use outrigger::iptables::{
+    CaptureConfig, IptablesFlags, generate, render_cleanup_dry_run, render_dry_run,
+};
+use tracing::info;
 
 /// Flags of `outrigger iptables`.
 #[derive(Debug, Args)]
-pub struct IptablesArgs {}
+pub struct IptablesArgs {
+    /// `istio-iptables`' flags and outrigger's own.
+    #[command(flatten)]
+    pub flags: Box<IptablesFlags>,
+}
 
 /// Runs `outrigger iptables`.
-pub fn run(_args: IptablesArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("outrigger iptables is not built yet")
+pub fn run(args: IptablesArgs) -> anyhow::Result<ExitCode> {
+    let flags = args.flags;
+    let resolv_conf = if flags.needs_resolv_conf() {
+        let path = &flags.resolv_conf;
+        Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read --resolv-conf {}", path.display()))?,
+        )
+    } else {
+        None
+    };
+    let config = CaptureConfig::from_flags(&flags, resolv_conf.as_deref())?;
+    let rules = generate(&config);
+    let tools = Tools::default();
+
+    match (flags.cleanup_only, flags.dry_run) {
+        (true, true) => print!("{}", render_cleanup_dry_run(&rules)),
+        (true, false) => {
+            let plans = apply::cleanup(&tools, &rules)?;
+            for (family, plan) in plans {
+                info!(family = %family, removed = !plan.is_empty(), "cleanup done");
+            }
+        }
+        (false, true) => print!("{}", render_dry_run(&rules)),
+        (false, false) => {
+            apply::apply(&tools, &rules)?;
+            info!(ipv6 = rules.ipv6, "capture rules installed");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
