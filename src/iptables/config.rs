@@ -162,14 +162,14 @@ fn port(flag: &str, value: &str) -> Result<Port, ConfigError> {
     }
 }
 
-fn ports(flag: &str, value: &str) -> Result<Vec<Port>, ConfigError> {
+fn ports(flag: &str, value: &str, form: &str) -> Result<Vec<Port>, ConfigError> {
     split(value)
         .map(|item| match item.parse::<Port>() {
             Ok(p) if p != 0 => Ok(p),
             _ => Err(bad(
                 flag,
                 value,
-                &format!("{PORT_LIST_FORM} ({item:?} is not one)"),
+                &format!("{form} ({item:?} is not a port)"),
             )),
         })
         .collect()
@@ -203,11 +203,10 @@ pub fn parse_cidr(text: &str) -> Result<Cidr, String> {
 const CIDR_LIST_FORM: &str =
     "a comma-separated list of CIDRs (IPv4 like 10.0.0.0/8 or IPv6 like fd00::/8)";
 
-fn cidrs(flag: &str, value: &str) -> Result<Vec<Cidr>, ConfigError> {
+fn cidrs(flag: &str, value: &str, form: &str) -> Result<Vec<Cidr>, ConfigError> {
     split(value)
         .map(|item| {
-            parse_cidr(item)
-                .map_err(|why| bad(flag, value, &format!("{CIDR_LIST_FORM}; {item:?}: {why}")))
+            parse_cidr(item).map_err(|why| bad(flag, value, &format!("{form} ({item:?}: {why})")))
         })
         .collect()
 }
@@ -314,22 +313,20 @@ impl CaptureConfig {
 
         let inbound_ports = match flags.inbound_ports.trim() {
             "*" => InboundPorts::All,
-            other => {
-                InboundPorts::List(ports("-b/--istio-inbound-ports", other).map_err(|mut e| {
-                    e.expected.push_str(", or * for all ports");
-                    e
-                })?)
-            }
+            other => InboundPorts::List(ports(
+                "-b/--istio-inbound-ports",
+                other,
+                &format!("{PORT_LIST_FORM}, or * for all ports"),
+            )?),
         };
 
         let outbound_include = match flags.service_cidr.trim() {
             "*" => OutboundRanges::All,
-            other => {
-                OutboundRanges::List(cidrs("-i/--istio-service-cidr", other).map_err(|mut e| {
-                    e.expected.push_str(", or * for all destinations");
-                    e
-                })?)
-            }
+            other => OutboundRanges::List(cidrs(
+                "-i/--istio-service-cidr",
+                other,
+                &format!("{CIDR_LIST_FORM}, or * for all destinations"),
+            )?),
         };
         if flags.service_exclude_cidr.trim() == "*" {
             return Err(bad(
@@ -341,6 +338,7 @@ impl CaptureConfig {
         let outbound_exclude = cidrs(
             "-x/--istio-service-exclude-cidr",
             &flags.service_exclude_cidr,
+            CIDR_LIST_FORM,
         )?;
 
         let proxy_uids = owners("-u/--proxy-uid", &flags.proxy_uid, false)?;
@@ -414,6 +412,7 @@ impl CaptureConfig {
             inbound_ports_exclude: ports(
                 "-d/--istio-local-exclude-ports",
                 &flags.local_exclude_ports,
+                PORT_LIST_FORM,
             )?,
             exclude_interfaces: interfaces(
                 "-c/--istio-exclude-interfaces",
@@ -421,10 +420,15 @@ impl CaptureConfig {
             )?,
             outbound_include,
             outbound_exclude,
-            outbound_ports_include: ports("-q/--istio-outbound-ports", &flags.outbound_ports)?,
+            outbound_ports_include: ports(
+                "-q/--istio-outbound-ports",
+                &flags.outbound_ports,
+                PORT_LIST_FORM,
+            )?,
             outbound_ports_exclude: ports(
                 "-o/--istio-local-outbound-ports-exclude",
                 &flags.local_outbound_ports_exclude,
+                PORT_LIST_FORM,
             )?,
             kube_virt_interfaces: interfaces(
                 "-k/--kube-virt-interfaces",

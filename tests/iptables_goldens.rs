@@ -1,0 +1,240 @@
+//! outrigger's own goldens for `outrigger iptables`, beyond Istio's set:
+//! the rules behind the injected init container's default arguments, the
+//! `--cleanup-only` output, and the refusal of bad values.
+//!
+//! Goldens live in `tests/testdata/iptables/`. `UPDATE_GOLDENS=1 cargo test
+//! --test iptables_goldens` rewrites them; review the diff before committing.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use outrigger::iptables::{render_dry_run, rules_for_init_args};
+
+/// The arguments Istio's injection template gives the `istio-init` container
+/// by default (`pilot-agent istio-iptables ...`).
+const INIT_DEFAULT_ARGS: &[&str] = &[
+    "istio-iptables",
+    "-p",
+    "15001",
+    "-z",
+    "15006",
+    "-u",
+    "1337",
+    "-m",
+    "REDIRECT",
+    "-i",
+    "*",
+    "-x",
+    "",
+    "-b",
+    "*",
+    "-d",
+    "15090,15021,15020",
+    "--log_output_level=default:info",
+];
+
+/// Every golden this file reads; [`no_golden_is_left_unread`] checks the
+/// folder holds nothing else.
+const GOLDENS: &[&str] = &[
+    "init-container-defaults.golden",
+    "cleanup-only-init-container-defaults.golden",
+    "cleanup-only-tproxy-dns-ipv6.golden",
+    "refused.golden",
+];
+
+fn golden_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata/iptables")
+}
+
+/// Compares `actual` with a golden (or rewrites it under `UPDATE_GOLDENS=1`).
+fn check_golden(name: &str, actual: &str) {
+    assert!(GOLDENS.contains(&name), "{name} is not listed in GOLDENS");
+    let path = golden_dir().join(name);
+    if std::env::var_os("UPDATE_GOLDENS").is_some() {
+        std::fs::create_dir_all(golden_dir()).expect("golden dir");
+        std::fs::write(&path, actual).expect("golden written");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "golden {} missing ({e}); run with UPDATE_GOLDENS=1",
+            path.display()
+        )
+    });
+    assert!(
+        expected == actual,
+        "{} differs.\n--- golden\n{expected}\n--- actual\n{actual}",
+        path.display()
+    );
+}
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+fn outrigger_iptables(args: &[&str]) -> Run {
+    let output = Command::new(env!("CARGO_BIN_EXE_outrigger"))
+        .arg("iptables")
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the outrigger binary runs");
+    Run {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// The injected container's arguments without the subcommand name, as
+/// `outrigger iptables` takes them.
+fn init_args_for_cli() -> Vec<&'static str> {
+    INIT_DEFAULT_ARGS[1..].to_vec()
+}
+
+#[test]
+fn init_container_default_args_give_the_expected_rules() {
+    let rules = rules_for_init_args(INIT_DEFAULT_ARGS, None).expect("the default args are valid");
+    let library = render_dry_run(&rules);
+    check_golden("init-container-defaults.golden", &library);
+
+    // The CLI parses them with the same parser and prints the same rules.
+    let mut args = vec!["--dry-run"];
+    args.extend(init_args_for_cli());
+    let run = outrigger_iptables(&args);
+    assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
+    assert_eq!(run.stdout, library);
+
+    // What the issue spells out for `-b '*'`: inbound catch-all, and with
+    // `-i '*'` ISTIO_OUTPUT ends by redirecting everything else.
+    let nat: Vec<&str> = library.lines().collect();
+    let pos = |line: &str| {
+        nat.iter()
+            .position(|l| *l == line)
+            .unwrap_or_else(|| panic!("missing rule {line:?} in\n{library}"))
+    };
+    let excluded = pos("-A ISTIO_INBOUND -p tcp --dport 15090 -j RETURN");
+    let catch_all = pos("-A ISTIO_INBOUND -p tcp -j ISTIO_IN_REDIRECT");
+    assert!(
+        excluded < catch_all,
+        "excluded ports come before the catch-all"
+    );
+    assert_eq!(nat[nat.len() - 2], "-A ISTIO_OUTPUT -j ISTIO_REDIRECT");
+}
+
+#[test]
+fn cleanup_only_output() {
+    let mut args = vec!["--cleanup-only", "--dry-run"];
+    args.extend(init_args_for_cli());
+    let run = outrigger_iptables(&args);
+    assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
+    check_golden("cleanup-only-init-container-defaults.golden", &run.stdout);
+
+    let run = outrigger_iptables(&[
+        "--cleanup-only",
+        "--dry-run",
+        "-m",
+        "TPROXY",
+        "-b",
+        "*",
+        "-i",
+        "*",
+        "-c",
+        "not-istio-nic",
+        "--redirect-dns",
+        "--dns-servers",
+        "10.96.0.10,fd00::a",
+        "--drop-invalid",
+        "--ipv6",
+    ]);
+    assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
+    check_golden("cleanup-only-tproxy-dns-ipv6.golden", &run.stdout);
+}
+
+/// Bad values, each refused before anything is generated or applied: exit 1,
+/// nothing on stdout, and a message naming the flag, the value and the form.
+const REFUSED: &[&[&str]] = &[
+    &["-i", "10.0.0.0/33"],
+    &["-i", "10.0.0.256/8"],
+    &["-i", "10.0.0.0"],
+    &["-i", "10.0.0.0/8,not-a-cidr"],
+    &["-x", "2001:db8::/129"],
+    &["-x", "2001:db8:::1/64"],
+    &["-x", "*"],
+    &["-p", "70000"],
+    &["-z", "0"],
+    &["-e", "http"],
+    &["-b", "80,8o"],
+    &["-d", "15090,-1"],
+    &["-q", "65536"],
+    &["-o", "53,dns"],
+    &["-m", "NAT"],
+    &["-m", "tproxy"],
+    &["-t", "mark"],
+    &["-c", "eth0 eth1"],
+    &["-k", "averyveryverylongname0"],
+    &["-u", "1337;reboot"],
+    &["--dns-servers", "10.96.0"],
+    &["--host-ipv4-loopback-cidr", "10.0.0.1/32"],
+    &[
+        "--outbound-owner-groups",
+        "java",
+        "--outbound-owner-groups-exclude",
+        "ftp",
+    ],
+];
+
+#[test]
+fn bad_cidrs_ports_and_modes_are_refused() {
+    let mut transcript = String::new();
+    for args in REFUSED {
+        let mut full = vec!["--dry-run"];
+        full.extend_from_slice(args);
+        let run = outrigger_iptables(&full);
+        assert_eq!(
+            run.code,
+            Some(1),
+            "{args:?} must be refused; stderr: {}",
+            run.stderr
+        );
+        assert_eq!(
+            run.stdout, "",
+            "{args:?}: nothing may be printed or applied"
+        );
+        assert!(run.stderr.contains("expected"), "{args:?}: {}", run.stderr);
+        transcript.push_str(&format!(
+            "$ outrigger iptables --dry-run {}\nexit {}\n{}\n",
+            args.iter()
+                .map(|a| format!("'{a}'"))
+                .collect::<Vec<_>>()
+                .join(" "),
+            run.code.unwrap_or(-1),
+            run.stderr.trim_end()
+        ));
+    }
+    check_golden("refused.golden", &transcript);
+}
+
+#[test]
+fn bad_init_container_args_are_refused_by_the_library_too() {
+    let err =
+        rules_for_init_args(["istio-iptables", "-i", "10.0.0.0/40"], None).expect_err("refused");
+    assert!(err.to_string().contains("-i/--istio-service-cidr"), "{err}");
+    let err = rules_for_init_args(["istio-iptables", "--bogus"], None).expect_err("refused");
+    assert!(err.to_string().contains("--bogus"), "{err}");
+}
+
+#[test]
+fn no_golden_is_left_unread() {
+    let listed: BTreeSet<String> = GOLDENS.iter().map(|g| (*g).to_owned()).collect();
+    let on_disk: BTreeSet<String> = std::fs::read_dir(golden_dir())
+        .expect("tests/testdata/iptables exists")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let unread: Vec<&String> = on_disk.difference(&listed).collect();
+    assert!(unread.is_empty(), "goldens nobody reads: {unread:?}");
+}
