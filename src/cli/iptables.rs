@@ -33,7 +33,7 @@ pub fn run(args: IptablesArgs) -> anyhow::Result<ExitCode> {
     };
     let config = CaptureConfig::from_flags(&flags, resolv_conf.as_deref())?;
     let rules = generate(&config);
-    let tools = Tools::default();
+    let tools = Tools::new(flags.iptables_backend);
 
     match (flags.cleanup_only, flags.dry_run) {
         (true, true) => print!("{}", render_cleanup_dry_run(&rules)),

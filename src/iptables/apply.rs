@@ -23,12 +23,12 @@ pub struct Tools {
     pub variant: Variant,
 }
 
-/// Which iptables build to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Which iptables build to run (`--iptables-backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Variant {
-    /// The system default (`iptables-restore`, ...).
+    /// The system's choice: `iptables-restore`, ... as found on `PATH`.
     #[default]
-    Default,
+    System,
     /// The nf_tables build (`iptables-nft-restore`, ...).
     Nft,
     /// The legacy x_tables build (`iptables-legacy-restore`, ...).
@@ -37,18 +37,21 @@ pub enum Variant {
 
 impl Default for Tools {
     fn default() -> Self {
-        Tools {
-            variant: Variant::Default,
-        }
+        Tools::new(Variant::System)
     }
 }
 
 impl Tools {
+    /// The programs of one iptables build.
+    pub fn new(variant: Variant) -> Tools {
+        Tools { variant }
+    }
+
     /// The program implementing `base` (`iptables`, `iptables-save`,
     /// `ip6tables-restore`, ...) in the chosen variant.
     pub fn program(&self, base: &str) -> String {
         let suffix = match self.variant {
-            Variant::Default => return base.to_owned(),
+            Variant::System => return base.to_owned(),
             Variant::Nft => "nft",
             Variant::Legacy => "legacy",
         };
@@ -82,14 +85,16 @@ pub enum ApplyError {
         stderr: String,
     },
     /// A commit failed after the check passed; the saved tables were put back.
-    #[error("{source}; the tables were restored to their previous state")]
+    #[error("applying the rules failed; the tables were restored to their previous state")]
     RolledBack {
         /// The failure.
         #[source]
         source: Box<ApplyError>,
     },
     /// A commit failed and putting the saved tables back failed too.
-    #[error("{source}; restoring the previous tables also failed: {rollback}")]
+    #[error(
+        "applying the rules failed, and restoring the previous tables also failed ({rollback})"
+    )]
     RollbackFailed {
         /// The failure.
         #[source]

@@ -12,6 +12,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser};
 
+use super::apply::Variant;
+
 /// `istio-iptables`-compatible flags (see Istio's
 /// `tools/istio-iptables/pkg/cmd/root.go` for their meaning).
 ///
@@ -223,6 +225,12 @@ pub struct IptablesFlags {
         default_value = "127.0.0.1/32"
     )]
     pub host_ipv4_loopback_cidr: String,
+
+    /// Which iptables build applies the rules: the system's (`iptables-restore`
+    /// on PATH), or explicitly `nft` or `legacy` (outrigger's own flag; Istio
+    /// guesses from the rules already present).
+    #[arg(long = "iptables-backend", value_enum, default_value_t = Variant::System)]
+    pub iptables_backend: Variant,
 
     /// Accepted for compatibility with `pilot-agent istio-iptables`; ignored
     /// (use --log-level).
