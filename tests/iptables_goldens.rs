@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use outrigger::iptables::{render_dry_run, rules_for_init_args};
+use outrigger::iptables::plan_for_init_args;
 
 /// The arguments Istio's injection template gives the `istio-init` container
 /// by default (`pilot-agent istio-iptables ...`).
@@ -97,8 +97,9 @@ fn init_args_for_cli() -> Vec<&'static str> {
 
 #[test]
 fn init_container_default_args_give_the_expected_rules() {
-    let rules = rules_for_init_args(INIT_DEFAULT_ARGS, None).expect("the default args are valid");
-    let library = render_dry_run(&rules);
+    let plan = plan_for_init_args(INIT_DEFAULT_ARGS, None).expect("the default args are valid");
+    assert!(plan.setup.is_empty(), "REDIRECT over IPv4 needs no route");
+    let library = plan.dry_run();
     check_golden("init-container-defaults.golden", &library);
 
     // The CLI parses them with the same parser and prints the same rules.
@@ -221,9 +222,9 @@ fn bad_cidrs_ports_and_modes_are_refused() {
 #[test]
 fn bad_init_container_args_are_refused_by_the_library_too() {
     let err =
-        rules_for_init_args(["istio-iptables", "-i", "10.0.0.0/40"], None).expect_err("refused");
+        plan_for_init_args(["istio-iptables", "-i", "10.0.0.0/40"], None).expect_err("refused");
     assert!(err.to_string().contains("-i/--istio-service-cidr"), "{err}");
-    let err = rules_for_init_args(["istio-iptables", "--bogus"], None).expect_err("refused");
+    let err = plan_for_init_args(["istio-iptables", "--bogus"], None).expect_err("refused");
     assert!(err.to_string().contains("--bogus"), "{err}");
 }
 

@@ -103,8 +103,7 @@ const LEGACY: Backend = Backend {
 
 impl Namespaces {
     /// Creates the namespaces, or says why it cannot (the only skip reason).
-    fn create(backend: Backend, octet: u8) -> Result<Namespaces, String> {
-        let tag = backend.flag;
+    fn create(backend: Backend, tag: &str, octet: u8) -> Result<Namespaces, String> {
         remove_stale();
         let pid = std::process::id();
         let a = format!("outrigger-ipt-{tag}-a-{pid}");
@@ -298,7 +297,7 @@ fn capture_scenario(backend: Backend, index: u32) {
         return;
     }
     let octet = ((std::process::id() % 120) * 2 + index) as u8;
-    let mut ns = match Namespaces::create(backend, octet) {
+    let mut ns = match Namespaces::create(backend, backend.flag, octet) {
         Ok(ns) => ns,
         Err(why) => {
             println!("SKIPPED {test}: this machine cannot create network namespaces ({why})");
@@ -394,6 +393,99 @@ fn capture_scenario(backend: Backend, index: u32) {
     );
     assert!(stderr.contains("ip6tables-restore"), "{stderr}");
     assert_eq!(ns.state(), blocked, "neither family changed");
+}
+
+/// TPROXY mode with DNS capture, invalid-packet drop and IPv6: every table
+/// (mangle, nat, raw) and the policy routing are installed, then removed so
+/// that the tables, the policy rules and the route table are as they were.
+#[test]
+fn tproxy_dns_ipv6_apply_and_cleanup() {
+    let test = "tproxy_dns_ipv6_apply_and_cleanup";
+    if !is_root() {
+        println!("SKIPPED {test}: not root, cannot create network namespaces");
+        return;
+    }
+    let octet = ((std::process::id() % 120) * 2 + 2) as u8;
+    let ns = match Namespaces::create(SYSTEM, "tproxy", octet) {
+        Ok(ns) => ns,
+        Err(why) => {
+            println!("SKIPPED {test}: this machine cannot create network namespaces ({why})");
+            return;
+        }
+    };
+    let args = [
+        "-m",
+        "TPROXY",
+        "-b",
+        "*",
+        "-i",
+        "*",
+        "-t",
+        "1337",
+        "-r",
+        "133",
+        "--ipv6",
+        "--redirect-dns",
+        "--dns-servers",
+        "10.96.0.10,fd00::a",
+        "--drop-invalid",
+    ];
+    let routing = |ns: &Namespaces| {
+        let mut out = String::new();
+        for args in [
+            &["-4", "rule"][..],
+            &["-6", "rule"],
+            &["-4", "route", "show", "table", "133"],
+            &["-6", "route", "show", "table", "133"],
+        ] {
+            let mut full = vec!["-n", ns.a.as_str()];
+            full.extend_from_slice(args);
+            // A route table that never existed cannot be shown: same as empty.
+            let (_, listed, _) = run("ip", &full);
+            out.push_str(&listed);
+        }
+        out
+    };
+    let before = (ns.state(), routing(&ns));
+
+    let (ok, _, stderr) = ns.outrigger(&args);
+    assert!(ok, "applying TPROXY rules failed: {stderr}");
+    let ((v4, v6), rules) = (ns.state(), routing(&ns));
+    for line in [
+        "-A PREROUTING -p tcp -j ISTIO_INBOUND",
+        "-A ISTIO_DIVERT -j MARK --set-xmark 0x539/0xffffffff",
+        "-A OUTPUT -j ISTIO_OUTPUT_DNS",
+        "-A PREROUTING -m conntrack --ctstate INVALID -j ISTIO_DROP",
+    ] {
+        assert!(
+            v4.lines().any(|l| l == line),
+            "iptables-save lacks {line:?}:\n{v4}"
+        );
+    }
+    assert!(v4.contains("-j TPROXY --on-port 15006"), "{v4}");
+    assert!(
+        v4.contains("-d 10.96.0.10/32 -p udp -m udp --dport 53 -j CT --zone 2"),
+        "{v4}"
+    );
+    assert!(
+        v6.contains("-d fd00::a/128 -p udp -m udp --dport 53 -j CT --zone 2"),
+        "{v6}"
+    );
+    assert!(rules.contains("fwmark 0x539 lookup 133"), "{rules}");
+    assert!(rules.contains("local default dev lo"), "{rules}");
+
+    let mut cleanup = vec!["--cleanup-only"];
+    cleanup.extend_from_slice(&args);
+    let (ok, _, stderr) = ns.outrigger(&cleanup);
+    assert!(ok, "cleanup failed: {stderr}");
+    assert_eq!(
+        (ns.state(), routing(&ns)),
+        before,
+        "cleanup restores tables and routing"
+    );
+    let (ok, _, stderr) = ns.outrigger(&cleanup);
+    assert!(ok, "a second cleanup (nothing installed) failed: {stderr}");
+    assert_eq!((ns.state(), routing(&ns)), before);
 }
 
 /// Not a test: the helper process `capture_in_network_namespace` starts

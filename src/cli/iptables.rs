@@ -6,9 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use outrigger::iptables::apply::{self, Tools};
-use outrigger::iptables::{
-    CaptureConfig, IptablesFlags, generate, render_cleanup_dry_run, render_dry_run,
-};
+use outrigger::iptables::{CaptureConfig, CapturePlan, IptablesFlags};
 use tracing::info;
 
 /// Flags of `outrigger iptables`.
@@ -32,21 +30,20 @@ pub fn run(args: IptablesArgs) -> anyhow::Result<ExitCode> {
         None
     };
     let config = CaptureConfig::from_flags(&flags, resolv_conf.as_deref())?;
-    let rules = generate(&config);
+    let plan = CapturePlan::new(&config);
     let tools = Tools::new(flags.iptables_backend);
 
     match (flags.cleanup_only, flags.dry_run) {
-        (true, true) => print!("{}", render_cleanup_dry_run(&rules)),
+        (true, true) => print!("{}", plan.cleanup_dry_run()),
         (true, false) => {
-            let plans = apply::cleanup(&tools, &rules)?;
-            for (family, plan) in plans {
-                info!(family = %family, removed = !plan.is_empty(), "cleanup done");
+            for (family, removal) in apply::cleanup(&tools, &plan)? {
+                info!(family = %family, removed = !removal.is_empty(), "cleanup done");
             }
         }
-        (false, true) => print!("{}", render_dry_run(&rules)),
+        (false, true) => print!("{}", plan.dry_run()),
         (false, false) => {
-            apply::apply(&tools, &rules)?;
-            info!(ipv6 = rules.ipv6, "capture rules installed");
+            apply::apply(&tools, &plan)?;
+            info!(ipv6 = plan.rules.ipv6, "capture rules installed");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -12,7 +12,9 @@ use std::process::{Command, Stdio};
 
 use tracing::{info, warn};
 
+use super::CapturePlan;
 use super::cleanup::{check_args, cleanup_from_saved, parse_save, unattributable_rules};
+use super::routes::IpCommand;
 use super::rules::{Family, RuleSet, Table};
 
 /// The iptables programs to run, per family. The defaults are the names on
@@ -215,14 +217,79 @@ pub fn restore_atomically(tools: &Tools, texts: &[(Family, String)]) -> Result<(
     Ok(())
 }
 
-/// Applies the rules of every family atomically.
-pub fn apply(tools: &Tools, rules: &RuleSet) -> Result<(), ApplyError> {
-    let texts: Vec<(Family, String)> = rules
+/// Runs `ip args`; `Ok(true)` when it changed something, `Ok(false)` when
+/// iproute2 says the thing is already there (`added`) or already gone.
+fn run_ip(command: &IpCommand) -> Result<bool, ApplyError> {
+    let args: Vec<&str> = command.args.iter().map(String::as_str).collect();
+    match run("ip", &args, None) {
+        Ok(_) => Ok(true),
+        Err(ApplyError::Failed { stderr, .. }) if already_done(command, &stderr) => {
+            info!(command = %command.line(), answer = %stderr, "nothing to change");
+            Ok(false)
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// Whether iproute2's complaint means the state is already what `command`
+/// wants: an `add` of something present, a `del` of something absent.
+fn already_done(command: &IpCommand, stderr: &str) -> bool {
+    if command.args.iter().any(|a| a == "add") {
+        stderr.contains("File exists")
+    } else {
+        stderr.contains("No such file or directory") || stderr.contains("No such process")
+    }
+}
+
+/// Undoes the `ip` commands that took effect, newest first (best effort:
+/// the original failure is what gets reported).
+fn undo_ip(done: &[IpCommand]) {
+    for command in done.iter().rev() {
+        if let Err(err) = run_ip(&command.undo()) {
+            warn!(command = %command.undo().line(), error = %err, "could not undo");
+        }
+    }
+}
+
+/// Installs a capture plan: the rules of every family atomically, plus the
+/// `ip` addresses/routes it needs. On failure nothing stays changed.
+pub fn apply(tools: &Tools, plan: &CapturePlan) -> Result<(), ApplyError> {
+    let texts = restore_texts(&plan.rules);
+    // Refuse early, before any route is touched.
+    for (family, text) in &texts {
+        run(
+            &tools.program(family.restore_command()),
+            &["--noflush", "--test"],
+            Some(text),
+        )?;
+    }
+    let mut done = Vec::new();
+    for command in &plan.setup {
+        match run_ip(command) {
+            Ok(true) => done.push(command.clone()),
+            Ok(false) => {}
+            Err(err) => {
+                undo_ip(&done);
+                return Err(err);
+            }
+        }
+    }
+    if let Err(err) = restore_atomically(tools, &texts) {
+        undo_ip(&done);
+        return Err(err);
+    }
+    for command in &done {
+        info!(command = %command.line(), "done");
+    }
+    Ok(())
+}
+
+fn restore_texts(rules: &RuleSet) -> Vec<(Family, String)> {
+    rules
         .families()
         .into_iter()
         .map(|f| (f, rules.restore_text(f)))
-        .collect();
-    restore_atomically(tools, &texts)
+        .collect()
 }
 
 /// Plans the removal of what is installed, per family: reads
@@ -245,15 +312,21 @@ pub fn plan_cleanup(tools: &Tools, rules: &RuleSet) -> Result<Vec<(Family, Strin
     Ok(plans)
 }
 
-/// Removes what is installed (see [`plan_cleanup`]); a no-op when nothing is.
-pub fn cleanup(tools: &Tools, rules: &RuleSet) -> Result<Vec<(Family, String)>, ApplyError> {
-    let plans = plan_cleanup(tools, rules)?;
-    if plans.iter().all(|(_, text)| text.is_empty()) {
-        info!("nothing installed; nothing to remove");
-        return Ok(plans);
+/// Removes what is installed (see [`plan_cleanup`]) and the plan's routes;
+/// a no-op when nothing is. Returns the restore input run per family.
+pub fn cleanup(tools: &Tools, plan: &CapturePlan) -> Result<Vec<(Family, String)>, ApplyError> {
+    let texts = plan_cleanup(tools, &plan.rules)?;
+    if texts.iter().all(|(_, text)| text.is_empty()) {
+        info!("no rule or chain installed; nothing to remove");
+    } else {
+        restore_atomically(tools, &texts)?;
     }
-    restore_atomically(tools, &plans)?;
-    Ok(plans)
+    for command in &plan.teardown {
+        if run_ip(command)? {
+            info!(command = %command.line(), "removed");
+        }
+    }
+    Ok(texts)
 }
 
 #[cfg(test)]
