@@ -41,6 +41,8 @@ const GOLDENS: &[&str] = &[
     "cleanup-only-init-container-defaults.golden",
     "cleanup-only-tproxy-dns-ipv6.golden",
     "refused.golden",
+    "beyond-istio-tproxy-ports-capture-all-dns.golden",
+    "beyond-istio-loopback-include-owner-groups.golden",
 ];
 
 fn golden_dir() -> PathBuf {
@@ -153,6 +155,67 @@ fn cleanup_only_output() {
     ]);
     assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
     check_golden("cleanup-only-tproxy-dns-ipv6.golden", &run.stdout);
+}
+
+/// Flag combinations Istio's conformance set does not exercise: TPROXY with
+/// a port list, `-o`/`-q` ports, `-k` with `-i '*'`, `--capture-all-dns`,
+/// mixed-family `-x`; and a loopback `-i` range with an owner-group allowlist.
+#[test]
+fn combinations_beyond_istios_set() {
+    let run = outrigger_iptables(&[
+        "--dry-run",
+        "-m",
+        "TPROXY",
+        "-b",
+        "8080,9090",
+        "-i",
+        "*",
+        "-k",
+        "vm0",
+        "-o",
+        "53,5353",
+        "-q",
+        "3306",
+        "--redirect-dns",
+        "--capture-all-dns",
+        "-x",
+        "10.0.0.0/8,fd00::/8",
+        "--ipv6",
+    ]);
+    assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
+    check_golden(
+        "beyond-istio-tproxy-ports-capture-all-dns.golden",
+        &run.stdout,
+    );
+    for line in [
+        "-A ISTIO_OUTPUT -p udp --dport 53 -j RETURN",
+        "-A ISTIO_OUTPUT_DNS -p udp --dport 53 -j REDIRECT --to-port 15053",
+        "-I PREROUTING 1 -i vm0 -j ISTIO_REDIRECT",
+        "-A ISTIO_INBOUND -p tcp --dport 9090 -j ISTIO_TPROXY",
+        "-A ISTIO_OUTPUT -d fd00::/8 -j RETURN",
+    ] {
+        assert!(run.stdout.lines().any(|l| l == line), "missing {line:?}");
+    }
+
+    let run = outrigger_iptables(&[
+        "--dry-run",
+        "-i",
+        "127.1.2.3/32,10.96.0.0/12",
+        "--outbound-owner-groups",
+        "1000,app",
+    ]);
+    assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
+    check_golden(
+        "beyond-istio-loopback-include-owner-groups.golden",
+        &run.stdout,
+    );
+    assert!(
+        !run.stdout.contains("-o lo -m owner ! --uid-owner"),
+        "with loopback captured, app-to-self traffic is not exempted"
+    );
+    assert!(run.stdout.contains(
+        "-A ISTIO_OUTPUT -m owner ! --gid-owner 1000 -m owner ! --gid-owner app -j RETURN"
+    ));
 }
 
 /// Bad values, each refused before anything is generated or applied: exit 1,

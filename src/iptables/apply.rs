@@ -1,11 +1,12 @@
-//! Applying and removing rules on the machine: runs `iptables-restore
-//! --noflush` / `ip6tables-restore --noflush`, feeding the generated text on
-//! stdin.
+//! Applying and removing a [`CapturePlan`] on the machine: runs
+//! `iptables-restore --noflush` / `ip6tables-restore --noflush`, feeding the
+//! generated text on stdin, and the plan's `ip` commands.
 //!
-//! All or nothing: both families are first checked with `--test`; the touched
-//! tables are saved; then each family is committed. If a commit still fails,
-//! the saved tables are restored, so the tables end as they were, and the
-//! error carries iptables' own message.
+//! All or nothing: both families are first checked with `--test`; the `ip`
+//! commands run; the touched tables are saved; then each family is
+//! committed. If a commit still fails, the saved tables are restored and the
+//! `ip` commands undone, so everything ends as it was, and the error carries
+//! iptables' own message.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -178,7 +179,16 @@ fn save_tables(tools: &Tools, family: Family, tables: &[Table]) -> Result<String
     let program = tools.program(family.save_command());
     let mut saved = String::new();
     for table in tables {
-        saved.push_str(&run(&program, &["-t", table.name()], None)?);
+        let text = run(&program, &["-t", table.name()], None)?;
+        if text
+            .lines()
+            .any(|l| l.trim() == format!("*{}", table.name()))
+        {
+            saved.push_str(&text);
+        } else {
+            // Not there yet: putting it back means leaving it empty.
+            saved.push_str(&format!("*{}\nCOMMIT\n", table.name()));
+        }
     }
     Ok(saved)
 }
