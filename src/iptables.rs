@@ -119,3 +119,35 @@ where
     let config = CaptureConfig::from_flags(&flags, resolv_conf)?;
     Ok(CapturePlan::new(&config))
 }
+
+/// The arguments for an init container running `outrigger iptables` in
+/// place of `istio-iptables`: `["iptables", <args>...]`, `args` being what
+/// the container would pass `istio-iptables` (a leading `istio-iptables` is
+/// dropped). Refused, with the reason, when `outrigger iptables` would
+/// refuse them, so that a pod is never injected with a failing init container.
+pub fn outrigger_init_args<I, S>(args: I) -> Result<Vec<String>, InitArgsError>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let mut args: Vec<String> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+    if args.first().is_some_and(|first| first == "istio-iptables") {
+        args.remove(0);
+    }
+    plan_for_init_args(&args, None)?;
+    Ok(std::iter::once("iptables".to_owned()).chain(args).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_args_become_outrigger_iptables_args() {
+        let args =
+            outrigger_init_args(["istio-iptables", "-p", "15001", "-b", "*"]).expect("valid");
+        assert_eq!(args, ["iptables", "-p", "15001", "-b", "*"]);
+        let err = outrigger_init_args(["-p", "0"]).expect_err("refused");
+        assert!(err.to_string().contains("-p/--envoy-port"), "{err}");
+    }
+}

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use outrigger::iptables::plan_for_init_args;
+use outrigger::iptables::{outrigger_init_args, plan_for_init_args};
 
 /// The arguments Istio's injection template gives the `istio-init` container
 /// by default (`pilot-agent istio-iptables ...`).
@@ -91,10 +91,12 @@ fn outrigger_iptables(args: &[&str]) -> Run {
     }
 }
 
-/// The injected container's arguments without the subcommand name, as
-/// `outrigger iptables` takes them.
-fn init_args_for_cli() -> Vec<&'static str> {
-    INIT_DEFAULT_ARGS[1..].to_vec()
+/// The injected container's arguments as `outrigger iptables` takes them
+/// (what [`outrigger_init_args`] gives the injector, minus `iptables`).
+fn init_args_for_cli() -> Vec<String> {
+    let mut args = outrigger_init_args(INIT_DEFAULT_ARGS).expect("the default args are valid");
+    assert_eq!(args.remove(0), "iptables");
+    args
 }
 
 #[test]
@@ -105,8 +107,9 @@ fn init_container_default_args_give_the_expected_rules() {
     check_golden("init-container-defaults.golden", &library);
 
     // The CLI parses them with the same parser and prints the same rules.
+    let cli_args = init_args_for_cli();
     let mut args = vec!["--dry-run"];
-    args.extend(init_args_for_cli());
+    args.extend(cli_args.iter().map(String::as_str));
     let run = outrigger_iptables(&args);
     assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
     assert_eq!(run.stdout, library);
@@ -130,8 +133,9 @@ fn init_container_default_args_give_the_expected_rules() {
 
 #[test]
 fn cleanup_only_output() {
+    let cli_args = init_args_for_cli();
     let mut args = vec!["--cleanup-only", "--dry-run"];
-    args.extend(init_args_for_cli());
+    args.extend(cli_args.iter().map(String::as_str));
     let run = outrigger_iptables(&args);
     assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
     check_golden("cleanup-only-init-container-defaults.golden", &run.stdout);

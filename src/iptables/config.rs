@@ -364,13 +364,16 @@ impl CaptureConfig {
         } else {
             OwnerGroups::Only(owners("--outbound-owner-groups", include_groups, true)?)
         };
-        let group_count = match &owner_groups {
-            OwnerGroups::AllExcept(g) | OwnerGroups::Only(g) => g.len(),
+        let (groups_flag, groups_value, group_count) = match &owner_groups {
+            OwnerGroups::AllExcept(g) => {
+                ("--outbound-owner-groups-exclude", exclude_groups, g.len())
+            }
+            OwnerGroups::Only(g) => ("--outbound-owner-groups", include_groups, g.len()),
         };
         if group_count > 64 {
             return Err(bad(
-                "--outbound-owner-groups",
-                include_groups,
+                groups_flag,
+                groups_value,
                 "at most 64 groups (one owner match each)",
             ));
         }
