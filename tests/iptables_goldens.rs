@@ -243,8 +243,10 @@ const REFUSED: &[&[&str]] = &[
     &["-m", "tproxy"],
     &["-t", "mark"],
     &["-c", "eth0 eth1"],
+    &["-c", "-j"],
     &["-k", "averyveryverylongname0"],
     &["-u", "1337;reboot"],
+    &["-g", "-1"],
     &["--dns-servers", "10.96.0"],
     &["--host-ipv4-loopback-cidr", "10.0.0.1/32"],
     &[

@@ -217,6 +217,7 @@ fn interfaces(flag: &str, value: &str) -> Result<Vec<String>, ConfigError> {
     split(value)
         .map(|item| {
             let ok = item.len() <= 15
+                && !item.starts_with(['-', '!'])
                 && item
                     .chars()
                     .all(|c| c.is_ascii_graphic() && c != '/' && c != ':' && c != ',');
@@ -227,7 +228,7 @@ fn interfaces(flag: &str, value: &str) -> Result<Vec<String>, ConfigError> {
                     flag,
                     value,
                     &format!(
-                        "a comma-separated list of interface names (1-15 characters, no '/', ':' or blanks; {item:?} is not one)"
+                        "a comma-separated list of interface names (1-15 characters, no '/', ':' or blanks, not starting with '-' or '!'; {item:?} is not one)"
                     ),
                 ))
             }
@@ -244,6 +245,7 @@ fn owners(flag: &str, value: &str, allow_empty: bool) -> Result<Vec<String>, Con
     }
     for item in &list {
         let ok = item.len() <= 32
+            && item.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
             && item
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
