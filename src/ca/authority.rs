@@ -18,8 +18,8 @@ use x509_parser::prelude::FromDer;
 use super::csr::verify_csr;
 use super::identity::SpiffeId;
 use super::issue::{
-    CertChain, IssueError, IssuePolicy, IssuedCertificate, LeafKind, leaf_params, make_ca,
-    random_serial,
+    CertChain, IssueError, IssuePolicy, IssuedCertificate, LeafKind, format_time, leaf_params,
+    make_ca, random_serial,
 };
 use super::keys::{
     KeyAlgorithm, KeyError, KeyKind, PrivateKeyPem, classify_spki, parse_private_key,
@@ -98,7 +98,12 @@ pub enum LoadError {
     )]
     KeyMismatch,
     /// A certificate is outside its validity window.
-    #[error("{which} ({subject}) {state}: valid from {not_before} to {not_after}, now is {now}")]
+    #[error(
+        "{which} ({subject}) {state}: valid from {} to {}, now is {}",
+        format_time(*not_before),
+        format_time(*not_after),
+        format_time(*now)
+    )]
     Validity {
         /// Which certificate.
         which: String,
