@@ -21,8 +21,8 @@ use super::chain::{
 use super::csr::verify_csr;
 use super::identity::SpiffeId;
 use super::issue::{
-    CertChain, IssueError, IssuePolicy, IssuedCertificate, LeafKind, leaf_params, make_ca,
-    random_serial,
+    CertChain, IssueError, IssuePolicy, IssuedCertificate, LeafKind, add_duration, leaf_params,
+    make_ca, random_serial,
 };
 use super::keys::{KeyAlgorithm, KeyKind, PrivateKeyPem, classify_spki, parse_private_key};
 
@@ -105,7 +105,14 @@ impl CertificateAuthority {
         dn.push(DnType::CommonName, "outrigger root CA");
         params.distinguished_name = dn;
         params.not_before = now - super::issue::CLOCK_SKEW;
-        params.not_after = now + opts.validity;
+        params.not_after = match add_duration(now, opts.validity) {
+            Some(end) if !opts.validity.is_zero() => end,
+            _ => {
+                return Err(LoadError::RootValidity {
+                    validity: super::issue::format_duration(opts.validity),
+                });
+            }
+        };
         make_ca(&mut params);
         let cert = params.self_signed(key.pair()).map_err(LoadError::Sign)?;
         Self::from_pem(&CaPem {
@@ -311,7 +318,7 @@ impl CertificateAuthority {
     }
 
     fn warn_if_clamped(&self, params: &CertificateParams, now: OffsetDateTime, ttl: Duration) {
-        if params.not_after < now + ttl {
+        if add_duration(now, ttl).is_none_or(|end| params.not_after < end) {
             warn!(ca_not_after = %self.ca_not_after, "certificate lifetime shortened to the CA certificate's expiry");
         }
     }

@@ -80,6 +80,14 @@ pub enum LoadError {
         /// Why.
         reason: String,
     },
+    /// The validity asked for a new root is zero or past the year 9999.
+    #[error(
+        "root validity {validity} is out of range; expected a positive duration ending before the year 9999, such as 10y"
+    )]
+    RootValidity {
+        /// The validity asked for.
+        validity: String,
+    },
     /// The trust domain of a new root is invalid.
     #[error(transparent)]
     TrustDomain(super::identity::IdentityError),
