@@ -213,7 +213,9 @@ impl CertificateAuthority {
         CertChain::new(self.ca_chain.clone())
     }
 
-    /// When the signing certificate expires (no leaf outlives it).
+    /// The earliest notAfter of the CA's chain (signing certificate,
+    /// intermediates, root): no leaf outlives it, and the CA must be replaced
+    /// before it (the `outrigger_ca_chain_expiry_timestamp_seconds` metric).
     pub fn ca_not_after(&self) -> OffsetDateTime {
         self.ca_not_after
     }
@@ -352,5 +354,30 @@ impl CertificateAuthority {
             .map_err(|e| LoadError::Chain {
                 reason: format!("a certificate signed with ca-key.pem does not verify: {e}"),
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The servers share one CA across tasks and threads.
+    #[test]
+    fn authority_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<CertificateAuthority>();
+    }
+
+    #[test]
+    fn chain_expiry_is_the_earliest_in_the_chain() {
+        let ca = CertificateAuthority::generate_root(&RootOptions {
+            validity: Duration::from_secs(3600),
+            ..RootOptions::default()
+        })
+        .unwrap();
+        let id = SpiffeId::new("cluster.local", "a", "b").unwrap();
+        let issued = ca.issue_workload(&id, None).unwrap();
+        // A 24h request under a 1h root ends with the root.
+        assert_eq!(issued.not_after, ca.ca_not_after());
     }
 }
