@@ -77,6 +77,7 @@ pub struct CertificateAuthority {
     ca_chain: Vec<String>,
     root_pem: String,
     ca_not_after: OffsetDateTime,
+    root_not_after: OffsetDateTime,
     policy: IssuePolicy,
 }
 
@@ -163,6 +164,11 @@ impl CertificateAuthority {
         // No leaf may outlive any certificate above it.
         let ca_not_after = verify_chain(&chain_der, now)?;
 
+        let root_not_after = parse_cert("root-cert.pem", &root_der)?
+            .validity()
+            .not_after
+            .to_datetime();
+
         check_subject_encodable(&ca)?;
         let issuer = Issuer::from_ca_cert_der(
             &rustls_pki_types::CertificateDer::from(ca_der.as_slice()),
@@ -179,6 +185,7 @@ impl CertificateAuthority {
             ca_chain: chain_der.iter().map(|d| to_pem(d)).collect(),
             root_pem: to_pem(&root_der),
             ca_not_after,
+            root_not_after,
             policy: IssuePolicy::default(),
         };
         authority.probe(&ca, now)?;
@@ -218,6 +225,11 @@ impl CertificateAuthority {
     /// before it (the `outrigger_ca_chain_expiry_timestamp_seconds` metric).
     pub fn ca_not_after(&self) -> OffsetDateTime {
         self.ca_not_after
+    }
+
+    /// When the root expires (the `outrigger_ca_root_expiry_timestamp_seconds` metric).
+    pub fn root_not_after(&self) -> OffsetDateTime {
+        self.root_not_after
     }
 
     /// The kind of the CA's signing key.
@@ -379,5 +391,6 @@ mod tests {
         let issued = ca.issue_workload(&id, None).unwrap();
         // A 24h request under a 1h root ends with the root.
         assert_eq!(issued.not_after, ca.ca_not_after());
+        assert_eq!(ca.root_not_after(), ca.ca_not_after());
     }
 }
