@@ -56,9 +56,11 @@
 //! # let _ = (from_secret, issued); Ok(()) }
 //! ```
 //!
-//! Errors map onto gRPC codes as follows: [`CsrError::IdentityMismatch`] is a
-//! permission problem; the other [`CsrError`]s and [`IssueError::TtlTooLong`]
-//! are invalid arguments; the rest are internal.
+//! [`IssueError::kind`] says how to report a refusal remotely
+//! ([`issue::RefusalKind`]): a CSR naming another identity is `NotPermitted`
+//! (gRPC PermissionDenied); a bad CSR, key, signature or TTL is
+//! `InvalidRequest` (InvalidArgument); an expired CA or crypto failure is
+//! `Internal`. Every error's message is fit to show the caller.
 
 pub mod authority;
 pub mod chain;
