@@ -17,3 +17,4 @@ pub mod error;
 pub mod leader;
 pub mod metrics;
 pub mod retry;
+pub mod root_configmaps;

@@ -102,15 +102,16 @@ pub async fn drive<K, S, R, RF, A, AF>(
     AF: Future<Output = Result<Vec<K>, ReconcileError>>,
 {
     let mut triggers = std::pin::pin!(triggers);
+    let mut list_backoff = backoff.clone();
     let mut queue = RetryQueue::new(backoff);
     let mut next_resync = Instant::now();
     loop {
         let retry_at = queue.next_due().unwrap_or(next_resync).min(next_resync);
+        // Biased: leadership first, then due retries and resyncs (they are
+        // only ready when due, so events cannot starve), then events. This
+        // also makes the order of requests deterministic for tests.
         let keys: Vec<K> = tokio::select! {
-            key = triggers.next() => match key {
-                Some(key) => vec![key],
-                None => return,
-            },
+            biased;
             leading = gate.changed() => {
                 if !leading {
                     queue.clear();
@@ -126,8 +127,15 @@ pub async fn drive<K, S, R, RF, A, AF>(
                     next_resync = now + resync;
                     if gate.is_leader() {
                         match all_keys().await {
-                            Ok(all) => keys.extend(all),
-                            Err(error) => warn!(controller, error = %error, "listing objects to resync failed; retrying at the next resync"),
+                            Ok(all) => {
+                                keys.extend(all);
+                                list_backoff.reset();
+                            }
+                            Err(error) => {
+                                let delay = list_backoff.next_delay();
+                                next_resync = now + delay;
+                                warn!(controller, error = %error, retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), "listing objects to resync failed; will retry");
+                            }
                         }
                     }
                 }
@@ -135,6 +143,10 @@ pub async fn drive<K, S, R, RF, A, AF>(
                 keys.dedup();
                 keys
             }
+            key = triggers.next() => match key {
+                Some(key) => vec![key],
+                None => return,
+            },
         };
         for key in keys {
             match reconcile(key.clone()).await {
