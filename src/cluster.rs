@@ -18,3 +18,4 @@ pub mod leader;
 pub mod metrics;
 pub mod retry;
 pub mod root_configmaps;
+pub mod sa_secrets;
