@@ -6,7 +6,7 @@
 #[path = "cluster_support/scenario.rs"]
 mod scenario;
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use kube::Api;
@@ -21,7 +21,7 @@ const NAME: &str = "outrigger-sidecar-injector";
 const PATH: &str = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/outrigger-sidecar-injector";
 
 fn root() -> String {
-    let (ca, _) = ClusterCa::generate("cluster.local", SystemTime::now()).unwrap();
+    let (ca, _) = ClusterCa::generate("cluster.local").unwrap();
     ca.root_pem().to_string()
 }
 

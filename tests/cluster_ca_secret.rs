@@ -6,8 +6,6 @@
 #[path = "cluster_support/scenario.rs"]
 mod scenario;
 
-use std::time::SystemTime;
-
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use outrigger::cluster::authority::ClusterCa;
@@ -20,7 +18,7 @@ const PATH: &str = "/api/v1/namespaces/outrigger-system/secrets/istio-ca-secret"
 const COLLECTION: &str = "/api/v1/namespaces/outrigger-system/secrets";
 
 fn existing_secret() -> (ClusterCa, serde_json::Value) {
-    let (ca, material) = ClusterCa::generate("cluster.local", SystemTime::now()).unwrap();
+    let (ca, material) = ClusterCa::generate("cluster.local").unwrap();
     let mut value = serde_json::to_value(desired_ca_secret(NS, &material)).unwrap();
     value["metadata"]["resourceVersion"] = json!("42");
     (ca, value)

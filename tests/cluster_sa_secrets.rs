@@ -26,11 +26,7 @@ const SECRETS: &str = "/api/v1/namespaces/app/secrets";
 const HOUR: Duration = Duration::from_secs(3600);
 
 fn new_ca() -> Arc<ClusterCa> {
-    Arc::new(
-        ClusterCa::generate("cluster.local", SystemTime::now())
-            .unwrap()
-            .0,
-    )
+    Arc::new(ClusterCa::generate("cluster.local").unwrap().0)
 }
 
 fn namespace(labels: Value) -> Value {
@@ -47,11 +43,7 @@ fn account(name: &str) -> Value {
 
 fn secret_for(ca: &ClusterCa, sa: &str, issued_at: SystemTime, root_pem: &str) -> Value {
     let issued = ca
-        .issue_workload(
-            &format!("spiffe://cluster.local/ns/app/sa/{sa}"),
-            HOUR,
-            issued_at,
-        )
+        .issue_workload("cluster.local", "app", sa, HOUR, issued_at)
         .unwrap();
     let account: k8s_openapi::api::core::v1::ServiceAccount =
         serde_json::from_value(account(sa)).unwrap();

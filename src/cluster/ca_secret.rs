@@ -11,7 +11,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
@@ -23,6 +22,7 @@ use tracing::info;
 
 use super::authority::{AuthorityError, CaMaterial, ClusterCa};
 use super::error::{is_conflict, is_not_found};
+use crate::ca::PrivateKeyPem;
 
 /// Name of the Secret holding the self-signed CA (Istio's name).
 pub const CA_SECRET_NAME: &str = "istio-ca-secret";
@@ -111,9 +111,9 @@ pub fn material_from_secret(secret: &Secret, namespace: &str) -> Result<CaMateri
     };
     Ok(CaMaterial {
         ca_cert: text(CA_CERT_KEY, true)?,
-        ca_key: text(CA_KEY_KEY, true)?,
-        cert_chain: text(CERT_CHAIN_KEY, false)?,
-        root_cert: text(ROOT_CERT_KEY, false)?,
+        ca_key: PrivateKeyPem::new(text(CA_KEY_KEY, true)?),
+        cert_chain: Some(text(CERT_CHAIN_KEY, false)?).filter(|t| !t.trim().is_empty()),
+        root_cert: Some(text(ROOT_CERT_KEY, false)?).filter(|t| !t.trim().is_empty()),
     })
 }
 
@@ -126,7 +126,7 @@ pub fn desired_ca_secret(namespace: &str, material: &CaMaterial) -> Secret {
     );
     data.insert(
         CA_KEY_KEY.to_string(),
-        ByteString(material.ca_key.as_bytes().to_vec()),
+        ByteString(material.ca_key.expose().as_bytes().to_vec()),
     );
     Secret {
         metadata: ObjectMeta {
@@ -153,9 +153,9 @@ pub fn read_cacerts_dir(dir: &Path) -> Result<CaMaterial, CaSecretError> {
     };
     Ok(CaMaterial {
         ca_cert: read(CA_CERT_KEY, true)?,
-        ca_key: read(CA_KEY_KEY, true)?,
-        cert_chain: read(CERT_CHAIN_KEY, false)?,
-        root_cert: read(ROOT_CERT_KEY, false)?,
+        ca_key: PrivateKeyPem::new(read(CA_KEY_KEY, true)?),
+        cert_chain: Some(read(CERT_CHAIN_KEY, false)?).filter(|t| !t.trim().is_empty()),
+        root_cert: Some(read(ROOT_CERT_KEY, false)?).filter(|t| !t.trim().is_empty()),
     })
 }
 
@@ -195,8 +195,7 @@ pub async fn load_or_create(
         Err(e) if is_not_found(&e) => {}
         Err(e) => return Err(api_err("get", e)),
     }
-    let (ca, material) =
-        ClusterCa::generate(trust_domain, SystemTime::now()).map_err(CaSecretError::Authority)?;
+    let (ca, material) = ClusterCa::generate(trust_domain).map_err(CaSecretError::Authority)?;
     let desired = desired_ca_secret(namespace, &material);
     match api.create(&PostParams::default(), &desired).await {
         Ok(_) => {
@@ -230,7 +229,7 @@ mod tests {
 
     #[test]
     fn desired_secret_round_trips() {
-        let (_, material) = ClusterCa::generate("cluster.local", SystemTime::now()).unwrap();
+        let (_, material) = ClusterCa::generate("cluster.local").unwrap();
         let secret = desired_ca_secret("ns", &material);
         assert_eq!(secret.type_.as_deref(), Some(CA_SECRET_TYPE));
         assert_eq!(material_from_secret(&secret, "ns").unwrap(), material);
@@ -251,13 +250,13 @@ mod tests {
     fn cacerts_dir_needs_the_two_files() {
         let dir = std::env::temp_dir().join(format!("outrigger-cacerts-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let (_, material) = ClusterCa::generate("cluster.local", SystemTime::now()).unwrap();
+        let (_, material) = ClusterCa::generate("cluster.local").unwrap();
         assert!(matches!(
             read_cacerts_dir(&dir),
             Err(CaSecretError::Read { .. })
         ));
         std::fs::write(dir.join(CA_CERT_KEY), &material.ca_cert).unwrap();
-        std::fs::write(dir.join(CA_KEY_KEY), &material.ca_key).unwrap();
+        std::fs::write(dir.join(CA_KEY_KEY), material.ca_key.expose()).unwrap();
         let ca = load_from_dir(&dir).unwrap();
         assert_eq!(ca.root_pem().trim(), material.ca_cert.trim());
         std::fs::remove_dir_all(&dir).unwrap();

@@ -192,11 +192,6 @@ pub fn desired_secret(
     }
 }
 
-/// The SPIFFE identity of a ServiceAccount.
-pub fn spiffe_uri(trust_domain: &str, namespace: &str, service_account: &str) -> String {
-    format!("spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}")
-}
-
 /// Everything a reconcile needs.
 #[derive(Clone)]
 pub struct SecretsContext {
@@ -344,7 +339,9 @@ impl SecretsContext {
         let issued = self
             .ca
             .issue_workload(
-                &spiffe_uri(&self.config.trust_domain, namespace, sa),
+                &self.config.trust_domain,
+                namespace,
+                sa,
                 self.config.ttl,
                 now,
             )
@@ -501,9 +498,7 @@ mod tests {
     use super::*;
 
     fn ca() -> ClusterCa {
-        ClusterCa::generate("cluster.local", SystemTime::now())
-            .unwrap()
-            .0
+        ClusterCa::generate("cluster.local").unwrap().0
     }
 
     fn account() -> ServiceAccount {
@@ -520,7 +515,7 @@ mod tests {
 
     fn secret_from(ca: &ClusterCa, ttl: Duration, at: SystemTime) -> Secret {
         let issued = ca
-            .issue_workload(&spiffe_uri("cluster.local", "app", "web"), ttl, at)
+            .issue_workload("cluster.local", "app", "web", ttl, at)
             .unwrap();
         desired_secret(&account(), &issued, ca.root_pem(), "istio.web")
     }
