@@ -19,3 +19,4 @@ pub mod metrics;
 pub mod retry;
 pub mod root_configmaps;
 pub mod sa_secrets;
+pub mod serving_cert;
