@@ -146,3 +146,40 @@ async fn namespace_created_gets_the_configmap_and_errors_are_retried() {
     verifier.finish().await;
     assert_eq!(metrics.root_configmap_writes(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_replica_that_becomes_leader_resyncs_every_namespace() {
+    let (switch, gate) = LeaderGate::manual(false);
+    // Nothing is read or written while following; on taking the lease the
+    // new leader lists the namespaces and repairs what is missing.
+    let (client, verifier) = Scenario::new()
+        .get(
+            "/api/v1/namespaces",
+            ok(json!({"apiVersion": "v1", "kind": "NamespaceList", "metadata": {}, "items": [namespace("app", "Active"), namespace("kube-public", "Active")]})),
+        )
+        .get(NS_PATH, ok(namespace("app", "Active")))
+        .get(CM_PATH, not_found())
+        .post(CM_COLLECTION, created(), Reply::Echo(201))
+        .start();
+    let metrics = ClusterMetrics::default();
+    let (_tx, rx) = futures::channel::mpsc::unbounded::<String>();
+    let run = run_with_triggers(
+        client,
+        gate,
+        metrics.clone(),
+        PEM.into(),
+        rx,
+        Duration::from_secs(3600),
+    );
+    let takeover = async {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        switch.set(true);
+        std::future::pending::<()>().await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(120), async {
+        tokio::join!(run, takeover)
+    })
+    .await;
+    verifier.finish().await;
+    assert_eq!(metrics.root_configmap_writes(), 1);
+}

@@ -10,7 +10,7 @@
 //! all replicas end on one root.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
@@ -62,15 +62,9 @@ pub enum CaSecretError {
         /// What is wrong.
         reason: String,
     },
-    /// A file of the cacerts directory could not be read.
-    #[error("reading {} failed (a cacerts directory holds ca-cert.pem, ca-key.pem, cert-chain.pem, root-cert.pem)", path.display())]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The IO error.
-        #[source]
-        source: std::io::Error,
-    },
+    /// The cacerts directory could not be read.
+    #[error("reading the cacerts directory failed")]
+    Read(#[source] crate::ca::StoreError),
     /// The material was read but the CA refused it.
     #[error("the CA material is not usable")]
     Authority(#[source] AuthorityError),
@@ -140,28 +134,11 @@ pub fn desired_ca_secret(namespace: &str, material: &CaMaterial) -> Secret {
     }
 }
 
-/// Reads an Istio `cacerts` directory (`cert-chain.pem` and `root-cert.pem`
-/// optional, for a self-signed `ca-cert.pem`).
-pub fn read_cacerts_dir(dir: &Path) -> Result<CaMaterial, CaSecretError> {
-    let read = |name: &str, required: bool| -> Result<String, CaSecretError> {
-        let path = dir.join(name);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => Ok(text),
-            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-            Err(source) => Err(CaSecretError::Read { path, source }),
-        }
-    };
-    Ok(CaMaterial {
-        ca_cert: read(CA_CERT_KEY, true)?,
-        ca_key: PrivateKeyPem::new(read(CA_KEY_KEY, true)?),
-        cert_chain: Some(read(CERT_CHAIN_KEY, false)?).filter(|t| !t.trim().is_empty()),
-        root_cert: Some(read(ROOT_CERT_KEY, false)?).filter(|t| !t.trim().is_empty()),
-    })
-}
-
-/// Loads the CA from a cacerts directory.
+/// Loads the CA from a mounted Istio `cacerts` directory (the CA core reads
+/// the files; `cert-chain.pem` and `root-cert.pem` are optional for a
+/// self-signed `ca-cert.pem`).
 pub fn load_from_dir(dir: &Path) -> Result<ClusterCa, CaSecretError> {
-    let material = read_cacerts_dir(dir)?;
+    let material = crate::ca::store::read_dir(dir).map_err(CaSecretError::Read)?;
     ClusterCa::from_material(&material, &dir.display().to_string())
         .map_err(CaSecretError::Authority)
 }
@@ -251,10 +228,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("outrigger-cacerts-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let (_, material) = ClusterCa::generate("cluster.local").unwrap();
-        assert!(matches!(
-            read_cacerts_dir(&dir),
-            Err(CaSecretError::Read { .. })
-        ));
+        assert!(matches!(load_from_dir(&dir), Err(CaSecretError::Read(_))));
         std::fs::write(dir.join(CA_CERT_KEY), &material.ca_cert).unwrap();
         std::fs::write(dir.join(CA_KEY_KEY), material.ca_key.expose()).unwrap();
         let ca = load_from_dir(&dir).unwrap();
