@@ -8,10 +8,11 @@ mod scenario;
 
 use std::time::Duration;
 
+use futures::StreamExt;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use kube::Api;
 use outrigger::cluster::authority::ClusterCa;
-use outrigger::cluster::ca_bundle::{BundleOutcome, run_with_triggers, sync_named};
+use outrigger::cluster::ca_bundle::{BundleOutcome, run_with_triggers, sync_named, watch_triggers};
 use outrigger::cluster::leader::LeaderGate;
 use outrigger::cluster::metrics::ClusterMetrics;
 use scenario::{Reply, Scenario, conflict, internal_error, not_found, ok};
@@ -231,5 +232,27 @@ async fn leadership_lost_mid_reconcile_stops_the_write() {
         metrics.cabundle_patches(true) + metrics.cabundle_patches(false),
         0
     );
+    verifier.finish().await;
+}
+
+#[tokio::test]
+async fn the_watch_lists_only_the_named_configuration() {
+    let list = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfigurationList",
+        "metadata": {"resourceVersion": "100"},
+        "items": [config(&[("a.outrigger.dev", Some("DRIFTED"))])],
+    });
+    let (client, verifier) = Scenario::new()
+        .get_query(
+            "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations",
+            "fieldSelector=metadata.name%3Doutrigger-sidecar-injector",
+            ok(list),
+        )
+        .start();
+    let api: Api<MutatingWebhookConfiguration> = Api::all(client);
+    let mut triggers = watch_triggers(api, &[NAME.to_string()]);
+    assert_eq!(triggers.next().await, Some(NAME.to_string()));
+    drop(triggers);
     verifier.finish().await;
 }

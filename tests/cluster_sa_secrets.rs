@@ -305,6 +305,11 @@ async fn conflict_is_retried_by_the_loop() {
         .get(SA_PATH, ok(account("web")))
         .get(SECRET_PATH, not_found())
         .post(SECRETS, written(), conflict())
+        // Is it a foreign Secret? No: ours (someone else's stale copy).
+        .get(
+            SECRET_PATH,
+            ok(secret_for(&new_ca(), "web", SystemTime::now(), "old root")),
+        )
         // The retry reads what is there (someone else's stale copy) and replaces it.
         .get(NS_PATH, ok(opted_in()))
         .get(SA_PATH, ok(account("web")))
@@ -327,4 +332,33 @@ async fn conflict_is_retried_by_the_loop() {
     drop(tx);
     verifier.finish().await;
     assert_eq!(metrics.secret_certificates_issued(), 1);
+}
+
+#[tokio::test]
+async fn foreign_secret_hidden_from_the_typed_listing_is_left_alone() {
+    let ca = new_ca();
+    let mut foreign = secret_for(&ca, "web", SystemTime::now(), "x");
+    foreign["type"] = json!("Opaque");
+    let (client, verifier) = Scenario::new()
+        .get(NS_PATH, ok(opted_in()))
+        .get(
+            SA_LIST,
+            ok(list("ServiceAccountList", vec![account("web")])),
+        )
+        .get_query(
+            SECRETS,
+            "fieldSelector=type",
+            ok(list("SecretList", vec![])),
+        )
+        .post(SECRETS, written(), conflict())
+        .get(SECRET_PATH, ok(foreign))
+        .start();
+    let metrics = ClusterMetrics::default();
+    let ctx = context(client, ca, LeaderGate::always(), metrics.clone());
+    ctx.reconcile(&SecretKey::Namespace("app".into()))
+        .await
+        .unwrap();
+    drop(ctx);
+    verifier.finish().await;
+    assert_eq!(metrics.secret_certificates_issued(), 0);
 }

@@ -26,7 +26,7 @@ use tracing::{info, warn};
 
 use super::authority::{ClusterCa, IssuedCert, leaf_validity, needs_renewal};
 use super::driver::drive;
-use super::error::{ReconcileError, is_not_found};
+use super::error::{ReconcileError, is_conflict, is_not_found};
 use super::leader::LeaderGate;
 use super::metrics::ClusterMetrics;
 use super::retry::Backoff;
@@ -365,6 +365,21 @@ impl SecretsContext {
                 self.metrics.secret_certificate_issued();
                 info!(namespace, secret = %name, service_account = %sa, reason, "wrote certificate Secret");
                 Ok(())
+            }
+            // The namespace listing only shows Secrets of our type: a
+            // conflict on create may be a foreign Secret of that name.
+            Err(e) if existing.is_none() && is_conflict(&e) => {
+                match api.get(name).await {
+                    Ok(other)
+                        if secret_action(Some(&other), &self.ca, now, self.config.renew_ratio)
+                            == SecretAction::Foreign =>
+                    {
+                        warn!(namespace, secret = %name, "a Secret of that name with another type exists; left alone");
+                        Ok(())
+                    }
+                    // Ours after all (created concurrently): retried on fresh data.
+                    _ => Err(ReconcileError::api("create", object, e)),
+                }
             }
             Err(e) => Err(ReconcileError::api(
                 if existing.is_some() {
