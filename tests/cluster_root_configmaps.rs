@@ -183,3 +183,23 @@ async fn a_replica_that_becomes_leader_resyncs_every_namespace() {
     verifier.finish().await;
     assert_eq!(metrics.root_configmap_writes(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_follower_makes_no_request_for_events() {
+    let (_switch, gate) = LeaderGate::manual(false);
+    let (client, verifier) = Scenario::new().start();
+    let (tx, rx) = futures::channel::mpsc::unbounded::<String>();
+    tx.unbounded_send("app".into()).unwrap();
+    tx.unbounded_send("other".into()).unwrap();
+    let run = run_with_triggers(
+        client,
+        gate,
+        ClusterMetrics::default(),
+        PEM.into(),
+        rx,
+        Duration::from_secs(60),
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(300), run).await;
+    drop(tx);
+    verifier.finish().await;
+}

@@ -80,7 +80,8 @@ impl<K: Ord + Clone> RetryQueue<K> {
 
 /// Runs a controller until `triggers` ends (in production: never).
 ///
-/// - every key from `triggers` is reconciled;
+/// - every key from `triggers` is reconciled while this replica leads
+///   (followers drop events and do no requests);
 /// - every `resync`, and whenever this replica becomes leader, the keys
 ///   from `all_keys` are reconciled (repairs anything a missed event left);
 /// - a failing key is retried with backoff; [`ReconcileError::NotLeader`] is
@@ -149,6 +150,12 @@ pub async fn drive<K, S, R, RF, A, AF>(
             },
         };
         for key in keys {
+            // A follower does no work at all (not even reads): the leader
+            // does it, and this replica resyncs everything if it takes over.
+            if !gate.is_leader() {
+                queue.clear();
+                break;
+            }
             match reconcile(key.clone()).await {
                 Ok(()) => queue.succeeded(&key),
                 Err(ReconcileError::NotLeader) => {
