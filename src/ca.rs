@@ -13,6 +13,7 @@
 //! - [`csr`]: parse + verify a PKCS#10 request, take only its public key.
 //! - [`issue`]: the issuing policy (serial, validity, usages, SANs, TTL).
 //! - [`authority`]: [`CertificateAuthority`], the checked CA and its operations.
+//! - [`chain`]: load-time checks of CA material ([`LoadError`]).
 //! - [`store`]: the CA directory (Istio `cacerts` layout) and issued bundles,
 //!   written atomically, keys 0600.
 //! - [`inspect`]: readable certificate summaries.
@@ -60,6 +61,7 @@
 //! are invalid arguments; the rest are internal.
 
 pub mod authority;
+pub mod chain;
 pub mod csr;
 pub mod identity;
 pub mod inspect;
@@ -67,7 +69,8 @@ pub mod issue;
 pub mod keys;
 pub mod store;
 
-pub use authority::{CaPem, CertificateAuthority, DEFAULT_ROOT_VALIDITY, LoadError, RootOptions};
+pub use authority::{CaPem, CertificateAuthority, DEFAULT_ROOT_VALIDITY, RootOptions};
+pub use chain::LoadError;
 pub use csr::CsrError;
 pub use identity::{IdentityError, SpiffeId};
 pub use issue::{CertChain, IssueError, IssuePolicy, IssuedCertificate};

@@ -269,3 +269,48 @@ fn plugged_in_ca_without_root_in_chain_still_builds_full_chain() {
     let (ok, out) = openssl_verify(dir.path(), chain.certs(), ca.root_pem(), "sslclient");
     assert!(ok, "{out}");
 }
+
+#[test]
+fn what_a_csr_asks_for_beyond_its_key_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = root(KeyAlgorithm::EcdsaP256);
+    openssl_ok(
+        dir.path(),
+        &[
+            "req",
+            "-new",
+            "-nodes",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-keyout",
+            "greedy.key",
+            "-subj",
+            "/CN=I am a CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+            "-addext",
+            "extendedKeyUsage=codeSigning",
+            "-out",
+            "greedy.csr",
+        ],
+    );
+    let csr = std::fs::read(dir.path().join("greedy.csr")).unwrap();
+    let chain = ca.sign_csr(&csr, &id(), None).unwrap();
+    write(dir.path(), "greedy.pem", chain.leaf_pem());
+    let text = openssl_ok(
+        dir.path(),
+        &["x509", "-in", "greedy.pem", "-noout", "-text"],
+    );
+    assert!(text.contains("CA:FALSE"), "{text}");
+    assert!(!text.contains("Certificate Sign"), "{text}");
+    assert!(!text.contains("Code Signing"), "{text}");
+    assert!(!text.contains("I am a CA"), "{text}");
+    assert!(
+        text.contains("TLS Web Server Authentication, TLS Web Client Authentication"),
+        "{text}"
+    );
+}

@@ -139,7 +139,11 @@ pub fn leaf_params(
     let mut params = CertificateParams::default();
     params.serial_number = Some(random_serial()?);
     params.not_before = now - CLOCK_SKEW;
-    params.not_after = std::cmp::min(now + ttl, ca_not_after);
+    // A TTL too large for the calendar is simply clamped to the CA's end.
+    params.not_after = match add_duration(now, ttl) {
+        Some(end) => std::cmp::min(end, ca_not_after),
+        None => ca_not_after,
+    };
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     if key_kind.is_rsa() {
@@ -184,6 +188,13 @@ pub fn leaf_params(
         }
     }
     Ok(params)
+}
+
+/// `t + d`, or `None` past the calendar's end (year 9999).
+pub fn add_duration(t: OffsetDateTime, d: Duration) -> Option<OffsetDateTime> {
+    time::Duration::try_from(d)
+        .ok()
+        .and_then(|d| t.checked_add(d))
 }
 
 /// A random positive serial of 128 bits (RFC 5280: positive, at most 20 octets).
