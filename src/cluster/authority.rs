@@ -20,7 +20,8 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::ca::issue::LeafKind;
 use crate::ca::{
-    CaPem, CertificateAuthority, IdentityError, IssueError, LoadError, RootOptions, SpiffeId,
+    CaPem, CertificateAuthority, IdentityError, IssueError, LoadError, PrivateKeyPem, RootOptions,
+    SpiffeId,
 };
 
 /// Why CA material could not be used or a certificate could not be made.
@@ -58,8 +59,9 @@ pub type CaMaterial = CaPem;
 pub struct IssuedCert {
     /// Leaf first, then intermediates, then the root, in PEM.
     pub chain_pem: String,
-    /// The leaf's private key (PKCS#8 PEM). Debug prints `[elided]`.
-    pub key_pem: String,
+    /// The leaf's private key (PKCS#8 PEM; Debug prints `[elided]`, wiped
+    /// on drop).
+    pub key_pem: PrivateKeyPem,
     /// When the leaf expires.
     pub not_after: SystemTime,
     /// When the leaf became valid (skew included).
@@ -217,7 +219,7 @@ impl ClusterCa {
             .map_err(AuthorityError::Issue)?;
         Ok(IssuedCert {
             chain_pem: issued.chain.to_pem(),
-            key_pem: issued.key.expose().to_string(),
+            key_pem: issued.key,
             // The certificate carries whole seconds.
             not_after: to_system_time(issued.not_after.unix_timestamp()),
             not_before: to_system_time(issued.not_before.unix_timestamp()),

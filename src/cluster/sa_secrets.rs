@@ -167,7 +167,7 @@ pub fn desired_secret(
     let data = BTreeMap::from([
         (
             KEY_KEY.to_string(),
-            ByteString(issued.key_pem.as_bytes().to_vec()),
+            ByteString(issued.key_pem.expose().as_bytes().to_vec()),
         ),
         (
             CHAIN_KEY.to_string(),

@@ -131,7 +131,7 @@ mod tests {
         let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         let cert = IssuedCert {
             chain_pem: String::new(),
-            key_pem: String::new(),
+            key_pem: crate::ca::PrivateKeyPem::new(""),
             not_before: start,
             not_after: start + Duration::from_secs(3600),
         };
