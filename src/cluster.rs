@@ -64,6 +64,9 @@ pub enum ConnectError {
 /// Builds the API client: `--kubeconfig` if given, else in-cluster
 /// configuration, else the default kubeconfig.
 pub async fn connect(args: &ClusterArgs) -> Result<Client, ConnectError> {
+    // kube's rustls client uses the process-wide provider: make it ring
+    // (the project's provider) unless the server already installed one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let config = match &args.kubeconfig {
         Some(path) => {
             let kubeconfig_error = |source| ConnectError::Kubeconfig {
@@ -211,13 +214,39 @@ mod tests {
 
     fn assert_send<T: Send + 'static>(_: T) {}
 
-    #[test]
-    fn run_can_be_spawned() {
-        let args = <ClusterArgs as clap::FromArgMatches>::from_arg_matches(
+    fn args(extra: &[&str]) -> ClusterArgs {
+        let mut argv = vec!["t"];
+        argv.extend_from_slice(extra);
+        <ClusterArgs as clap::FromArgMatches>::from_arg_matches(
             &<ClusterArgs as clap::Args>::augment_args(clap::Command::new("t"))
-                .get_matches_from(["t"]),
+                .get_matches_from(argv),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn connect_reads_the_given_kubeconfig() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config");
+        let missing = path.display().to_string();
+        let Err(err) = connect(&args(&["--kubeconfig", &missing])).await else {
+            panic!("a missing kubeconfig must be refused");
+        };
+        assert!(err.to_string().contains(&missing), "{err}");
+        std::fs::write(
+            &path,
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:6443\n    insecure-skip-tls-verify: true\nusers:\n- name: u\n  user:\n    token: t\ncontexts:\n- name: x\n  context:\n    cluster: c\n    user: u\n    namespace: mesh\ncurrent-context: x\n",
         )
         .unwrap();
+        let Ok(client) = connect(&args(&["--kubeconfig", &missing])).await else {
+            panic!("a valid kubeconfig must give a client");
+        };
+        assert_eq!(client.default_namespace(), "mesh");
+    }
+
+    #[test]
+    fn run_can_be_spawned() {
+        let args = args(&[]);
         let (tx, _rx) = watch::channel(None);
         let (sink, _) = watch::channel(None);
         // Only built, never polled: this checks the future is Send + 'static
