@@ -592,4 +592,31 @@ mod tests {
         assert_eq!(s.type_.as_deref(), Some(SECRET_TYPE));
         assert_eq!(secret_name(&"a".repeat(300)), None);
     }
+
+    #[test]
+    fn events_that_need_work() {
+        let secret = secret_from(&ca(), Duration::from_secs(60), SystemTime::now());
+        let key = Some(SecretKey::Account {
+            namespace: "app".into(),
+            name: "web".into(),
+        });
+        // A deleted Secret is recreated; an edited one re-checked.
+        assert_eq!(
+            secret_event_key(watcher::Event::Delete(secret.clone())),
+            key
+        );
+        assert_eq!(secret_event_key(watcher::Event::Apply(secret)), key);
+        // A new ServiceAccount gets its Secret; a deleted one takes its
+        // Secret along (ownerReference), so nothing is done.
+        assert_eq!(account_event_key(watcher::Event::Apply(account())), key);
+        assert_eq!(account_event_key(watcher::Event::Delete(account())), None);
+        let mut ns = Namespace::default();
+        ns.metadata.name = Some("app".into());
+        assert_eq!(namespace_event_key(watcher::Event::Apply(ns.clone())), None);
+        ns.metadata.labels = Some(BTreeMap::from([(OPT_IN_LABEL.into(), "enabled".into())]));
+        assert_eq!(
+            namespace_event_key(watcher::Event::Apply(ns)),
+            Some(SecretKey::Namespace("app".into()))
+        );
+    }
 }
