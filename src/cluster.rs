@@ -125,7 +125,19 @@ pub async fn run(
     let namespace = args.resolve_namespace(namespace_file.as_deref());
     let client = until_ok("connect", || connect(&args)).await;
     info!(namespace = %namespace, "connected to the Kubernetes API server");
+    run_with_client(client, namespace, args, metrics, serving, ca_ready).await;
+}
 
+/// [`run`] past connecting: with a given client and namespace (tests drive
+/// it with a fake API server).
+pub async fn run_with_client(
+    client: Client,
+    namespace: String,
+    args: ClusterArgs,
+    metrics: ClusterMetrics,
+    serving: Arc<dyn ServingCertSink>,
+    ca_ready: watch::Sender<Option<Arc<ClusterCa>>>,
+) {
     let ca = match &args.cacerts_dir {
         Some(dir) => {
             until_ok("load cacerts directory", || async {
