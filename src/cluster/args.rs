@@ -71,11 +71,11 @@ pub struct ClusterArgs {
     #[arg(long, default_value = "cluster.local")]
     pub trust_domain: String,
 
-    /// Lifetime of the certificates in istio.<sa> Secrets.
+    /// Lifetime of the certificates in `istio.<sa>` Secrets.
     #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
     pub secret_ttl: Duration,
 
-    /// Renew an istio.<sa> certificate when less than this fraction of its
+    /// Renew an `istio.<sa>` certificate when less than this fraction of its
     /// lifetime is left (0 < ratio < 1).
     #[arg(long, default_value_t = 0.5, value_parser = parse_ratio)]
     pub secret_renew_ratio: f64,
