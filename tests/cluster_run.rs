@@ -194,3 +194,56 @@ async fn start_up_creates_the_ca_takes_the_lease_and_fixes_the_bundle() {
     .unwrap();
     assert_eq!(String::from_utf8(bundle.0).unwrap(), ca.root_pem());
 }
+
+#[tokio::test(start_paused = true)]
+async fn plugged_in_cacerts_are_used_without_a_secret_or_lease() {
+    let (ca, material) = ClusterCa::generate("cluster.local").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca-cert.pem"), &material.ca_cert).unwrap();
+    std::fs::write(dir.path().join("ca-key.pem"), material.ca_key.expose()).unwrap();
+    let world = Arc::new(Mutex::new(World::default()));
+    world
+        .lock()
+        .unwrap()
+        .objects
+        .insert(MWCS.to_string(), mwc("c3RhbGU="));
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let server = tokio::spawn(fake_api(handle, Arc::clone(&world)));
+    let client = kube::Client::new(service, "default");
+    let dir_arg = dir.path().display().to_string();
+    let matches = ClusterArgs::augment_args(clap::Command::new("t")).get_matches_from([
+        "t",
+        "--cacerts-dir",
+        &dir_arg,
+        "--leader-elect",
+        "false",
+    ]);
+    let args = ClusterArgs::from_arg_matches(&matches).unwrap();
+    let metrics = ClusterMetrics::default();
+    let (serving_tx, _serving_rx) = watch::channel::<Option<IssuedCert>>(None);
+    let (ca_tx, ca_rx) = watch::channel::<Option<Arc<ClusterCa>>>(None);
+    let run = run_with_client(
+        client,
+        "outrigger-system".into(),
+        args,
+        metrics.clone(),
+        Arc::new(serving_tx),
+        ca_tx,
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(30), run).await;
+    server.await.unwrap();
+
+    let published = ca_rx.borrow().clone().expect("the CA is published");
+    assert_eq!(published.root_pem(), ca.root_pem());
+    assert_eq!(metrics.leader(), 1, "a single writer without election");
+    let world = world.lock().unwrap();
+    let writes: Vec<&str> = world
+        .writes
+        .iter()
+        .map(|(m, p, _)| match m.as_str() {
+            "PATCH" => p.as_str(),
+            _ => "unexpected write",
+        })
+        .collect();
+    assert_eq!(writes, vec![format!("{MWCS}/outrigger-sidecar-injector")]);
+}
