@@ -158,7 +158,7 @@ impl ClusterArgs {
             .unwrap_or_else(|| "outrigger".to_string())
     }
 
-    /// Checks the combinations clap cannot: lease timings and names.
+    /// Checks what clap cannot: lease timings, the trust domain, names.
     pub fn validate(&self) -> Result<(), String> {
         if self.leader_elect
             && !(self.lease_retry_period < self.lease_renew_deadline
@@ -169,6 +169,8 @@ impl ClusterArgs {
                 self.lease_retry_period, self.lease_renew_deadline, self.lease_duration
             ));
         }
+        crate::ca::identity::validate_trust_domain(&self.trust_domain)
+            .map_err(|e| format!("--trust-domain: {e}"))?;
         if self.webhook_config_names.iter().any(String::is_empty) {
             return Err("--webhook-config-name must not be empty".to_string());
         }
@@ -250,5 +252,7 @@ mod tests {
         assert!(err.contains("--lease-duration"), "{err}");
         let a = parse(&["--lease-duration", "5s"]).unwrap();
         assert!(a.validate().unwrap_err().contains("--lease-renew-deadline"));
+        let a = parse(&["--trust-domain", "Not A Domain!"]).unwrap();
+        assert!(a.validate().unwrap_err().starts_with("--trust-domain: "));
     }
 }
