@@ -140,6 +140,7 @@ fn ttl_over_the_maximum_is_refused() {
         .sign_csr(csr.as_bytes(), &caller(), too_long)
         .unwrap_err();
     assert_eq!(err.to_string(), "requested TTL 91d is over the maximum 90d");
+    assert_eq!(err.kind(), ca::issue::RefusalKind::InvalidRequest);
     let err = ca.issue_workload(&caller(), too_long).unwrap_err();
     assert!(matches!(err, IssueError::TtlTooLong { .. }));
     // A custom policy moves the limit.

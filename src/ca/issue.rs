@@ -72,6 +72,37 @@ pub enum IssueError {
     Key(#[from] super::keys::KeyError),
 }
 
+/// How a refusal should be reported to a remote caller (the CA service maps
+/// these onto gRPC status codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalKind {
+    /// The request itself is wrong: unparsable CSR, bad key, bad signature,
+    /// TTL out of range, bad names (gRPC `InvalidArgument`).
+    InvalidRequest,
+    /// The caller asked for an identity that is not theirs (gRPC `PermissionDenied`).
+    NotPermitted,
+    /// The CA cannot sign right now: expired CA, crypto failure (gRPC `Internal`).
+    Internal,
+}
+
+impl IssueError {
+    /// Whose fault the refusal is, for mapping onto protocol status codes.
+    pub fn kind(&self) -> RefusalKind {
+        use super::csr::CsrError;
+        match self {
+            IssueError::Csr(CsrError::IdentityMismatch { .. }) => RefusalKind::NotPermitted,
+            IssueError::Csr(_)
+            | IssueError::TtlTooLong { .. }
+            | IssueError::TtlZero
+            | IssueError::NoServingNames
+            | IssueError::DnsName { .. } => RefusalKind::InvalidRequest,
+            IssueError::CaExpired { .. } | IssueError::Build(_) | IssueError::Key(_) => {
+                RefusalKind::Internal
+            }
+        }
+    }
+}
+
 /// The TTL policy: what callers get by default and the most they may ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IssuePolicy {
