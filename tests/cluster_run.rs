@@ -155,7 +155,7 @@ async fn start_up_creates_the_ca_takes_the_lease_and_fixes_the_bundle() {
         .borrow()
         .clone()
         .expect("a serving certificate is installed");
-    ca.verify_chain(&serving.chain_pem, SystemTime::now())
+    ca.check_chain(&serving.chain_pem, SystemTime::now())
         .unwrap();
     assert_eq!(metrics.leader(), 1);
     assert_eq!(metrics.cabundle_patches(true), 1);

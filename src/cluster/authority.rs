@@ -16,7 +16,6 @@ use std::time::{Duration, SystemTime};
 
 use thiserror::Error;
 use time::OffsetDateTime;
-use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::ca::issue::LeafKind;
 use crate::ca::{
@@ -79,38 +78,27 @@ impl fmt::Debug for IssuedCert {
     }
 }
 
-/// Why a certificate chain was not accepted against the current root.
-#[derive(Debug, Error, PartialEq, Eq)]
-pub enum ChainError {
-    /// The chain held no certificate.
-    #[error("the chain is empty")]
-    Empty,
-    /// One certificate could not be parsed.
-    #[error("certificate {index} of the chain cannot be parsed: {reason}")]
-    Unparsable {
-        /// Position in the chain, 0 = leaf.
-        index: usize,
-        /// The parser's explanation.
-        reason: String,
-    },
-    /// A certificate's signature does not verify with the next one's key.
-    #[error("certificate {index} of the chain is not signed by the next one (or by the root)")]
-    BadSignature {
-        /// Position in the chain, 0 = leaf.
-        index: usize,
-    },
-    /// A certificate is outside its validity period.
-    #[error("certificate {index} of the chain is expired or not yet valid")]
-    NotValidNow {
-        /// Position in the chain, 0 = leaf.
-        index: usize,
-    },
+/// Why a stored certificate chain was not accepted against the current
+/// root (the CA core's reason: a link's signature, names, CA flags or
+/// validity).
+#[derive(Debug, Error)]
+#[error("the chain does not verify against the current root: {0}")]
+pub struct ChainError(#[source] pub Box<LoadError>);
+
+/// What a verified chain's leaf says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedLeaf {
+    /// notBefore.
+    pub not_before: SystemTime,
+    /// notAfter.
+    pub not_after: SystemTime,
+    /// URI SANs (a workload certificate has exactly its SPIFFE ID).
+    pub uris: Vec<String>,
 }
 
 /// The authority as the cluster controllers use it.
 pub struct ClusterCa {
     inner: CertificateAuthority,
-    root_der: Vec<u8>,
 }
 
 impl fmt::Debug for ClusterCa {
@@ -153,13 +141,12 @@ impl ClusterCa {
     }
 
     fn wrap(inner: CertificateAuthority, what: &str) -> Result<Self, AuthorityError> {
-        let root_der = all_ders(inner.root_pem())
-            .into_iter()
-            .next()
-            .ok_or_else(|| AuthorityError::NoCertificate {
+        if inner.root_pem().trim().is_empty() {
+            return Err(AuthorityError::NoCertificate {
                 what: format!("{what}: root-cert.pem"),
-            })?;
-        Ok(Self { inner, root_der })
+            });
+        }
+        Ok(Self { inner })
     }
 
     /// The CA core's authority (for the gRPC CA service to sign CSRs with).
@@ -226,54 +213,19 @@ impl ClusterCa {
         })
     }
 
-    /// Checks that a PEM chain (leaf first) verifies up to the current root
-    /// and that every certificate in it is valid at `now`.
-    pub fn verify_chain(&self, chain_pem: &str, now: SystemTime) -> Result<(), ChainError> {
-        let ders = all_ders(chain_pem);
-        if ders.is_empty() {
-            return Err(ChainError::Empty);
-        }
-        let mut certs = Vec::with_capacity(ders.len());
-        for (index, der) in ders.iter().enumerate() {
-            let (_, cert) = X509Certificate::from_der(der).map_err(|e| ChainError::Unparsable {
-                index,
-                reason: e.to_string(),
-            })?;
-            certs.push(cert);
-        }
-        let (_, root) =
-            X509Certificate::from_der(&self.root_der).map_err(|e| ChainError::Unparsable {
-                index: ders.len(),
-                reason: e.to_string(),
-            })?;
-        let now_secs = unix_secs(now);
-        for (index, cert) in certs.iter().enumerate() {
-            let validity = cert.validity();
-            if validity.not_before.timestamp() > now_secs
-                || validity.not_after.timestamp() < now_secs
-            {
-                return Err(ChainError::NotValidNow { index });
-            }
-            if ders[index] == self.root_der {
-                return Ok(());
-            }
-            let issuer = certs.get(index + 1).unwrap_or(&root);
-            cert.verify_signature(Some(issuer.public_key()))
-                .map_err(|_| ChainError::BadSignature { index })?;
-        }
-        Ok(())
+    /// Checks a stored PEM chain (leaf first) against the current root at
+    /// `now` (the CA core's verification) and returns what its leaf says.
+    pub fn check_chain(&self, chain_pem: &str, now: SystemTime) -> Result<CheckedLeaf, ChainError> {
+        let leaf = self
+            .inner
+            .verify_issued(chain_pem, OffsetDateTime::from(now))
+            .map_err(|e| ChainError(Box::new(e)))?;
+        Ok(CheckedLeaf {
+            not_before: to_system_time(leaf.not_before.unix_timestamp()),
+            not_after: to_system_time(leaf.not_after.unix_timestamp()),
+            uris: leaf.uris,
+        })
     }
-}
-
-/// The validity period of the first certificate in a PEM text.
-pub fn leaf_validity(chain_pem: &str) -> Option<(SystemTime, SystemTime)> {
-    let der = all_ders(chain_pem).into_iter().next()?;
-    let (_, cert) = X509Certificate::from_der(&der).ok()?;
-    let v = cert.validity();
-    Some((
-        to_system_time(v.not_before.timestamp()),
-        to_system_time(v.not_after.timestamp()),
-    ))
 }
 
 /// Whether a certificate valid from `not_before` to `not_after` should be
@@ -301,21 +253,6 @@ pub fn renewal_time(not_before: SystemTime, not_after: SystemTime, ratio: f64) -
     not_after - lifetime.mul_f64(ratio.clamp(0.0, 1.0))
 }
 
-fn all_ders(pem_text: &str) -> Vec<Vec<u8>> {
-    x509_parser::pem::Pem::iter_from_buffer(pem_text.as_bytes())
-        .filter_map(Result::ok)
-        .filter(|p| p.label == "CERTIFICATE")
-        .map(|p| p.contents)
-        .collect()
-}
-
-fn unix_secs(t: SystemTime) -> i64 {
-    match t.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
-    }
-}
-
 fn to_system_time(secs: i64) -> SystemTime {
     if secs >= 0 {
         SystemTime::UNIX_EPOCH + Duration::from_secs(secs.unsigned_abs())
@@ -339,11 +276,17 @@ mod tests {
         let issued = ca
             .issue_workload("cluster.local", "a", "b", Duration::from_secs(3600), now())
             .unwrap();
-        assert_eq!(ca.verify_chain(&issued.chain_pem, now()), Ok(()));
+        let leaf = ca.check_chain(&issued.chain_pem, now()).unwrap();
+        assert_eq!(
+            leaf.uris,
+            vec!["spiffe://cluster.local/ns/a/sa/b".to_string()]
+        );
+        assert_eq!(
+            (leaf.not_before, leaf.not_after),
+            (issued.not_before, issued.not_after)
+        );
         assert!(!format!("{issued:?}").contains("PRIVATE KEY"));
         assert!(!format!("{material:?}").contains("PRIVATE KEY"));
-        let (from, to) = leaf_validity(&issued.chain_pem).unwrap();
-        assert_eq!((from, to), (issued.not_before, issued.not_after));
     }
 
     #[test]
@@ -368,24 +311,16 @@ mod tests {
         let issued = old
             .issue_serving(&["a.b.svc".into()], Duration::from_secs(3600), now())
             .unwrap();
-        assert_eq!(
-            new.verify_chain(&issued.chain_pem, now()),
-            // The leaf is signed by the old root (index 1), which the new
-            // root did not sign.
-            Err(ChainError::BadSignature { index: 1 })
-        );
         let leaf_only: String = issued
             .chain_pem
             .split_inclusive("-----END CERTIFICATE-----\n")
             .next()
             .unwrap()
             .to_string();
-        assert_eq!(
-            new.verify_chain(&leaf_only, now()),
-            Err(ChainError::BadSignature { index: 0 })
-        );
-        assert_eq!(old.verify_chain(&leaf_only, now()), Ok(()));
-        assert_eq!(old.verify_chain("", now()), Err(ChainError::Empty));
+        assert!(new.check_chain(&issued.chain_pem, now()).is_err());
+        assert!(new.check_chain(&leaf_only, now()).is_err());
+        assert!(old.check_chain(&leaf_only, now()).is_ok());
+        assert!(old.check_chain("", now()).is_err());
     }
 
     #[test]
@@ -399,10 +334,8 @@ mod tests {
             )
             .unwrap();
         let later = now() + Duration::from_secs(3600);
-        assert_eq!(
-            ca.verify_chain(&issued.chain_pem, later),
-            Err(ChainError::NotValidNow { index: 0 })
-        );
+        let err = ca.check_chain(&issued.chain_pem, later).unwrap_err();
+        assert!(err.to_string().contains("expired"), "{err}");
     }
 
     #[test]
@@ -412,7 +345,7 @@ mod tests {
         let issued = again
             .issue_serving(&["a".into()], Duration::from_secs(60), now())
             .unwrap();
-        assert_eq!(ca.verify_chain(&issued.chain_pem, now()), Ok(()));
+        assert!(ca.check_chain(&issued.chain_pem, now()).is_ok());
     }
 
     #[test]
@@ -420,8 +353,8 @@ mod tests {
         let (_, a) = ClusterCa::generate("cluster.local").unwrap();
         let (_, b) = ClusterCa::generate("cluster.local").unwrap();
         let mixed = CaMaterial {
-            ca_key: b.ca_key,
-            ..a
+            ca_key: b.ca_key.clone(),
+            ..a.clone()
         };
         let err = ClusterCa::from_material(&mixed, "Secret ns/istio-ca-secret").unwrap_err();
         assert!(

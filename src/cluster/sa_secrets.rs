@@ -24,12 +24,13 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use tracing::{info, warn};
 
-use super::authority::{ClusterCa, IssuedCert, leaf_validity, needs_renewal};
+use super::authority::{AuthorityError, ClusterCa, IssuedCert, needs_renewal};
 use super::driver::drive;
 use super::error::{ReconcileError, is_conflict, is_not_found};
 use super::leader::LeaderGate;
 use super::metrics::ClusterMetrics;
 use super::retry::Backoff;
+use crate::ca::SpiffeId;
 
 /// outrigger's opt-in label (value `enabled`).
 pub const OPT_IN_LABEL: &str = "outrigger.dev/certificate-secrets";
@@ -116,6 +117,7 @@ pub fn secret_name(service_account: &str) -> Option<String> {
 pub fn secret_action(
     existing: Option<&Secret>,
     ca: &ClusterCa,
+    identity: &str,
     now: SystemTime,
     renew_ratio: f64,
 ) -> SecretAction {
@@ -139,13 +141,16 @@ pub fn secret_action(
     if root.trim() != ca.root_pem().trim() {
         return SecretAction::Replace("root-cert.pem is not the current root");
     }
-    if ca.verify_chain(chain, now).is_err() {
+    let Ok(leaf) = ca.check_chain(chain, now) else {
         return SecretAction::Replace("cert-chain.pem does not verify against the current root");
+    };
+    if leaf.uris != [identity] {
+        return SecretAction::Replace("the certificate names another identity");
     }
-    match leaf_validity(chain) {
-        Some((from, to)) if !needs_renewal(from, to, now, renew_ratio) => SecretAction::Keep,
-        Some(_) => SecretAction::Replace("less than the renew ratio of its lifetime is left"),
-        None => SecretAction::Replace("cert-chain.pem cannot be read"),
+    if needs_renewal(leaf.not_before, leaf.not_after, now, renew_ratio) {
+        SecretAction::Replace("less than the renew ratio of its lifetime is left")
+    } else {
+        SecretAction::Keep
     }
 }
 
@@ -323,7 +328,15 @@ impl SecretsContext {
         name: &str,
     ) -> Result<(), ReconcileError> {
         let now = SystemTime::now();
-        let action = secret_action(existing, &self.ca, now, self.config.renew_ratio);
+        let object = format!("Secret {namespace}/{name}");
+        let sa = account.metadata.name.as_deref().unwrap_or_default();
+        let identity = SpiffeId::new(&self.config.trust_domain, namespace, sa)
+            .map_err(|e| ReconcileError::Issue {
+                object: object.clone(),
+                source: AuthorityError::Identity(e),
+            })?
+            .uri();
+        let action = secret_action(existing, &self.ca, &identity, now, self.config.renew_ratio);
         let reason = match action {
             SecretAction::Keep => return Ok(()),
             SecretAction::Foreign => {
@@ -333,8 +346,6 @@ impl SecretsContext {
             SecretAction::Create => "missing",
             SecretAction::Replace(reason) => reason,
         };
-        let object = format!("Secret {namespace}/{name}");
-        let sa = account.metadata.name.as_deref().unwrap_or_default();
         self.gate.ensure()?;
         let issued = self
             .ca
@@ -371,8 +382,13 @@ impl SecretsContext {
             Err(e) if existing.is_none() && is_conflict(&e) => {
                 match api.get(name).await {
                     Ok(other)
-                        if secret_action(Some(&other), &self.ca, now, self.config.renew_ratio)
-                            == SecretAction::Foreign =>
+                        if secret_action(
+                            Some(&other),
+                            &self.ca,
+                            &identity,
+                            now,
+                            self.config.renew_ratio,
+                        ) == SecretAction::Foreign =>
                     {
                         warn!(namespace, secret = %name, "a Secret of that name with another type exists; left alone");
                         Ok(())
@@ -512,6 +528,8 @@ pub fn watch_triggers(client: &Client) -> impl Stream<Item = SecretKey> + use<> 
 mod tests {
     use super::*;
 
+    const ID: &str = "spiffe://cluster.local/ns/app/sa/web";
+
     fn ca() -> ClusterCa {
         ClusterCa::generate("cluster.local").unwrap().0
     }
@@ -555,27 +573,38 @@ mod tests {
         let ca = ca();
         let now = SystemTime::now();
         let hour = Duration::from_secs(3600);
-        assert_eq!(secret_action(None, &ca, now, 0.5), SecretAction::Create);
+        assert_eq!(secret_action(None, &ca, ID, now, 0.5), SecretAction::Create);
         let fresh = secret_from(&ca, hour, now);
         assert_eq!(
-            secret_action(Some(&fresh), &ca, now, 0.5),
+            secret_action(Some(&fresh), &ca, ID, now, 0.5),
             SecretAction::Keep
         );
         let old = secret_from(&ca, hour, now - Duration::from_secs(40 * 60));
         assert!(matches!(
-            secret_action(Some(&old), &ca, now, 0.5),
+            secret_action(Some(&old), &ca, ID, now, 0.5),
             SecretAction::Replace(_)
         ));
-        assert_eq!(secret_action(Some(&old), &ca, now, 0.2), SecretAction::Keep);
+        assert_eq!(
+            secret_action(Some(&old), &ca, ID, now, 0.2),
+            SecretAction::Keep
+        );
         let other = secret_from(&self::ca(), hour, now);
         assert_eq!(
-            secret_action(Some(&other), &ca, now, 0.5),
+            secret_action(Some(&other), &ca, ID, now, 0.5),
             SecretAction::Replace("root-cert.pem is not the current root")
+        );
+        let other_identity = ca
+            .issue_workload("cluster.local", "app", "db", hour, now)
+            .unwrap();
+        let copied = desired_secret(&account(), &other_identity, ca.root_pem(), "istio.web");
+        assert_eq!(
+            secret_action(Some(&copied), &ca, ID, now, 0.5),
+            SecretAction::Replace("the certificate names another identity")
         );
         let mut foreign = fresh.clone();
         foreign.type_ = Some("Opaque".into());
         assert_eq!(
-            secret_action(Some(&foreign), &ca, now, 0.5),
+            secret_action(Some(&foreign), &ca, ID, now, 0.5),
             SecretAction::Foreign
         );
     }
