@@ -1,0 +1,192 @@
+//! The thin IO loop shared by the controllers: keys arrive from watch
+//! events, a periodic resync and the moment this replica becomes leader;
+//! each key is reconciled; failures are retried per key with backoff, so one
+//! failing object never holds up the others and no error stops the loop.
+
+use std::collections::BTreeMap;
+use std::fmt::Display;
+use std::future::Future;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use super::error::ReconcileError;
+use super::leader::LeaderGate;
+use super::retry::Backoff;
+
+/// Keys waiting for a retry, each with its own backoff.
+#[derive(Debug)]
+pub struct RetryQueue<K: Ord> {
+    items: BTreeMap<K, (Instant, Backoff)>,
+    template: Backoff,
+}
+
+impl<K: Ord + Clone> RetryQueue<K> {
+    /// An empty queue whose keys back off like `template`.
+    pub fn new(template: Backoff) -> Self {
+        Self {
+            items: BTreeMap::new(),
+            template,
+        }
+    }
+
+    /// Records a failure of `key` at `now`; returns the delay before its retry.
+    pub fn failed(&mut self, key: K, now: Instant) -> Duration {
+        let entry = self
+            .items
+            .entry(key)
+            .or_insert_with(|| (now, self.template.clone()));
+        let delay = entry.1.next_delay();
+        entry.0 = now + delay;
+        delay
+    }
+
+    /// Forgets `key` after a success (or when it no longer needs work).
+    pub fn succeeded(&mut self, key: &K) {
+        self.items.remove(key);
+    }
+
+    /// When the earliest retry is due.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.items.values().map(|(due, _)| *due).min()
+    }
+
+    /// The keys due at `now` (they stay queued until they succeed).
+    pub fn due(&self, now: Instant) -> Vec<K> {
+        self.items
+            .iter()
+            .filter(|(_, (due, _))| *due <= now)
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// Drops every key (leadership lost: the next leader starts afresh).
+    pub fn clear(&mut self) {
+        self.items.clear();
+    }
+
+    /// Number of keys waiting.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+/// Runs a controller until `triggers` ends (in production: never).
+///
+/// - every key from `triggers` is reconciled while this replica leads
+///   (followers drop events and do no requests);
+/// - every `resync`, and whenever this replica becomes leader, the keys
+///   from `all_keys` are reconciled (repairs anything a missed event left);
+/// - a failing key is retried with backoff; [`ReconcileError::NotLeader`] is
+///   not a failure (the new leader does the work).
+pub async fn drive<K, S, R, RF, A, AF>(
+    controller: &'static str,
+    triggers: S,
+    mut gate: LeaderGate,
+    resync: Duration,
+    backoff: Backoff,
+    mut all_keys: A,
+    mut reconcile: R,
+) where
+    K: Ord + Clone + Display,
+    S: Stream<Item = K>,
+    R: FnMut(K) -> RF,
+    RF: Future<Output = Result<(), ReconcileError>>,
+    A: FnMut() -> AF,
+    AF: Future<Output = Result<Vec<K>, ReconcileError>>,
+{
+    let mut triggers = std::pin::pin!(triggers);
+    let mut list_backoff = backoff.clone();
+    let mut queue = RetryQueue::new(backoff);
+    let mut next_resync = Instant::now();
+    loop {
+        let retry_at = queue.next_due().unwrap_or(next_resync).min(next_resync);
+        // Biased: leadership first, then due retries and resyncs (they are
+        // only ready when due, so events cannot starve), then events. This
+        // also makes the order of requests deterministic for tests.
+        let keys: Vec<K> = tokio::select! {
+            biased;
+            leading = gate.changed() => {
+                if !leading {
+                    queue.clear();
+                    continue;
+                }
+                next_resync = Instant::now();
+                continue;
+            }
+            () = tokio::time::sleep_until(retry_at) => {
+                let now = Instant::now();
+                let mut keys = queue.due(now);
+                if now >= next_resync {
+                    next_resync = now + resync;
+                    if gate.is_leader() {
+                        match all_keys().await {
+                            Ok(all) => {
+                                keys.extend(all);
+                                list_backoff.reset();
+                            }
+                            Err(error) => {
+                                let delay = list_backoff.next_delay();
+                                next_resync = now + delay;
+                                warn!(controller, error = %error, retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), "listing objects to resync failed; will retry");
+                            }
+                        }
+                    }
+                }
+                keys.sort();
+                keys.dedup();
+                keys
+            }
+            key = triggers.next() => match key {
+                Some(key) => vec![key],
+                None => return,
+            },
+        };
+        for key in keys {
+            // A follower does no work at all (not even reads): the leader
+            // does it, and this replica resyncs everything if it takes over.
+            if !gate.is_leader() {
+                queue.clear();
+                break;
+            }
+            match reconcile(key.clone()).await {
+                Ok(()) => queue.succeeded(&key),
+                Err(ReconcileError::NotLeader) => {
+                    debug!(controller, key = %key, "not the leader; left to the lease holder");
+                    queue.succeeded(&key);
+                }
+                Err(error) => {
+                    let delay = queue.failed(key.clone(), Instant::now());
+                    warn!(controller, key = %key, error = %error, source = ?std::error::Error::source(&error).map(ToString::to_string), retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), "reconcile failed; will retry");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_queue_backs_off_per_key() {
+        let mut q = RetryQueue::new(Backoff::new(Duration::from_secs(1), Duration::from_secs(8)));
+        let t0 = Instant::now();
+        assert_eq!(q.failed("a", t0), Duration::from_secs(1));
+        assert_eq!(q.failed("a", t0), Duration::from_secs(2));
+        assert_eq!(q.failed("b", t0), Duration::from_secs(1));
+        assert_eq!(q.next_due(), Some(t0 + Duration::from_secs(1)));
+        assert_eq!(q.due(t0 + Duration::from_secs(1)), vec!["b"]);
+        q.succeeded(&"b");
+        assert_eq!(q.len(), 1);
+        q.clear();
+        assert!(q.is_empty());
+    }
+}
