@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod ca;
+pub mod cluster;
 pub mod config;
 pub mod inject;
 pub mod iptables;
