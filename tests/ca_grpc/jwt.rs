@@ -27,6 +27,7 @@ fn openssl(args: &[&str], input: Option<&[u8]>) -> Vec<u8> {
         .args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .expect("openssl must be installed for these tests");
     let mut stdin = child.stdin.take().unwrap();
@@ -43,10 +44,17 @@ impl IssuerKey {
     /// An RSA 2048 key for RS256.
     pub fn rs256(kid: &str) -> Self {
         let pem = openssl(
-            &["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
+            &[
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+            ],
             None,
         );
-        let modulus = String::from_utf8(openssl(&["rsa", "-noout", "-modulus"], Some(&pem))).unwrap();
+        let modulus =
+            String::from_utf8(openssl(&["rsa", "-noout", "-modulus"], Some(&pem))).unwrap();
         let hex = modulus.trim().trim_start_matches("Modulus=");
         let n: Vec<u8> = (0..hex.len())
             .step_by(2)

@@ -20,7 +20,9 @@ use super::proto::istio_certificate_service_client::IstioCertificateServiceClien
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// `--addr` is not `HOST:PORT`.
-    #[error("invalid CA address {addr:?}: expected HOST:PORT (for example istiod.istio-system.svc:15012)")]
+    #[error(
+        "invalid CA address {addr:?}: expected HOST:PORT (for example istiod.istio-system.svc:15012)"
+    )]
     Address {
         /// The address given.
         addr: String,
@@ -149,17 +151,18 @@ pub async fn create_certificate(
         metadata: None,
     });
     if let Some(token) = token {
-        let value = MetadataValue::try_from(format!("Bearer {token}"))
-            .map_err(|_| ClientError::Token)?;
+        let value =
+            MetadataValue::try_from(format!("Bearer {token}")).map_err(|_| ClientError::Token)?;
         request.metadata_mut().insert("authorization", value);
     }
-    let response = client
-        .create_certificate(request)
-        .await
-        .map_err(|status| ClientError::Refused {
-            code: status.code(),
-            message: status.message().to_string(),
-        })?;
+    let response =
+        client
+            .create_certificate(request)
+            .await
+            .map_err(|status| ClientError::Refused {
+                code: status.code(),
+                message: status.message().to_string(),
+            })?;
     let chain = response.into_inner().cert_chain;
     if chain.is_empty() {
         return Err(ClientError::EmptyChain);
@@ -172,7 +175,8 @@ pub async fn create_certificate(
 pub fn generate_key_and_csr() -> Result<(KeyPem, String), ClientError> {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
         .map_err(ClientError::Generate)?;
-    let params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(ClientError::Generate)?;
+    let params =
+        rcgen::CertificateParams::new(Vec::<String>::new()).map_err(ClientError::Generate)?;
     let csr = params
         .serialize_request(&key)
         .map_err(ClientError::Generate)?

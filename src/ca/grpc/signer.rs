@@ -2,11 +2,16 @@
 //! an authenticated caller and tell what status code a refusal deserves.
 //!
 //! The service only needs this trait, so it can be tested with any signer;
-//! [`crate::ca::CertificateAuthority`] implements it.
+//! [`AuthoritySigner`] connects it to [`CertificateAuthority`].
 
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
+use x509_parser::prelude::{FromDer, X509Certificate};
+
 use super::auth::Caller;
+use crate::ca::{CertificateAuthority, CsrError, IssueError, SpiffeId};
 
 /// How a refusal maps onto the gRPC status codes Istio's clients expect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,4 +68,90 @@ pub trait CertificateSigner: Send + Sync {
     /// The notAfter of the certificate that signs workloads (the end of the
     /// CA chain), in seconds since the Unix epoch.
     fn chain_expiry_unix(&self) -> Option<i64>;
+}
+
+/// The CA core behind the seam, with the trust domain of the identities it
+/// issues (the CA itself does not record one).
+pub struct AuthoritySigner {
+    ca: Arc<CertificateAuthority>,
+    trust_domain: String,
+    root_expiry: Option<i64>,
+}
+
+impl fmt::Debug for AuthoritySigner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthoritySigner")
+            .field("ca", &self.ca)
+            .field("trust_domain", &self.trust_domain)
+            .finish()
+    }
+}
+
+/// The notAfter of the first certificate in a PEM text, Unix seconds.
+fn pem_not_after(pem_text: &str) -> Option<i64> {
+    let block = pem::parse(pem_text).ok()?;
+    let (_, cert) = X509Certificate::from_der(block.contents()).ok()?;
+    Some(cert.validity().not_after.timestamp())
+}
+
+impl AuthoritySigner {
+    /// Signs with `ca` for identities in `trust_domain`.
+    pub fn new(ca: Arc<CertificateAuthority>, trust_domain: impl Into<String>) -> Self {
+        let root_expiry = pem_not_after(ca.root_pem());
+        Self {
+            ca,
+            trust_domain: trust_domain.into(),
+            root_expiry,
+        }
+    }
+
+    fn identity(&self, caller: &Caller) -> Result<SpiffeId, SignError> {
+        SpiffeId::new(
+            &self.trust_domain,
+            &caller.namespace,
+            &caller.service_account,
+        )
+        .map_err(|e| SignError::new(SignErrorKind::InvalidArgument, e.to_string()))
+    }
+}
+
+fn kind_of(err: &IssueError) -> SignErrorKind {
+    match err {
+        IssueError::Csr(CsrError::IdentityMismatch { .. }) => SignErrorKind::PermissionDenied,
+        IssueError::Csr(_) | IssueError::TtlTooLong { .. } | IssueError::TtlZero => {
+            SignErrorKind::InvalidArgument
+        }
+        _ => SignErrorKind::Internal,
+    }
+}
+
+impl CertificateSigner for AuthoritySigner {
+    fn trust_domain(&self) -> &str {
+        &self.trust_domain
+    }
+
+    fn spiffe_uri(&self, caller: &Caller) -> Result<String, SignError> {
+        self.identity(caller).map(|id| id.uri())
+    }
+
+    fn sign(
+        &self,
+        csr: &[u8],
+        caller: &Caller,
+        ttl: Option<Duration>,
+    ) -> Result<Vec<String>, SignError> {
+        let id = self.identity(caller)?;
+        self.ca
+            .sign_csr(csr, &id, ttl)
+            .map(|chain| chain.certs().to_vec())
+            .map_err(|err| SignError::new(kind_of(&err), err.to_string()))
+    }
+
+    fn root_expiry_unix(&self) -> Option<i64> {
+        self.root_expiry
+    }
+
+    fn chain_expiry_unix(&self) -> Option<i64> {
+        Some(self.ca.ca_not_after().unix_timestamp())
+    }
 }

@@ -59,7 +59,10 @@ async fn expect_review(handle: &mut Handle, token: &str, status: Value) {
 
 /// Asserts that no request is left once every client handle is gone.
 async fn expect_no_more(mut handle: Handle) {
-    assert!(handle.next_request().await.is_none(), "unexpected extra TokenReview");
+    assert!(
+        handle.next_request().await.is_none(),
+        "unexpected extra TokenReview"
+    );
 }
 
 #[tokio::test]
@@ -85,10 +88,16 @@ async fn cache_turns_a_burst_into_one_review_per_token() {
         handle
     });
     for _ in 0..10 {
-        assert_eq!(auth.review("token-a").await.unwrap(), Caller::new("ns-a", "sa-x"));
+        assert_eq!(
+            auth.review("token-a").await.unwrap(),
+            Caller::new("ns-a", "sa-x")
+        );
     }
     for _ in 0..10 {
-        assert_eq!(auth.review("token-b").await.unwrap(), Caller::new("ns-b", "sa-y"));
+        assert_eq!(
+            auth.review("token-b").await.unwrap(),
+            Caller::new("ns-b", "sa-y")
+        );
     }
     let handle = api.await.unwrap();
     drop(auth);
@@ -150,15 +159,24 @@ async fn refusals_are_not_cached_and_say_why() {
     });
     for _ in 0..2 {
         let err = auth.review("bad").await.unwrap_err();
-        assert_eq!(err.to_string(), "token rejected: TokenReview: token has expired");
+        assert_eq!(
+            err.to_string(),
+            "token rejected: TokenReview: token has expired"
+        );
     }
     let err = auth.review("user").await.unwrap_err();
     assert_eq!(err.reason(), "not-service-account");
-    assert!(err.to_string().contains("not in group system:serviceaccounts"));
+    assert!(
+        err.to_string()
+            .contains("not in group system:serviceaccounts")
+    );
     let err = auth.review("aud").await.unwrap_err();
     assert_eq!(err.reason(), "wrong-audience");
     let err = auth.review("name").await.unwrap_err();
-    assert!(err.to_string().contains("is not system:serviceaccount:<namespace>:<name>"));
+    assert!(
+        err.to_string()
+            .contains("is not system:serviceaccount:<namespace>:<name>")
+    );
     let handle = api.await.unwrap();
     drop(auth);
     expect_no_more(handle).await;
@@ -198,7 +216,15 @@ fn cache_is_bounded_and_stores_hashes() {
     cache.put([2; 32], Caller::new("a", "2"), now + Duration::from_secs(1));
     cache.put([3; 32], Caller::new("a", "3"), now + Duration::from_secs(2));
     assert_eq!(cache.entries.len(), 2);
-    assert_eq!(cache.get(&[1; 32], now), None, "the oldest entry was evicted");
+    assert_eq!(
+        cache.get(&[1; 32], now),
+        None,
+        "the oldest entry was evicted"
+    );
     assert_eq!(cache.get(&[3; 32], now), Some(Caller::new("a", "3")));
-    assert_eq!(cache.get(&[3; 32], now + Duration::from_secs(60)), None, "expired");
+    assert_eq!(
+        cache.get(&[3; 32], now + Duration::from_secs(60)),
+        None,
+        "expired"
+    );
 }

@@ -7,6 +7,7 @@
 //! depth) and reads the identity: the single `spiffe://` URI SAN, which must be
 //! in this CA's trust domain.
 
+use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tonic::async_trait;
@@ -14,6 +15,7 @@ use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::{AuthError, Authenticator, Caller, Credentials};
+use crate::ca::SpiffeId;
 
 /// Accepts callers presenting a client certificate issued by this CA.
 #[derive(Debug, Clone)]
@@ -68,27 +70,15 @@ impl ClientCertAuthenticator {
     }
 
     fn parse_spiffe(&self, uri: &str) -> Result<Caller, AuthError> {
-        let bad = || {
-            AuthError::BadCertificate(format!(
-                "URI SAN {uri:?} is not spiffe://{}/ns/<namespace>/sa/<service-account>",
-                self.trust_domain
-            ))
-        };
-        let rest = uri.strip_prefix("spiffe://").ok_or_else(bad)?;
-        let (domain, path) = rest.split_once('/').ok_or_else(bad)?;
-        if domain != self.trust_domain {
+        let id = SpiffeId::from_str(uri)
+            .map_err(|e| AuthError::BadCertificate(format!("URI SAN: {e}")))?;
+        if id.trust_domain() != self.trust_domain {
             return Err(AuthError::BadCertificate(format!(
                 "SPIFFE ID {uri:?} is outside trust domain {:?}",
                 self.trust_domain
             )));
         }
-        let parts: Vec<&str> = path.split('/').collect();
-        match parts.as_slice() {
-            ["ns", namespace, "sa", sa] if !namespace.is_empty() && !sa.is_empty() => {
-                Ok(Caller::new(*namespace, *sa))
-            }
-            _ => Err(bad()),
-        }
+        Ok(Caller::new(id.namespace(), id.service_account()))
     }
 }
 
@@ -117,7 +107,8 @@ mod tests {
     fn spiffe_uri_parsing() {
         let auth = ClientCertAuthenticator::new("cluster.local");
         assert_eq!(
-            auth.parse_spiffe("spiffe://cluster.local/ns/a/sa/b").unwrap(),
+            auth.parse_spiffe("spiffe://cluster.local/ns/a/sa/b")
+                .unwrap(),
             Caller::new("a", "b")
         );
         for bad in [

@@ -88,7 +88,11 @@ impl fmt::Debug for Jwks {
         f.debug_struct("Jwks")
             .field(
                 "kids",
-                &self.keys.iter().map(|k| k.kid.as_deref()).collect::<Vec<_>>(),
+                &self
+                    .keys
+                    .iter()
+                    .map(|k| k.kid.as_deref())
+                    .collect::<Vec<_>>(),
             )
             .finish()
     }

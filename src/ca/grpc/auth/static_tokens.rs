@@ -207,15 +207,27 @@ mod tests {
             "static token file tokens.txt, line 2: identity \"ns-b\" is not <namespace>/<service-account>; expected `<token> <namespace>/<service-account>`"
         );
         let err = parse("tok-1\n").err().unwrap();
-        assert!(err.to_string().contains("line 1: expected exactly two fields"));
+        assert!(
+            err.to_string()
+                .contains("line 1: expected exactly two fields")
+        );
         let err = parse("tok-1 a/b extra\n").err().unwrap();
-        assert!(err.to_string().contains("line 1: expected exactly two fields"));
+        assert!(
+            err.to_string()
+                .contains("line 1: expected exactly two fields")
+        );
         let err = parse("tok-1 NS/sa\n").err().unwrap();
         assert!(err.to_string().contains("lowercase DNS names"));
         let err = parse("tok-1 a/b\ntok-1 c/d\n").err().unwrap();
-        assert!(err.to_string().contains("line 2: the same token appears twice"));
+        assert!(
+            err.to_string()
+                .contains("line 2: the same token appears twice")
+        );
         assert!(!err.to_string().contains("tok-1"));
         let err = parse("# nothing\n").err().unwrap();
-        assert_eq!(err.to_string(), "static token file tokens.txt has no tokens");
+        assert_eq!(
+            err.to_string(),
+            "static token file tokens.txt has no tokens"
+        );
     }
 }

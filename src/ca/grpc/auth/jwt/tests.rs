@@ -84,8 +84,14 @@ fn claims_are_enforced() {
     };
     assert_eq!(with(&|c| c["exp"] = json!(now() - 3600)), "expired");
     assert_eq!(with(&|c| c["nbf"] = json!(now() + 3600)), "not-yet-valid");
-    assert_eq!(with(&|c| c["iss"] = json!("https://evil.example")), "wrong-issuer");
-    assert_eq!(with(&|c| c["aud"] = json!(["kubernetes"])), "wrong-audience");
+    assert_eq!(
+        with(&|c| c["iss"] = json!("https://evil.example")),
+        "wrong-issuer"
+    );
+    assert_eq!(
+        with(&|c| c["aud"] = json!(["kubernetes"])),
+        "wrong-audience"
+    );
     assert_eq!(
         with(&|c| {
             c.as_object_mut().unwrap().remove("aud");
@@ -109,12 +115,19 @@ fn signatures_must_verify_against_a_trusted_key() {
     let trusted = es256("k1");
     let stranger = es256("k1");
     let auth = authenticator(&[&trusted]);
-    let err = auth.verify(&sign(&stranger, &claims("a", "b"))).unwrap_err();
+    let err = auth
+        .verify(&sign(&stranger, &claims("a", "b")))
+        .unwrap_err();
     assert_eq!(err.reason(), "bad-signature");
 
     let other_kid = es256("k2");
-    let err = auth.verify(&sign(&other_kid, &claims("a", "b"))).unwrap_err();
-    assert!(err.to_string().contains("no trusted key with kid \"k2\""), "{err}");
+    let err = auth
+        .verify(&sign(&other_kid, &claims("a", "b")))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("no trusted key with kid \"k2\""),
+        "{err}"
+    );
 
     // A rotated JWKS takes effect at once.
     auth.set_jwks(
@@ -129,7 +142,11 @@ fn malformed_and_symmetric_tokens_are_refused() {
     let key = es256("k1");
     let auth = authenticator(&[&key]);
     for token in ["", "abc", "a.b.c", "a.b"] {
-        assert_eq!(auth.verify(token).unwrap_err().reason(), "malformed", "{token}");
+        assert_eq!(
+            auth.verify(token).unwrap_err().reason(),
+            "malformed",
+            "{token}"
+        );
     }
     let hs = jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),

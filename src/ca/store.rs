@@ -1,0 +1,274 @@
+//! The CA's files: Istio's `cacerts` layout on disk, and the per-workload
+//! bundle layout (`key.pem`, `cert-chain.pem`, `root-cert.pem`) of Istio's
+//! old per-ServiceAccount secrets.
+//!
+//! Every file is written atomically (a temporary file in the same directory,
+//! synced, then renamed), so a crash leaves either the old file or the new
+//! one, never half of one. Private keys are created with mode 0600.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use tracing::info;
+
+use super::authority::{CaPem, CertificateAuthority, LoadError, RootOptions};
+use super::issue::IssuedCertificate;
+use super::keys::PrivateKeyPem;
+
+/// `ca-cert.pem`: the signing certificate.
+pub const CA_CERT: &str = "ca-cert.pem";
+/// `ca-key.pem`: its private key.
+pub const CA_KEY: &str = "ca-key.pem";
+/// `cert-chain.pem`: the chain from the signing certificate up.
+pub const CERT_CHAIN: &str = "cert-chain.pem";
+/// `root-cert.pem`: the trust anchor.
+pub const ROOT_CERT: &str = "root-cert.pem";
+/// `key.pem`: an issued workload's private key.
+pub const KEY: &str = "key.pem";
+
+/// Why the CA's files could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A required file is missing.
+    #[error(
+        "{path}: not found; expected a CA directory with ca-cert.pem and ca-key.pem (Istio cacerts layout; cert-chain.pem and root-cert.pem optional)"
+    )]
+    Missing {
+        /// The missing file.
+        path: PathBuf,
+    },
+    /// Reading or writing failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The directory already holds a CA.
+    #[error(
+        "{path} already exists; refusing to overwrite an existing CA (use --force to replace it)"
+    )]
+    Exists {
+        /// The existing file.
+        path: PathBuf,
+    },
+    /// The material was read but refused.
+    #[error("CA in {dir}: {source}")]
+    Invalid {
+        /// The directory.
+        dir: PathBuf,
+        /// Why it was refused.
+        #[source]
+        source: Box<LoadError>,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Reads the PEM texts of a CA directory (Istio `cacerts` layout).
+pub fn read_dir(dir: &Path) -> Result<CaPem, StoreError> {
+    let required = |name: &str| {
+        let path = dir.join(name);
+        match fs::read_to_string(&path) {
+            Ok(text) => Ok(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StoreError::Missing { path }),
+            Err(source) => Err(StoreError::Io { path, source }),
+        }
+    };
+    let optional = |name: &str| {
+        let path = dir.join(name);
+        match fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StoreError::Io { path, source }),
+        }
+    };
+    Ok(CaPem {
+        ca_cert: required(CA_CERT)?,
+        ca_key: PrivateKeyPem::new(required(CA_KEY)?),
+        cert_chain: optional(CERT_CHAIN)?,
+        root_cert: optional(ROOT_CERT)?,
+    })
+}
+
+/// Loads and checks the CA in `dir`.
+pub fn load_dir(dir: &Path) -> Result<CertificateAuthority, StoreError> {
+    let pem = read_dir(dir)?;
+    CertificateAuthority::from_pem(&pem).map_err(|source| StoreError::Invalid {
+        dir: dir.to_owned(),
+        source: Box::new(source),
+    })
+}
+
+/// Loads the CA in `dir`, or creates a new self-signed root there if the
+/// directory holds no CA. Returns whether it was created.
+pub fn load_or_create(
+    dir: &Path,
+    opts: &RootOptions,
+) -> Result<(CertificateAuthority, bool), StoreError> {
+    if dir.join(CA_CERT).exists() || dir.join(CA_KEY).exists() {
+        return Ok((load_dir(dir)?, false));
+    }
+    let ca = CertificateAuthority::generate_root(opts).map_err(|source| StoreError::Invalid {
+        dir: dir.to_owned(),
+        source: Box::new(source),
+    })?;
+    write_ca(dir, ca.to_pem(), false)?;
+    info!(dir = %dir.display(), "created a new self-signed root CA");
+    Ok((ca, true))
+}
+
+/// Writes a CA's material to `dir` (created 0700 if missing): `ca-key.pem`
+/// (0600), `ca-cert.pem`, `root-cert.pem`, and `cert-chain.pem` when the CA
+/// has one. Refuses to replace an existing CA unless `force`.
+pub fn write_ca(dir: &Path, pem: &CaPem, force: bool) -> Result<(), StoreError> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io_err(dir))?;
+    if !force {
+        for name in [CA_CERT, CA_KEY] {
+            let path = dir.join(name);
+            if path.exists() {
+                return Err(StoreError::Exists { path });
+            }
+        }
+    }
+    let root = pem.root_cert.clone().unwrap_or_else(|| pem.ca_cert.clone());
+    let mut files: Vec<(&str, &str, u32)> = vec![
+        (CA_KEY, pem.ca_key.expose(), 0o600),
+        (CA_CERT, &pem.ca_cert, 0o644),
+        (ROOT_CERT, &root, 0o644),
+    ];
+    if let Some(chain) = &pem.cert_chain {
+        files.push((CERT_CHAIN, chain, 0o644));
+    } else if force {
+        remove_if_present(&dir.join(CERT_CHAIN))?;
+    }
+    write_all_atomic(dir, &files)
+}
+
+/// Writes an issued bundle to `dir`: `key.pem` (0600), `cert-chain.pem`
+/// (leaf → root), `root-cert.pem`.
+pub fn write_bundle(
+    dir: &Path,
+    issued: &IssuedCertificate,
+    root_pem: &str,
+) -> Result<(), StoreError> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io_err(dir))?;
+    let chain = issued.chain.to_pem();
+    write_all_atomic(
+        dir,
+        &[
+            (KEY, issued.key.expose(), 0o600),
+            (CERT_CHAIN, &chain, 0o644),
+            (ROOT_CERT, root_pem, 0o644),
+        ],
+    )
+}
+
+fn remove_if_present(path: &Path) -> Result<(), StoreError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StoreError::Io {
+            path: path.to_owned(),
+            source: e,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Stages every file as a temporary file first, then renames them all: an
+/// error while staging leaves the directory untouched.
+fn write_all_atomic(dir: &Path, files: &[(&str, &str, u32)]) -> Result<(), StoreError> {
+    let mut staged: Vec<(PathBuf, PathBuf)> = Vec::with_capacity(files.len());
+    let result = (|| {
+        for (name, text, mode) in files {
+            let target = dir.join(name);
+            let temp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+            write_temp(&temp, text.as_bytes(), *mode)?;
+            staged.push((temp, target));
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        for (temp, _) in &staged {
+            let _ = fs::remove_file(temp);
+        }
+        return Err(e);
+    }
+    for (temp, target) in &staged {
+        fs::rename(temp, target).map_err(io_err(target))?;
+    }
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+fn write_temp(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
+    let _ = fs::remove_file(path);
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(io_err(path))?;
+    // The umask may have narrowed the mode; set it exactly.
+    file.set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(io_err(path))?;
+    file.write_all(bytes).map_err(io_err(path))?;
+    file.sync_all().map_err(io_err(path))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_writes_0600_key_and_refuses_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, created) = load_or_create(dir.path(), &RootOptions::default()).unwrap();
+        assert!(created);
+        let mode = fs::metadata(dir.path().join(CA_KEY))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let err = write_ca(dir.path(), ca.to_pem(), false).unwrap_err();
+        assert!(err.to_string().contains("refusing to overwrite"), "{err}");
+        let (again, created) = load_or_create(dir.path(), &RootOptions::default()).unwrap();
+        assert!(!created);
+        assert_eq!(again.root_pem(), ca.root_pem());
+        let leftovers: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+            .collect();
+        assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn missing_key_names_the_file_and_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(CA_CERT), "x").unwrap();
+        let err = load_dir(dir.path()).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("ca-key.pem: not found"), "{msg}");
+        assert!(msg.contains("Istio cacerts layout"), "{msg}");
+    }
+}
