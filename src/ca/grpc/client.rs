@@ -161,13 +161,29 @@ pub async fn create_certificate(
             .await
             .map_err(|status| ClientError::Refused {
                 code: status.code(),
-                message: status.message().to_string(),
+                message: describe(&status),
             })?;
     let chain = response.into_inner().cert_chain;
     if chain.is_empty() {
         return Err(ClientError::EmptyChain);
     }
     Ok(chain)
+}
+
+/// The status message, followed by its causes (a transport failure such as
+/// a TLS alert is otherwise only "transport error").
+fn describe(status: &tonic::Status) -> String {
+    let mut message = status.message().to_string();
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
 }
 
 /// A fresh P-256 key (PKCS#8 PEM) and a CSR for it (PEM). The CSR carries no

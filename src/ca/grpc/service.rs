@@ -164,3 +164,6 @@ impl IstioCertificateService for CaService {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
