@@ -19,8 +19,8 @@ use outrigger::ca::grpc::auth::AuthChain;
 use outrigger::ca::grpc::auth::jwt::{DEFAULT_ISSUER, Jwks, JwtAuthenticator, JwtPolicy};
 use outrigger::ca::grpc::client::{self, CaClient, ConnectOptions};
 use outrigger::ca::grpc::metrics::CaMetrics;
-use outrigger::ca::grpc::server::tls_config;
 use outrigger::ca::grpc::signer::AuthoritySigner;
+use outrigger::ca::grpc::tls::{ServingCert, tls_config};
 use outrigger::ca::grpc::{CaService, serve};
 use outrigger::ca::{CertificateAuthority, RootOptions, SpiffeId};
 use rsa::pkcs1::EncodeRsaPrivateKey;
@@ -99,11 +99,8 @@ fn bench(c: &mut Criterion) {
     let (jwks, token) = issuer();
     let token = Arc::new(token);
 
-    let serving = ca
-        .issue_serving(&["localhost".into()], &[], None)
-        .expect("serving cert");
-    let tls =
-        tls_config(&serving.chain.to_pem(), serving.key.expose(), ca.root_pem()).expect("TLS");
+    let serving = ServingCert::issue(&ca, &["localhost".into()], &[]).expect("serving cert");
+    let tls = tls_config(Arc::new(serving), ca.root_pem()).expect("TLS");
     let jwt = JwtAuthenticator::new(
         JwtPolicy::default(),
         Jwks::from_json(jwks.as_bytes()).expect("JWKS"),

@@ -10,7 +10,9 @@
 //! - [`signer`]: the narrow seam between the service and the CA core.
 //! - [`service`]: the request handler (authenticate, check, sign, map errors
 //!   to gRPC status codes).
-//! - [`server`]: TLS configuration and the listener ([`server::serve`]).
+//! - [`tls`]: the serving certificate (issued by the CA, renewed in place)
+//!   and the rustls configuration (optional client certificates).
+//! - [`server`]: the listener ([`server::serve`]).
 //! - [`metrics`]: the service's Prometheus metrics.
 //! - [`client`]: the client side, used by `outrigger ca request` and tests.
 
@@ -21,6 +23,8 @@ pub mod proto;
 pub mod server;
 pub mod service;
 pub mod signer;
+pub mod tls;
 
 pub use server::{ServeError, serve};
 pub use service::CaService;
+pub use tls::{ServingCert, tls_config};

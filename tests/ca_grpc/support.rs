@@ -10,8 +10,8 @@ use std::sync::Arc;
 use outrigger::ca::grpc::auth::AuthChain;
 use outrigger::ca::grpc::client::{self, CaClient, ClientError, ConnectOptions};
 use outrigger::ca::grpc::metrics::CaMetrics;
-use outrigger::ca::grpc::server::tls_config;
 use outrigger::ca::grpc::signer::AuthoritySigner;
+use outrigger::ca::grpc::tls::{ServingCert, tls_config};
 use outrigger::ca::grpc::{CaService, ServeError, serve};
 use outrigger::ca::{CertificateAuthority, RootOptions};
 use prometheus_client::registry::Registry;
@@ -43,14 +43,13 @@ impl Harness {
     }
 
     pub async fn start_with(ca: Arc<CertificateAuthority>, auth: AuthChain) -> Self {
-        let serving = ca
-            .issue_serving(
-                &["localhost".to_string()],
-                &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
-                None,
-            )
-            .unwrap();
-        let tls = tls_config(&serving.chain.to_pem(), serving.key.expose(), ca.root_pem()).unwrap();
+        let serving = ServingCert::issue(
+            &ca,
+            &["localhost".to_string()],
+            &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
+        )
+        .unwrap();
+        let tls = tls_config(Arc::new(serving), ca.root_pem()).unwrap();
         let metrics = CaMetrics::new();
         let mut registry = Registry::default();
         metrics.register(&mut registry);
