@@ -419,3 +419,77 @@ async fn bad_requests_are_invalid_arguments_and_ttl_defaults() {
     );
     h.stop().await;
 }
+
+// ---- the one-call entry `outrigger serve` uses ---------------------------------
+
+#[tokio::test]
+async fn run_serves_with_a_ca_issued_serving_certificate_until_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.txt");
+    std::fs::write(&tokens, "run-token ns-r/sa-r\n").unwrap();
+    let config = outrigger::ca::grpc::CaServiceConfig {
+        serving_dns_names: vec!["ca.outrigger.test".into()],
+        static_token_file: Some(tokens),
+        ..Default::default()
+    };
+    let auth = config.auth_chain(Vec::new()).unwrap();
+    let ca = support::new_ca();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn({
+        let ca = ca.clone();
+        async move {
+            outrigger::ca::grpc::run(
+                listener,
+                &config,
+                ca,
+                auth,
+                outrigger::ca::grpc::metrics::CaMetrics::new(),
+                async {
+                    let _ = stopped.await;
+                },
+            )
+            .await
+        }
+    });
+    let connect = |identity| client::ConnectOptions {
+        addr: addr.to_string(),
+        ca_bundle_pem: ca.root_pem().to_string(),
+        server_name: Some("ca.outrigger.test".into()),
+        client_identity: identity,
+    };
+    let (key, csr) = client::generate_key_and_csr().unwrap();
+    let mut c = client::connect(&connect(None)).await.unwrap();
+    let chain = client::create_certificate(&mut c, Some("run-token"), &csr, None)
+        .await
+        .unwrap();
+    assert_issued_for(&ca, &chain, "ns-r", "sa-r");
+    // Client certificates are on by default.
+    let (_, csr) = client::generate_key_and_csr().unwrap();
+    let mut c = client::connect(&connect(Some((chain.concat(), key.0.clone()))))
+        .await
+        .unwrap();
+    let renewed = client::create_certificate(&mut c, None, &csr, None)
+        .await
+        .unwrap();
+    assert_issued_for(&ca, &renewed, "ns-r", "sa-r");
+    // The serving certificate names what the config says, not "localhost".
+    let wrong_name = client::ConnectOptions {
+        server_name: Some("localhost".into()),
+        ..connect(None)
+    };
+    let refused = match client::connect(&wrong_name).await {
+        Err(_) => true,
+        Ok(mut c) => client::create_certificate(&mut c, Some("run-token"), &csr, None)
+            .await
+            .is_err(),
+    };
+    assert!(
+        refused,
+        "a client checking another name accepted the server"
+    );
+
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}

@@ -12,12 +12,15 @@
 //!   to gRPC status codes).
 //! - [`tls`]: the serving certificate (issued by the CA, renewed in place)
 //!   and the rustls configuration (optional client certificates).
-//! - [`server`]: the listener ([`server::serve`]).
+//! - [`config`]: the service's settings and the authenticator chain they give.
+//! - [`server`]: the listener ([`server::serve`], and [`server::run`] which
+//!   also sets up and renews the serving certificate).
 //! - [`metrics`]: the service's Prometheus metrics.
 //! - [`client`]: the client side, used by `outrigger ca request` and tests.
 
 pub mod auth;
 pub mod client;
+pub mod config;
 pub mod metrics;
 pub mod proto;
 pub mod server;
@@ -25,6 +28,7 @@ pub mod service;
 pub mod signer;
 pub mod tls;
 
-pub use server::{ServeError, serve};
+pub use config::CaServiceConfig;
+pub use server::{ServeError, run, serve};
 pub use service::CaService;
 pub use tls::{ServingCert, tls_config};

@@ -8,6 +8,7 @@
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
+
 use std::time::Duration;
 
 use rustls::ServerConfig;
@@ -18,7 +19,13 @@ use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
 use tracing::{debug, info, warn};
 
+use super::auth::AuthChain;
+use super::config::CaServiceConfig;
+use super::metrics::CaMetrics;
 use super::service::CaService;
+use super::signer::AuthoritySigner;
+use super::tls::{ServingCert, TlsConfigError, keep_fresh, tls_config};
+use crate::ca::CertificateAuthority;
 
 /// How long a client may take to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -26,6 +33,9 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Why the server stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// The TLS material could not be set up.
+    #[error("CA gRPC server: TLS setup failed")]
+    Tls(#[source] TlsConfigError),
     /// The gRPC server failed.
     #[error("CA gRPC server failed")]
     Transport(#[source] tonic::transport::Error),
@@ -88,5 +98,40 @@ pub async fn serve(
         .map_err(ServeError::Transport);
     accept.abort();
     info!(addr = ?local, "CA gRPC service stopped");
+    result
+}
+
+/// The whole CA service in one call, for `outrigger serve`: issues the
+/// serving certificate from `ca` (renewed at half-life), builds the TLS
+/// configuration (client certificates checked against `ca`'s root), and
+/// serves `auth`-authenticated requests on `listener` until `shutdown`.
+pub async fn run(
+    listener: TcpListener,
+    config: &CaServiceConfig,
+    ca: Arc<CertificateAuthority>,
+    auth: AuthChain,
+    metrics: CaMetrics,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let serving = Arc::new(
+        ServingCert::issue(&ca, &config.serving_dns_names, &config.serving_ips)
+            .map_err(ServeError::Tls)?,
+    );
+    let tls = tls_config(serving.clone(), ca.root_pem()).map_err(ServeError::Tls)?;
+    let signer = Arc::new(AuthoritySigner::new(ca.clone(), &config.trust_domain));
+    let service = CaService::new(signer, auth, metrics);
+    let (stop_renewal, renewal_stopped) = tokio::sync::oneshot::channel::<()>();
+    let renewal = tokio::spawn(keep_fresh(
+        ca,
+        config.serving_dns_names.clone(),
+        config.serving_ips.clone(),
+        serving,
+        async {
+            let _ = renewal_stopped.await;
+        },
+    ));
+    let result = serve(listener, tls, service, shutdown).await;
+    let _ = stop_renewal.send(());
+    let _ = renewal.await;
     result
 }
