@@ -13,6 +13,7 @@
 //! - [`csr`]: parse + verify a PKCS#10 request, take only its public key.
 //! - [`issue`]: the issuing policy (serial, validity, usages, SANs, TTL).
 //! - [`authority`]: [`CertificateAuthority`], the checked CA and its operations.
+//! - [`chain`]: load-time checks of CA material ([`LoadError`]).
 //! - [`store`]: the CA directory (Istio `cacerts` layout) and issued bundles,
 //!   written atomically, keys 0600.
 //! - [`inspect`]: readable certificate summaries.
@@ -55,11 +56,14 @@
 //! # let _ = (from_secret, issued); Ok(()) }
 //! ```
 //!
-//! Errors map onto gRPC codes as follows: [`CsrError::IdentityMismatch`] is a
-//! permission problem; the other [`CsrError`]s and [`IssueError::TtlTooLong`]
-//! are invalid arguments; the rest are internal.
+//! [`IssueError::kind`] says how to report a refusal remotely
+//! ([`issue::RefusalKind`]): a CSR naming another identity is `NotPermitted`
+//! (gRPC PermissionDenied); a bad CSR, key, signature or TTL is
+//! `InvalidRequest` (InvalidArgument); an expired CA or crypto failure is
+//! `Internal`. Every error's message is fit to show the caller.
 
 pub mod authority;
+pub mod chain;
 pub mod csr;
 pub mod grpc;
 pub mod identity;
@@ -68,7 +72,8 @@ pub mod issue;
 pub mod keys;
 pub mod store;
 
-pub use authority::{CaPem, CertificateAuthority, DEFAULT_ROOT_VALIDITY, LoadError, RootOptions};
+pub use authority::{CaPem, CertificateAuthority, DEFAULT_ROOT_VALIDITY, RootOptions};
+pub use chain::LoadError;
 pub use csr::CsrError;
 pub use identity::{IdentityError, SpiffeId};
 pub use issue::{CertChain, IssueError, IssuePolicy, IssuedCertificate};

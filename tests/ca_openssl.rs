@@ -269,3 +269,103 @@ fn plugged_in_ca_without_root_in_chain_still_builds_full_chain() {
     let (ok, out) = openssl_verify(dir.path(), chain.certs(), ca.root_pem(), "sslclient");
     assert!(ok, "{out}");
 }
+
+#[test]
+fn what_a_csr_asks_for_beyond_its_key_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = root(KeyAlgorithm::EcdsaP256);
+    openssl_ok(
+        dir.path(),
+        &[
+            "req",
+            "-new",
+            "-nodes",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-keyout",
+            "greedy.key",
+            "-subj",
+            "/CN=I am a CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+            "-addext",
+            "extendedKeyUsage=codeSigning",
+            "-out",
+            "greedy.csr",
+        ],
+    );
+    let csr = std::fs::read(dir.path().join("greedy.csr")).unwrap();
+    let chain = ca.sign_csr(&csr, &id(), None).unwrap();
+    write(dir.path(), "greedy.pem", chain.leaf_pem());
+    let text = openssl_ok(
+        dir.path(),
+        &["x509", "-in", "greedy.pem", "-noout", "-text"],
+    );
+    assert!(text.contains("CA:FALSE"), "{text}");
+    assert!(!text.contains("Certificate Sign"), "{text}");
+    assert!(!text.contains("Code Signing"), "{text}");
+    assert!(!text.contains("I am a CA"), "{text}");
+    assert!(
+        text.contains("TLS Web Server Authentication, TLS Web Client Authentication"),
+        "{text}"
+    );
+}
+
+#[test]
+fn two_level_intermediate_chain_is_followed_to_the_root() {
+    let dir = tempfile::tempdir().unwrap();
+    // root -> "Mid CA" (made as the cacerts intermediate) -> "Cluster CA".
+    make_cacerts(dir.path(), OsslKey::P256Sec1, OsslKey::P256Sec1);
+    std::fs::rename(
+        dir.path().join("ca-cert.pem"),
+        dir.path().join("mid-cert.pem"),
+    )
+    .unwrap();
+    std::fs::rename(
+        dir.path().join("ca-key.pem"),
+        dir.path().join("mid-key.pem"),
+    )
+    .unwrap();
+    make_sub_ca(
+        dir.path(),
+        "ca-key.pem",
+        OsslKey::Rsa2048Pkcs1,
+        "/O=Istio/CN=Cluster CA",
+        "mid-cert.pem",
+        "mid-key.pem",
+        "ca-cert.pem",
+    );
+    let read = |n: &str| std::fs::read_to_string(dir.path().join(n)).unwrap();
+    let chain = format!(
+        "{}{}{}",
+        read("ca-cert.pem"),
+        read("mid-cert.pem"),
+        read("root-cert.pem")
+    );
+    write(dir.path(), "cert-chain.pem", &chain);
+    let ca = ca::store::load_dir(dir.path()).unwrap();
+    assert_eq!(ca.ca_chain().certs().len(), 3);
+    let issued = ca.issue_workload(&id(), None).unwrap();
+    assert_eq!(
+        issued.chain.certs().len(),
+        4,
+        "leaf, cluster CA, mid CA, root"
+    );
+    let (ok, out) = openssl_verify(dir.path(), issued.chain.certs(), ca.root_pem(), "sslclient");
+    assert!(ok, "{out}");
+
+    // The same directory with the middle certificate missing is refused.
+    write(dir.path(), "cert-chain.pem", &read("ca-cert.pem"));
+    let err = match ca::store::load_dir(dir.path()) {
+        Ok(_) => panic!("a chain with a gap must be refused"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("ca-cert.pem (O=Istio, CN=Cluster CA) was issued by O=Istio, CN=Intermediate CA, L=cluster1, but the next certificate is O=Istio, CN=Root CA"),
+        "{err}"
+    );
+}

@@ -13,17 +13,18 @@ use rcgen::{CertificateParams, DistinguishedName, DnType, Issuer, KeyPair};
 use time::OffsetDateTime;
 use tracing::{debug, warn};
 use x509_parser::certificate::X509Certificate;
-use x509_parser::prelude::FromDer;
 
+use super::chain::{
+    LoadError, all_certs, check_is_ca, check_subject_encodable, check_validity, parse_cert,
+    single_cert, to_pem, verify_chain,
+};
 use super::csr::verify_csr;
 use super::identity::SpiffeId;
 use super::issue::{
-    CertChain, IssueError, IssuePolicy, IssuedCertificate, LeafKind, leaf_params, make_ca,
-    random_serial,
+    CertChain, IssueError, IssuePolicy, IssuedCertificate, LeafKind, add_duration, leaf_params,
+    make_ca, random_serial,
 };
-use super::keys::{
-    KeyAlgorithm, KeyError, KeyKind, PrivateKeyPem, classify_spki, parse_private_key,
-};
+use super::keys::{KeyAlgorithm, KeyKind, PrivateKeyPem, classify_spki, parse_private_key};
 
 /// The default validity of a new self-signed root: 10 years.
 pub const DEFAULT_ROOT_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
@@ -67,73 +68,6 @@ impl Default for RootOptions {
     }
 }
 
-/// Why CA material was refused at load.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    /// A PEM file could not be read as certificates.
-    #[error("{file}: {reason}")]
-    Pem {
-        /// Which input (e.g. `ca-cert.pem`).
-        file: &'static str,
-        /// What was wrong.
-        reason: String,
-    },
-    /// The CA certificate is not a CA.
-    #[error(
-        "ca-cert.pem is not a CA certificate ({reason}); expected basicConstraints CA:TRUE and keyUsage keyCertSign"
-    )]
-    NotCa {
-        /// What is missing.
-        reason: String,
-    },
-    /// The private key could not be read or is outside the policy.
-    #[error("ca-key.pem: {0}")]
-    Key(#[source] KeyError),
-    /// The CA certificate's key is outside the policy.
-    #[error("ca-cert.pem: {0}")]
-    CertKey(#[source] KeyError),
-    /// The key is not the certificate's.
-    #[error(
-        "ca-key.pem does not match ca-cert.pem: the private key's public half differs from the certificate's public key"
-    )]
-    KeyMismatch,
-    /// A certificate is outside its validity window.
-    #[error("{which} ({subject}) {state}: valid from {not_before} to {not_after}, now is {now}")]
-    Validity {
-        /// Which certificate.
-        which: String,
-        /// Its subject.
-        subject: String,
-        /// "has expired" or "is not yet valid".
-        state: &'static str,
-        /// notBefore.
-        not_before: OffsetDateTime,
-        /// notAfter.
-        not_after: OffsetDateTime,
-        /// The time of the check.
-        now: OffsetDateTime,
-    },
-    /// The chain does not lead to the root.
-    #[error("the chain does not verify up to root-cert.pem: {reason}")]
-    Chain {
-        /// Which link failed and why.
-        reason: String,
-    },
-    /// The CA's subject cannot be written back byte-for-byte as an issuer name.
-    #[error(
-        "ca-cert.pem subject {subject} cannot be used as an issuer name: {reason}; expected single-valued RDNs with distinct attribute types"
-    )]
-    SubjectName {
-        /// The subject.
-        subject: String,
-        /// Why.
-        reason: String,
-    },
-    /// Signing a probe certificate failed.
-    #[error("cannot sign with this CA: {0}")]
-    Sign(#[source] rcgen::Error),
-}
-
 /// A loaded, checked certificate authority.
 pub struct CertificateAuthority {
     issuer: Issuer<'static, KeyPair>,
@@ -143,6 +77,7 @@ pub struct CertificateAuthority {
     ca_chain: Vec<String>,
     root_pem: String,
     ca_not_after: OffsetDateTime,
+    root_not_after: OffsetDateTime,
     policy: IssuePolicy,
 }
 
@@ -160,23 +95,25 @@ impl fmt::Debug for CertificateAuthority {
 impl CertificateAuthority {
     /// Creates a new self-signed root CA.
     pub fn generate_root(opts: &RootOptions) -> Result<Self, LoadError> {
-        super::identity::validate_trust_domain(&opts.trust_domain).map_err(|e| LoadError::Pem {
-            file: "trust domain",
-            reason: e.to_string(),
-        })?;
+        super::identity::validate_trust_domain(&opts.trust_domain)
+            .map_err(LoadError::TrustDomain)?;
         let key = opts.algorithm.generate().map_err(LoadError::Key)?;
         let now = OffsetDateTime::now_utc();
         let mut params = CertificateParams::default();
-        params.serial_number = Some(random_serial().map_err(|e| LoadError::Pem {
-            file: "serial",
-            reason: e.to_string(),
-        })?);
+        params.serial_number = Some(random_serial().map_err(|e| LoadError::Probe(e.to_string()))?);
         let mut dn = DistinguishedName::new();
         dn.push(DnType::OrganizationName, opts.trust_domain.as_str());
         dn.push(DnType::CommonName, "outrigger root CA");
         params.distinguished_name = dn;
         params.not_before = now - super::issue::CLOCK_SKEW;
-        params.not_after = now + opts.validity;
+        params.not_after = match add_duration(now, opts.validity) {
+            Some(end) if !opts.validity.is_zero() => end,
+            _ => {
+                return Err(LoadError::RootValidity {
+                    validity: super::issue::format_duration(opts.validity),
+                });
+            }
+        };
         make_ca(&mut params);
         let cert = params.self_signed(key.pair()).map_err(LoadError::Sign)?;
         Self::from_pem(&CaPem {
@@ -227,6 +164,11 @@ impl CertificateAuthority {
         // No leaf may outlive any certificate above it.
         let ca_not_after = verify_chain(&chain_der, now)?;
 
+        let root_not_after = parse_cert("root-cert.pem", &root_der)?
+            .validity()
+            .not_after
+            .to_datetime();
+
         check_subject_encodable(&ca)?;
         let issuer = Issuer::from_ca_cert_der(
             &rustls_pki_types::CertificateDer::from(ca_der.as_slice()),
@@ -243,6 +185,7 @@ impl CertificateAuthority {
             ca_chain: chain_der.iter().map(|d| to_pem(d)).collect(),
             root_pem: to_pem(&root_der),
             ca_not_after,
+            root_not_after,
             policy: IssuePolicy::default(),
         };
         authority.probe(&ca, now)?;
@@ -277,9 +220,16 @@ impl CertificateAuthority {
         CertChain::new(self.ca_chain.clone())
     }
 
-    /// When the signing certificate expires (no leaf outlives it).
+    /// The earliest notAfter of the CA's chain (signing certificate,
+    /// intermediates, root): no leaf outlives it, and the CA must be replaced
+    /// before it (the `outrigger_ca_chain_expiry_timestamp_seconds` metric).
     pub fn ca_not_after(&self) -> OffsetDateTime {
         self.ca_not_after
+    }
+
+    /// When the root expires (the `outrigger_ca_root_expiry_timestamp_seconds` metric).
+    pub fn root_not_after(&self) -> OffsetDateTime {
+        self.root_not_after
     }
 
     /// The kind of the CA's signing key.
@@ -382,7 +332,7 @@ impl CertificateAuthority {
     }
 
     fn warn_if_clamped(&self, params: &CertificateParams, now: OffsetDateTime, ttl: Duration) {
-        if params.not_after < now + ttl {
+        if add_duration(now, ttl).is_none_or(|end| params.not_after < end) {
             warn!(ca_not_after = %self.ca_not_after, "certificate lifetime shortened to the CA certificate's expiry");
         }
     }
@@ -391,10 +341,8 @@ impl CertificateAuthority {
     /// issuer name is byte-identical to the CA's subject and that the
     /// signature verifies: strict verifiers (webpki) compare names by bytes.
     fn probe(&self, ca: &X509Certificate<'_>, now: OffsetDateTime) -> Result<(), LoadError> {
-        let id = SpiffeId::new("probe.invalid", "probe", "probe").map_err(|e| LoadError::Pem {
-            file: "probe",
-            reason: e.to_string(),
-        })?;
+        let id = SpiffeId::new("probe.invalid", "probe", "probe")
+            .map_err(|e| LoadError::Probe(e.to_string()))?;
         let params = leaf_params(
             &LeafKind::Workload(id),
             self.key_kind,
@@ -402,14 +350,11 @@ impl CertificateAuthority {
             now,
             self.ca_not_after,
         )
-        .map_err(|e| LoadError::Pem {
-            file: "probe",
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| LoadError::Probe(e.to_string()))?;
         let cert = params
             .signed_by(self.issuer.key(), &self.issuer)
             .map_err(LoadError::Sign)?;
-        let probe = parse_cert("probe", cert.der())?;
+        let probe = parse_cert("a probe certificate", cert.der())?;
         if probe.issuer().as_raw() != ca.subject().as_raw() {
             return Err(LoadError::SubjectName {
                 subject: ca.subject().to_string(),
@@ -424,195 +369,28 @@ impl CertificateAuthority {
     }
 }
 
-fn to_pem(der: &[u8]) -> String {
-    pem::encode_config(
-        &pem::Pem::new("CERTIFICATE", der.to_vec()),
-        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
-    )
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Every CERTIFICATE block of a PEM text, in order.
-pub(crate) fn all_certs(file: &'static str, text: &str) -> Result<Vec<Vec<u8>>, LoadError> {
-    let blocks = pem::parse_many(text).map_err(|e| LoadError::Pem {
-        file,
-        reason: format!("not valid PEM ({e})"),
-    })?;
-    let certs: Vec<Vec<u8>> = blocks
-        .into_iter()
-        .filter(|b| b.tag() == "CERTIFICATE")
-        .map(pem::Pem::into_contents)
-        .collect();
-    if certs.is_empty() {
-        return Err(LoadError::Pem {
-            file,
-            reason: "no CERTIFICATE block; expected PEM certificates".to_owned(),
-        });
+    /// The servers share one CA across tasks and threads.
+    #[test]
+    fn authority_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<CertificateAuthority>();
     }
-    Ok(certs)
-}
 
-fn single_cert(file: &'static str, text: &str) -> Result<Vec<u8>, LoadError> {
-    let mut certs = all_certs(file, text)?;
-    if certs.len() != 1 {
-        return Err(LoadError::Pem {
-            file,
-            reason: format!("{} certificates; expected exactly one", certs.len()),
-        });
-    }
-    Ok(certs.remove(0))
-}
-
-fn parse_cert<'a>(file: &'static str, der: &'a [u8]) -> Result<X509Certificate<'a>, LoadError> {
-    let (rest, cert) = X509Certificate::from_der(der).map_err(|e| LoadError::Pem {
-        file,
-        reason: format!("not a valid X.509 certificate ({e})"),
-    })?;
-    if !rest.is_empty() {
-        return Err(LoadError::Pem {
-            file,
-            reason: "trailing bytes after the certificate".to_owned(),
-        });
-    }
-    Ok(cert)
-}
-
-fn check_is_ca(cert: &X509Certificate<'_>) -> Result<(), LoadError> {
-    let bc = cert.basic_constraints().map_err(|e| LoadError::NotCa {
-        reason: format!("basicConstraints is malformed: {e}"),
-    })?;
-    match bc {
-        Some(bc) if bc.value.ca => {}
-        Some(_) => {
-            return Err(LoadError::NotCa {
-                reason: "basicConstraints says CA:FALSE".to_owned(),
-            });
-        }
-        None => {
-            return Err(LoadError::NotCa {
-                reason: "it has no basicConstraints".to_owned(),
-            });
-        }
-    }
-    let ku = cert.key_usage().map_err(|e| LoadError::NotCa {
-        reason: format!("keyUsage is malformed: {e}"),
-    })?;
-    if let Some(ku) = ku
-        && !ku.value.key_cert_sign()
-    {
-        return Err(LoadError::NotCa {
-            reason: "keyUsage lacks keyCertSign".to_owned(),
-        });
-    }
-    Ok(())
-}
-
-fn check_validity(
-    which: &str,
-    cert: &X509Certificate<'_>,
-    now: OffsetDateTime,
-) -> Result<(), LoadError> {
-    let not_before = cert.validity().not_before.to_datetime();
-    let not_after = cert.validity().not_after.to_datetime();
-    let state = if now > not_after {
-        "has expired"
-    } else if now < not_before {
-        "is not yet valid"
-    } else {
-        return Ok(());
-    };
-    Err(LoadError::Validity {
-        which: which.to_owned(),
-        subject: cert.subject().to_string(),
-        state,
-        not_before,
-        not_after,
-        now,
-    })
-}
-
-/// Checks each link of `chain` (signing cert first, root last): issuer name,
-/// signature, CA flag and validity; and that the root signs itself.
-/// Returns the earliest notAfter of the chain.
-fn verify_chain(chain: &[Vec<u8>], now: OffsetDateTime) -> Result<OffsetDateTime, LoadError> {
-    let mut parsed = Vec::with_capacity(chain.len());
-    for (i, der) in chain.iter().enumerate() {
-        let name = if i + 1 == chain.len() {
-            "root-cert.pem"
-        } else {
-            "cert-chain.pem"
-        };
-        parsed.push(parse_cert(name, der)?);
-    }
-    for (i, cert) in parsed.iter().enumerate() {
-        let which = match i {
-            0 => "ca-cert.pem".to_owned(),
-            i if i + 1 == parsed.len() => "root-cert.pem".to_owned(),
-            i => format!("cert-chain.pem certificate #{}", i + 1),
-        };
-        check_validity(&which, cert, now)?;
-        if i > 0 {
-            check_is_ca(cert).map_err(|e| LoadError::Chain {
-                reason: format!("{which} ({}) {e}", cert.subject()),
-            })?;
-        }
-        let signer = parsed.get(i + 1).unwrap_or(cert);
-        if cert.issuer().as_raw() != signer.subject().as_raw() {
-            return Err(LoadError::Chain {
-                reason: if i + 1 == parsed.len() {
-                    format!(
-                        "the root ({}) is not self-signed (issuer {})",
-                        cert.subject(),
-                        cert.issuer()
-                    )
-                } else {
-                    format!(
-                        "{which} ({}) was issued by {}, but the next certificate is {}",
-                        cert.subject(),
-                        cert.issuer(),
-                        signer.subject()
-                    )
-                },
-            });
-        }
-        cert.verify_signature(Some(signer.public_key()))
-            .map_err(|e| LoadError::Chain {
-                reason: format!(
-                    "the signature of {which} ({}) does not verify with the key of {} ({e})",
-                    cert.subject(),
-                    signer.subject()
-                ),
-            })?;
-    }
-    parsed
-        .iter()
-        .map(|c| c.validity().not_after.to_datetime())
-        .min()
-        .ok_or_else(|| LoadError::Chain {
-            reason: "the chain is empty".to_owned(),
+    #[test]
+    fn chain_expiry_is_the_earliest_in_the_chain() {
+        let ca = CertificateAuthority::generate_root(&RootOptions {
+            validity: Duration::from_secs(3600),
+            ..RootOptions::default()
         })
-}
-
-/// rcgen rebuilds the issuer name from its parts; refuse names it cannot
-/// rebuild faithfully (multi-valued RDNs, repeated attribute types).
-fn check_subject_encodable(cert: &X509Certificate<'_>) -> Result<(), LoadError> {
-    let subject = cert.subject();
-    let mut seen = Vec::new();
-    for rdn in subject.iter() {
-        let attrs: Vec<_> = rdn.iter().collect();
-        if attrs.len() != 1 {
-            return Err(LoadError::SubjectName {
-                subject: subject.to_string(),
-                reason: format!("an RDN has {} attributes", attrs.len()),
-            });
-        }
-        let oid = attrs[0].attr_type().to_id_string();
-        if seen.contains(&oid) {
-            return Err(LoadError::SubjectName {
-                subject: subject.to_string(),
-                reason: format!("attribute {oid} appears twice"),
-            });
-        }
-        seen.push(oid);
+        .unwrap();
+        let id = SpiffeId::new("cluster.local", "a", "b").unwrap();
+        let issued = ca.issue_workload(&id, None).unwrap();
+        // A 24h request under a 1h root ends with the root.
+        assert_eq!(issued.not_after, ca.ca_not_after());
+        assert_eq!(ca.root_not_after(), ca.ca_not_after());
     }
-    Ok(())
 }

@@ -9,7 +9,7 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::FromDer;
 
-use super::issue::format_duration;
+use super::issue::{format_duration_coarse, format_time};
 use super::keys::classify_spki;
 
 /// Why a certificate could not be summarised.
@@ -190,13 +190,16 @@ impl CertSummary {
     pub fn time_left(&self) -> String {
         if self.now > self.not_after {
             let ago = (self.now - self.not_after).unsigned_abs();
-            format!("EXPIRED {} ago", format_duration(ago))
+            format!("EXPIRED {} ago", format_duration_coarse(ago))
         } else if self.now < self.not_before {
             let until = (self.not_before - self.now).unsigned_abs();
-            format!("not yet valid (starts in {})", format_duration(until))
+            format!(
+                "not yet valid (starts in {})",
+                format_duration_coarse(until)
+            )
         } else {
             let left = (self.not_after - self.now).unsigned_abs();
-            format!("expires in {}", format_duration(left))
+            format!("expires in {}", format_duration_coarse(left))
         }
     }
 }
@@ -218,11 +221,11 @@ impl fmt::Display for CertSummary {
         writeln!(f, "Subject:            {subject}")?;
         writeln!(f, "Issuer:             {}", self.issuer)?;
         writeln!(f, "SANs:               {}", or_none(&self.sans))?;
-        writeln!(f, "Not before:         {}", self.not_before)?;
+        writeln!(f, "Not before:         {}", format_time(self.not_before))?;
         writeln!(
             f,
             "Not after:          {} ({})",
-            self.not_after,
+            format_time(self.not_after),
             self.time_left()
         )?;
         writeln!(

@@ -72,6 +72,37 @@ pub enum IssueError {
     Key(#[from] super::keys::KeyError),
 }
 
+/// How a refusal should be reported to a remote caller (the CA service maps
+/// these onto gRPC status codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalKind {
+    /// The request itself is wrong: unparsable CSR, bad key, bad signature,
+    /// TTL out of range, bad names (gRPC `InvalidArgument`).
+    InvalidRequest,
+    /// The caller asked for an identity that is not theirs (gRPC `PermissionDenied`).
+    NotPermitted,
+    /// The CA cannot sign right now: expired CA, crypto failure (gRPC `Internal`).
+    Internal,
+}
+
+impl IssueError {
+    /// Whose fault the refusal is, for mapping onto protocol status codes.
+    pub fn kind(&self) -> RefusalKind {
+        use super::csr::CsrError;
+        match self {
+            IssueError::Csr(CsrError::IdentityMismatch { .. }) => RefusalKind::NotPermitted,
+            IssueError::Csr(_)
+            | IssueError::TtlTooLong { .. }
+            | IssueError::TtlZero
+            | IssueError::NoServingNames
+            | IssueError::DnsName { .. } => RefusalKind::InvalidRequest,
+            IssueError::CaExpired { .. } | IssueError::Build(_) | IssueError::Key(_) => {
+                RefusalKind::Internal
+            }
+        }
+    }
+}
+
 /// The TTL policy: what callers get by default and the most they may ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IssuePolicy {
@@ -139,7 +170,11 @@ pub fn leaf_params(
     let mut params = CertificateParams::default();
     params.serial_number = Some(random_serial()?);
     params.not_before = now - CLOCK_SKEW;
-    params.not_after = std::cmp::min(now + ttl, ca_not_after);
+    // A TTL too large for the calendar is simply clamped to the CA's end.
+    params.not_after = match add_duration(now, ttl) {
+        Some(end) => std::cmp::min(end, ca_not_after),
+        None => ca_not_after,
+    };
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     if key_kind.is_rsa() {
@@ -184,6 +219,13 @@ pub fn leaf_params(
         }
     }
     Ok(params)
+}
+
+/// `t + d`, or `None` past the calendar's end (year 9999).
+pub fn add_duration(t: OffsetDateTime, d: Duration) -> Option<OffsetDateTime> {
+    time::Duration::try_from(d)
+        .ok()
+        .and_then(|d| t.checked_add(d))
 }
 
 /// A random positive serial of 128 bits (RFC 5280: positive, at most 20 octets).
@@ -256,11 +298,36 @@ pub fn format_duration(d: Duration) -> String {
     out
 }
 
-/// Parses `90d`, `24h`, `1h30m`, `45s`, `2160h` into a duration.
+/// A duration rounded to its two largest units, for people: `89d23h`, `1h30m`.
+pub fn format_duration_coarse(d: Duration) -> String {
+    let full = format_duration(d);
+    let mut units = 0;
+    let mut out = String::new();
+    for c in full.chars() {
+        out.push(c);
+        if c.is_ascii_alphabetic() {
+            units += 1;
+            if units == 2 {
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// A timestamp as RFC 3339 in UTC, to the second: `2026-11-21T05:47:33Z`.
+pub fn format_time(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    let t = t.replace_nanosecond(0).unwrap_or(t);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
+/// Parses `10y` (365-day years), `90d`, `24h`, `1h30m`, `45s` into a duration.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let err = || {
         format!(
-            "invalid duration {text:?}: expected a number with a unit, such as 24h, 90d, 30m or 1h30m"
+            "invalid duration {text:?}: expected a number with a unit, such as 24h, 90d, 30m, 1h30m or 10y"
         )
     };
     let mut total: u64 = 0;
@@ -272,6 +339,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             continue;
         }
         let size = match c {
+            'y' => 365 * 86_400,
             'd' => 86_400,
             'h' => 3_600,
             'm' => 60,
@@ -325,7 +393,15 @@ mod tests {
         assert_eq!(parse_duration("24h").unwrap(), Duration::from_secs(86_400));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5_400));
         assert_eq!(parse_duration("90d").unwrap(), DEFAULT_MAX_TTL);
+        assert_eq!(
+            parse_duration("1y").unwrap(),
+            Duration::from_secs(365 * 86_400)
+        );
         assert_eq!(format_duration(Duration::from_secs(5_400)), "1h30m");
+        assert_eq!(format_duration_coarse(Duration::from_secs(90_061)), "1d1h");
+        assert_eq!(format_duration_coarse(Duration::from_secs(59)), "59s");
+        let t = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        assert_eq!(format_time(t), "2023-11-14T22:13:20Z");
         for bad in ["", "24", "h", "1x", "-1h", "99999999999999999999d"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }

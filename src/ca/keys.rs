@@ -263,6 +263,13 @@ impl PrivateKeyPem {
     }
 }
 
+impl Drop for PrivateKeyPem {
+    /// Overwrites the key text in memory when it is no longer needed.
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
 impl fmt::Debug for PrivateKeyPem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("PrivateKeyPem([elided])")

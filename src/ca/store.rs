@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 
 use tracing::info;
 
-use super::authority::{CaPem, CertificateAuthority, LoadError, RootOptions};
+use super::authority::{CaPem, CertificateAuthority, RootOptions};
+use super::chain::LoadError;
 use super::issue::IssuedCertificate;
 use super::keys::PrivateKeyPem;
 

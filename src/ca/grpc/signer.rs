@@ -8,10 +8,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use x509_parser::prelude::{FromDer, X509Certificate};
-
 use super::auth::Caller;
-use crate::ca::{CertificateAuthority, CsrError, IssueError, SpiffeId};
+use crate::ca::issue::RefusalKind;
+use crate::ca::{CertificateAuthority, IssueError, SpiffeId};
 
 /// How a refusal maps onto the gRPC status codes Istio's clients expect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,17 +86,10 @@ impl fmt::Debug for AuthoritySigner {
     }
 }
 
-/// The notAfter of the first certificate in a PEM text, Unix seconds.
-fn pem_not_after(pem_text: &str) -> Option<i64> {
-    let block = pem::parse(pem_text).ok()?;
-    let (_, cert) = X509Certificate::from_der(block.contents()).ok()?;
-    Some(cert.validity().not_after.timestamp())
-}
-
 impl AuthoritySigner {
     /// Signs with `ca` for identities in `trust_domain`.
     pub fn new(ca: Arc<CertificateAuthority>, trust_domain: impl Into<String>) -> Self {
-        let root_expiry = pem_not_after(ca.root_pem());
+        let root_expiry = Some(ca.root_not_after().unix_timestamp());
         Self {
             ca,
             trust_domain: trust_domain.into(),
@@ -116,12 +108,10 @@ impl AuthoritySigner {
 }
 
 fn kind_of(err: &IssueError) -> SignErrorKind {
-    match err {
-        IssueError::Csr(CsrError::IdentityMismatch { .. }) => SignErrorKind::PermissionDenied,
-        IssueError::Csr(_) | IssueError::TtlTooLong { .. } | IssueError::TtlZero => {
-            SignErrorKind::InvalidArgument
-        }
-        _ => SignErrorKind::Internal,
+    match err.kind() {
+        RefusalKind::NotPermitted => SignErrorKind::PermissionDenied,
+        RefusalKind::InvalidRequest => SignErrorKind::InvalidArgument,
+        RefusalKind::Internal => SignErrorKind::Internal,
     }
 }
 

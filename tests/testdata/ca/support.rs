@@ -252,3 +252,45 @@ pub fn openssl_csr(
     openssl_ok(dir, &refs);
     std::fs::read_to_string(dir.join(out)).unwrap()
 }
+
+/// Makes a CA certificate `out` for the key `key` (generated here), signed
+/// by `issuer_cert`/`issuer_key`, all files in `dir`.
+pub fn make_sub_ca(
+    dir: &Path,
+    key: &str,
+    kind: OsslKey,
+    subj: &str,
+    issuer_cert: &str,
+    issuer_key: &str,
+    out: &str,
+) {
+    ca_ext(dir);
+    gen_key(dir, key, kind);
+    openssl_ok(
+        dir,
+        &["req", "-new", "-key", key, "-subj", subj, "-out", "sub.csr"],
+    );
+    openssl_ok(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "sub.csr",
+            "-CA",
+            issuer_cert,
+            "-CAkey",
+            issuer_key,
+            "-CAcreateserial",
+            "-days",
+            "365",
+            "-sha256",
+            "-extfile",
+            "ca.ext",
+            "-extensions",
+            "v3_ca",
+            "-out",
+            out,
+        ],
+    );
+}
