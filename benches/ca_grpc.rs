@@ -1,7 +1,8 @@
 //! CreateCertificate throughput over ONE TLS connection with 32 concurrent
 //! streams (local JWT authentication with an RS256 ServiceAccount token,
 //! pregenerated P-256 CSRs, P-256 CA), next to the CA's in-process signing
-//! rate measured in the same run.
+//! rate measured in the same run. The main gRPC figure verifies the token on
+//! every request (token cache off); a second one shows the token cache.
 //!
 //! Run: `cargo bench --bench ca_grpc`. Criterion prints each rate as
 //! `thrpt: ... elem/s` (one element = one signed certificate). Client and
@@ -16,6 +17,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use outrigger::ca::grpc::auth::AuthChain;
+use outrigger::ca::grpc::auth::cache::CacheSettings;
 use outrigger::ca::grpc::auth::jwt::{DEFAULT_ISSUER, Jwks, JwtAuthenticator, JwtPolicy};
 use outrigger::ca::grpc::client::{self, CaClient, ConnectOptions};
 use outrigger::ca::grpc::metrics::CaMetrics;
@@ -84,6 +86,30 @@ async fn burst(
     start.elapsed()
 }
 
+/// Starts a server authenticating with `jwt`; returns a client over one connection.
+async fn start(ca: &Arc<CertificateAuthority>, jwt: Arc<JwtAuthenticator>) -> CaClient {
+    let serving = ServingCert::issue(ca, &["localhost".into()], &[]).expect("serving cert");
+    let tls = tls_config(Arc::new(serving), ca.root_pem()).expect("TLS");
+    let service = CaService::new(
+        Arc::new(AuthoritySigner::new(ca.clone(), "cluster.local")),
+        AuthChain::new(vec![jwt]),
+        CaMetrics::new(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(serve(listener, tls, service, std::future::pending()));
+    client::connect(&ConnectOptions {
+        addr: addr.to_string(),
+        ca_bundle_pem: ca.root_pem().to_string(),
+        server_name: Some("localhost".into()),
+        client_identity: None,
+    })
+    .await
+    .expect("connect")
+}
+
 fn bench(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -99,32 +125,22 @@ fn bench(c: &mut Criterion) {
     let (jwks, token) = issuer();
     let token = Arc::new(token);
 
-    let serving = ServingCert::issue(&ca, &["localhost".into()], &[]).expect("serving cert");
-    let tls = tls_config(Arc::new(serving), ca.root_pem()).expect("TLS");
-    let jwt = JwtAuthenticator::new(
+    let no_cache = JwtPolicy {
+        cache: CacheSettings::DISABLED,
+        ..JwtPolicy::default()
+    };
+    let jwt = Arc::new(JwtAuthenticator::new(
+        no_cache.clone(),
+        Jwks::from_json(jwks.as_bytes()).expect("JWKS"),
+    ));
+    // Every request's token verified (RSA signature and claims).
+    let client = runtime.block_on(start(&ca, jwt.clone()));
+    // Verified tokens remembered (one token, so all hits after the first).
+    let cached = Arc::new(JwtAuthenticator::new(
         JwtPolicy::default(),
         Jwks::from_json(jwks.as_bytes()).expect("JWKS"),
-    );
-    let service = CaService::new(
-        Arc::new(AuthoritySigner::new(ca.clone(), "cluster.local")),
-        AuthChain::new(vec![Arc::new(jwt)]),
-        CaMetrics::new(),
-    );
-    let client = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(serve(listener, tls, service, std::future::pending()));
-        client::connect(&ConnectOptions {
-            addr: addr.to_string(),
-            ca_bundle_pem: ca.root_pem().to_string(),
-            server_name: Some("localhost".into()),
-            client_identity: None,
-        })
-        .await
-        .expect("connect")
-    });
+    ));
+    let cached_client = runtime.block_on(start(&ca, cached));
 
     let mut group = c.benchmark_group("ca_grpc");
     group.throughput(Throughput::Elements(1));
@@ -159,9 +175,26 @@ fn bench(c: &mut Criterion) {
             start.elapsed()
         })
     });
+    // The server's per-request work without the network: verify the token,
+    // then verify and sign the CSR.
+    group.bench_function("in_process_jwt_verify_then_sign_1_thread", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i += 1;
+            let caller = jwt.verify(&token).expect("token");
+            let id = SpiffeId::new("cluster.local", &caller.namespace, &caller.service_account)
+                .expect("id");
+            ca.sign_csr(csrs[i % CSRS].as_bytes(), &id, None)
+                .expect("sign")
+        })
+    });
     group.bench_function("grpc_create_certificate_1_conn_32_streams", |b| {
         b.iter_custom(|iters| runtime.block_on(burst(&client, iters, &token, &csrs)))
     });
+    group.bench_function(
+        "grpc_create_certificate_1_conn_32_streams_token_cache",
+        |b| b.iter_custom(|iters| runtime.block_on(burst(&cached_client, iters, &token, &csrs))),
+    );
     group.finish();
 }
 

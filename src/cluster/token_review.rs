@@ -9,86 +9,26 @@
 //! the SHA-256 of the token (the token itself is never stored), so that a
 //! burst of renewals does not become a burst of API calls.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec, TokenReviewStatus};
 use kube::api::{Api, PostParams};
-use ring::digest::{SHA256, digest};
 use tonic::async_trait;
 use tracing::debug;
 
+pub use crate::ca::grpc::auth::cache::CacheSettings;
+use crate::ca::grpc::auth::cache::{TokenCache, token_hash};
 use crate::ca::grpc::auth::{AuthError, Authenticator, Caller, Credentials, DEFAULT_AUDIENCE};
 
 /// The group every ServiceAccount belongs to.
 const SERVICE_ACCOUNTS_GROUP: &str = "system:serviceaccounts";
 
-/// How long and how many successful reviews are remembered.
-#[derive(Debug, Clone, Copy)]
-pub struct CacheSettings {
-    /// How long a successful review is reused. Zero disables the cache.
-    pub ttl: Duration,
-    /// The most tokens remembered at once.
-    pub max_entries: usize,
-}
-
-impl Default for CacheSettings {
-    fn default() -> Self {
-        Self {
-            ttl: Duration::from_secs(30),
-            max_entries: 4096,
-        }
-    }
-}
-
-type TokenHash = [u8; 32];
-
-struct Cache {
-    settings: CacheSettings,
-    entries: HashMap<TokenHash, (Caller, Instant)>,
-}
-
-impl Cache {
-    fn get(&mut self, key: &TokenHash, now: Instant) -> Option<Caller> {
-        match self.entries.get(key) {
-            Some((caller, expires)) if *expires > now => Some(caller.clone()),
-            Some(_) => {
-                self.entries.remove(key);
-                None
-            }
-            None => None,
-        }
-    }
-
-    fn put(&mut self, key: TokenHash, caller: Caller, now: Instant) {
-        if self.settings.ttl.is_zero() || self.settings.max_entries == 0 {
-            return;
-        }
-        if self.entries.len() >= self.settings.max_entries {
-            self.entries.retain(|_, (_, expires)| *expires > now);
-        }
-        if self.entries.len() >= self.settings.max_entries {
-            // Still full of live entries: drop the one closest to expiry.
-            if let Some(oldest) = self
-                .entries
-                .iter()
-                .min_by_key(|(_, (_, expires))| *expires)
-                .map(|(k, _)| *k)
-            {
-                self.entries.remove(&oldest);
-            }
-        }
-        self.entries.insert(key, (caller, now + self.settings.ttl));
-    }
-}
-
 /// Authenticates bearer tokens with the API server's TokenReview.
 pub struct TokenReviewAuthenticator {
     api: Api<TokenReview>,
     audiences: Vec<String>,
-    cache: Mutex<Cache>,
+    cache: TokenCache,
 }
 
 impl fmt::Debug for TokenReviewAuthenticator {
@@ -110,25 +50,14 @@ impl TokenReviewAuthenticator {
         Self {
             api: Api::all(client),
             audiences,
-            cache: Mutex::new(Cache {
-                settings: cache,
-                entries: HashMap::new(),
-            }),
-        }
-    }
-
-    fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
-        match self.cache.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
+            cache: TokenCache::new(cache),
         }
     }
 
     /// Reviews one token (through the cache).
     pub async fn review(&self, token: &str) -> Result<Caller, AuthError> {
-        let mut key = [0u8; 32];
-        key.copy_from_slice(digest(&SHA256, token.as_bytes()).as_ref());
-        if let Some(caller) = self.cache().get(&key, Instant::now()) {
+        let key = token_hash(token);
+        if let Some(caller) = self.cache.get(&key, Instant::now()) {
             debug!(caller = %caller, "token review cache hit");
             return Ok(caller);
         }
@@ -145,7 +74,7 @@ impl TokenReviewAuthenticator {
             .await
             .map_err(|e| AuthError::Backend(format!("TokenReview failed: {e}")))?;
         let caller = self.judge(answer.status.unwrap_or_default())?;
-        self.cache().put(key, caller.clone(), Instant::now());
+        self.cache.put(key, caller.clone(), Instant::now(), None);
         Ok(caller)
     }
 

@@ -11,6 +11,7 @@
 //! [`static_tokens`] (standalone mode), [`client_cert`] (mutual-TLS renewal)
 //! and `crate::cluster::token_review` (the API server's TokenReview).
 
+pub mod cache;
 pub mod client_cert;
 pub mod jwt;
 pub mod static_tokens;

@@ -107,10 +107,7 @@ async fn cache_turns_a_burst_into_one_review_per_token() {
 
 #[tokio::test]
 async fn without_cache_every_call_is_a_review() {
-    let (auth, mut handle) = authenticator(CacheSettings {
-        ttl: Duration::ZERO,
-        max_entries: 16,
-    });
+    let (auth, mut handle) = authenticator(CacheSettings::DISABLED);
     let api = tokio::spawn(async move {
         for _ in 0..3 {
             expect_review(&mut handle, "token-a", sa_status("ns-a", "sa-x")).await;
@@ -200,31 +197,4 @@ async fn api_errors_are_backend_failures() {
     assert_eq!(err.reason(), "backend");
     assert!(err.to_string().contains("forbidden"), "{err}");
     api.await.unwrap();
-}
-
-#[test]
-fn cache_is_bounded_and_stores_hashes() {
-    let mut cache = Cache {
-        settings: CacheSettings {
-            ttl: Duration::from_secs(30),
-            max_entries: 2,
-        },
-        entries: HashMap::new(),
-    };
-    let now = Instant::now();
-    cache.put([1; 32], Caller::new("a", "1"), now);
-    cache.put([2; 32], Caller::new("a", "2"), now + Duration::from_secs(1));
-    cache.put([3; 32], Caller::new("a", "3"), now + Duration::from_secs(2));
-    assert_eq!(cache.entries.len(), 2);
-    assert_eq!(
-        cache.get(&[1; 32], now),
-        None,
-        "the oldest entry was evicted"
-    );
-    assert_eq!(cache.get(&[3; 32], now), Some(Caller::new("a", "3")));
-    assert_eq!(
-        cache.get(&[3; 32], now + Duration::from_secs(60)),
-        None,
-        "expired"
-    );
 }

@@ -13,6 +13,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
@@ -21,6 +22,7 @@ use serde::Deserialize;
 use tonic::async_trait;
 use tracing::warn;
 
+use super::cache::{CacheSettings, TokenCache, token_hash};
 use super::{AuthError, Authenticator, Caller, Credentials, DEFAULT_AUDIENCE};
 
 /// The issuer of a default Kubernetes API server's ServiceAccount tokens.
@@ -150,6 +152,10 @@ pub struct JwtPolicy {
     pub audiences: Vec<String>,
     /// Clock skew allowed on `exp` and `nbf`, in seconds.
     pub leeway_seconds: u64,
+    /// Verified tokens are remembered (by hash, never past their `exp`) so a
+    /// burst of requests with one token costs one signature check. The cache
+    /// is emptied when the keys change.
+    pub cache: CacheSettings,
 }
 
 impl Default for JwtPolicy {
@@ -158,6 +164,7 @@ impl Default for JwtPolicy {
             issuer: DEFAULT_ISSUER.to_string(),
             audiences: vec![DEFAULT_AUDIENCE.to_string()],
             leeway_seconds: 30,
+            cache: CacheSettings::default(),
         }
     }
 }
@@ -166,6 +173,7 @@ impl Default for JwtPolicy {
 pub struct JwtAuthenticator {
     policy: JwtPolicy,
     jwks: RwLock<Arc<Jwks>>,
+    cache: TokenCache,
 }
 
 impl fmt::Debug for JwtAuthenticator {
@@ -178,6 +186,7 @@ impl fmt::Debug for JwtAuthenticator {
 
 #[derive(Deserialize)]
 struct Claims {
+    exp: Option<u64>,
     sub: Option<String>,
     #[serde(rename = "kubernetes.io")]
     kubernetes: Option<KubernetesClaims>,
@@ -198,6 +207,7 @@ impl JwtAuthenticator {
     /// An authenticator with this policy and these keys.
     pub fn new(policy: JwtPolicy, jwks: Jwks) -> Self {
         Self {
+            cache: TokenCache::new(policy.cache),
             policy,
             jwks: RwLock::new(Arc::new(jwks)),
         }
@@ -210,6 +220,7 @@ impl JwtAuthenticator {
             Err(poisoned) => poisoned.into_inner(),
         };
         *guard = Arc::new(jwks);
+        self.cache.clear();
     }
 
     fn current_jwks(&self) -> Arc<Jwks> {
@@ -219,8 +230,27 @@ impl JwtAuthenticator {
         }
     }
 
-    /// Verifies one token and returns the ServiceAccount it names.
+    /// Verifies one token (through the cache) and returns the
+    /// ServiceAccount it names.
     pub fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+        let key = token_hash(token);
+        let now = Instant::now();
+        if let Some(caller) = self.cache.get(&key, now) {
+            return Ok(caller);
+        }
+        let (caller, exp) = self.verify_uncached(token)?;
+        let remaining = exp.saturating_sub(jsonwebtoken::get_current_timestamp());
+        self.cache.put(
+            key,
+            caller.clone(),
+            now,
+            Some(now + Duration::from_secs(remaining)),
+        );
+        Ok(caller)
+    }
+
+    /// Verifies signature and claims; returns the caller and the token's `exp`.
+    fn verify_uncached(&self, token: &str) -> Result<(Caller, u64), AuthError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|err| AuthError::Malformed(format!("not a JWT: {err}")))?;
         let family = family_of(header.alg).ok_or_else(|| {
@@ -257,7 +287,10 @@ impl JwtAuthenticator {
         let mut last = None;
         for key in candidates {
             match jsonwebtoken::decode::<Claims>(token, &key.key, &validation) {
-                Ok(data) => return identity(&data.claims),
+                Ok(data) => {
+                    let caller = identity(&data.claims)?;
+                    return Ok((caller, data.claims.exp.unwrap_or(0)));
+                }
                 Err(err) => match err.kind() {
                     ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm => {
                         last = Some(err);

@@ -167,3 +167,41 @@ fn jwks_errors_are_clear() {
         "JWKS has no usable RSA or EC (P-256/P-384) public key (1 key(s) skipped)"
     );
 }
+
+#[test]
+fn verified_tokens_are_cached_until_the_keys_change() {
+    let key = es256("k1");
+    let auth = authenticator(&[&key]);
+    let token = sign(&key, &claims("ns-a", "sa-x"));
+    assert_eq!(auth.verify(&token).unwrap(), Caller::new("ns-a", "sa-x"));
+    assert_eq!(auth.cache.len(), 1);
+    assert_eq!(auth.verify(&token).unwrap(), Caller::new("ns-a", "sa-x"));
+    // Refusals are not remembered.
+    let expired = sign(&key, &{
+        let mut c = claims("ns-a", "sa-x");
+        c["exp"] = json!(now() - 3600);
+        c
+    });
+    assert!(auth.verify(&expired).is_err());
+    assert_eq!(auth.cache.len(), 1);
+    // Rotating the keys forgets every verified token: the old key's tokens fail.
+    let other = es256("k2");
+    auth.set_jwks(Jwks::from_json(json!({"keys": [other.jwk]}).to_string().as_bytes()).unwrap());
+    assert_eq!(auth.cache.len(), 0);
+    assert_eq!(auth.verify(&token).unwrap_err().reason(), "bad-signature");
+}
+
+#[test]
+fn without_cache_nothing_is_remembered() {
+    let key = es256("k1");
+    let jwks = json!({"keys": [key.jwk.clone()]});
+    let auth = JwtAuthenticator::new(
+        JwtPolicy {
+            cache: CacheSettings::DISABLED,
+            ..JwtPolicy::default()
+        },
+        Jwks::from_json(jwks.to_string().as_bytes()).unwrap(),
+    );
+    auth.verify(&sign(&key, &claims("a", "b"))).unwrap();
+    assert!(auth.cache.is_empty());
+}
