@@ -437,22 +437,16 @@ async fn run_serves_with_a_ca_issued_serving_certificate_until_shutdown() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn({
-        let ca = ca.clone();
-        async move {
-            outrigger::ca::grpc::run(
-                listener,
-                &config,
-                ca,
-                auth,
-                outrigger::ca::grpc::metrics::CaMetrics::new(),
-                async {
-                    let _ = stopped.await;
-                },
-            )
-            .await
-        }
-    });
+    let server = tokio::spawn(outrigger::ca::grpc::run(
+        listener,
+        config,
+        ca.clone(),
+        auth,
+        outrigger::ca::grpc::metrics::CaMetrics::new(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
     let connect = |identity| client::ConnectOptions {
         addr: addr.to_string(),
         ca_bundle_pem: ca.root_pem().to_string(),

@@ -107,7 +107,7 @@ pub async fn serve(
 /// serves `auth`-authenticated requests on `listener` until `shutdown`.
 pub async fn run(
     listener: TcpListener,
-    config: &CaServiceConfig,
+    config: CaServiceConfig,
     ca: Arc<CertificateAuthority>,
     auth: AuthChain,
     metrics: CaMetrics,
@@ -123,8 +123,8 @@ pub async fn run(
     let (stop_renewal, renewal_stopped) = tokio::sync::oneshot::channel::<()>();
     let renewal = tokio::spawn(keep_fresh(
         ca,
-        config.serving_dns_names.clone(),
-        config.serving_ips.clone(),
+        config.serving_dns_names,
+        config.serving_ips,
         serving,
         async {
             let _ = renewal_stopped.await;
