@@ -53,6 +53,10 @@
 //! // (5) The root (the webhook's caBundle, root-cert.pem) and the CA's own chain.
 //! let _ca_bundle = ca.root_pem();
 //! let _ca_chain = ca.ca_chain();
+//!
+//! // (6) Is a stored chain still good under the current root? (renewal, Secrets)
+//! let leaf = ca.verify_issued(&issued.chain.to_pem(), time::OffsetDateTime::now_utc())?;
+//! let _renew_at = leaf.not_before + (leaf.not_after - leaf.not_before) / 2;
 //! # let _ = (from_secret, issued); Ok(()) }
 //! ```
 //!
@@ -72,7 +76,9 @@ pub mod issue;
 pub mod keys;
 pub mod store;
 
-pub use authority::{CaPem, CertificateAuthority, DEFAULT_ROOT_VALIDITY, RootOptions};
+pub use authority::{
+    CaPem, CertificateAuthority, DEFAULT_ROOT_VALIDITY, RootOptions, VerifiedLeaf,
+};
 pub use chain::LoadError;
 pub use csr::CsrError;
 pub use identity::{IdentityError, SpiffeId};

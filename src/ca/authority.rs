@@ -68,6 +68,17 @@ impl Default for RootOptions {
     }
 }
 
+/// What [`CertificateAuthority::verify_issued`] found in a valid chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedLeaf {
+    /// The leaf's notBefore.
+    pub not_before: OffsetDateTime,
+    /// The leaf's notAfter.
+    pub not_after: OffsetDateTime,
+    /// The leaf's URI SANs (a workload certificate has exactly its SPIFFE ID).
+    pub uris: Vec<String>,
+}
+
 /// A loaded, checked certificate authority.
 pub struct CertificateAuthority {
     issuer: Issuer<'static, KeyPair>,
@@ -76,6 +87,7 @@ pub struct CertificateAuthority {
     /// ca-cert → intermediates → root, each PEM.
     ca_chain: Vec<String>,
     root_pem: String,
+    root_der: Vec<u8>,
     ca_not_after: OffsetDateTime,
     root_not_after: OffsetDateTime,
     policy: IssuePolicy,
@@ -162,7 +174,7 @@ impl CertificateAuthority {
             chain_der.push(root_der.clone());
         }
         // No leaf may outlive any certificate above it.
-        let ca_not_after = verify_chain(&chain_der, now)?;
+        let ca_not_after = verify_chain(&chain_der, "ca-cert.pem", now)?;
 
         let root_not_after = parse_cert("root-cert.pem", &root_der)?
             .validity()
@@ -184,6 +196,7 @@ impl CertificateAuthority {
             pem: pem.clone(),
             ca_chain: chain_der.iter().map(|d| to_pem(d)).collect(),
             root_pem: to_pem(&root_der),
+            root_der,
             ca_not_after,
             root_not_after,
             policy: IssuePolicy::default(),
@@ -263,6 +276,41 @@ impl CertificateAuthority {
             ips: ips.to_vec(),
         };
         self.issue_with_new_key(&kind, ttl, OffsetDateTime::now_utc())
+    }
+
+    /// Checks a previously issued chain (e.g. a stored `cert-chain.pem`)
+    /// against this CA's root as of `now`: every link's signature, names,
+    /// CA flags and validity. Returns the leaf's validity and URI SANs, so a
+    /// caller can decide to renew (chain from an old root, near expiry) or
+    /// accept a client certificate for renewal.
+    pub fn verify_issued(
+        &self,
+        chain_pem: &str,
+        now: OffsetDateTime,
+    ) -> Result<VerifiedLeaf, LoadError> {
+        let mut ders = all_certs("cert-chain.pem", chain_pem)?;
+        if ders.last() != Some(&self.root_der) {
+            ders.push(self.root_der.clone());
+        }
+        verify_chain(&ders, "the leaf certificate", now)?;
+        let leaf = parse_cert("cert-chain.pem", &ders[0])?;
+        let uris = match leaf.subject_alternative_name() {
+            Ok(Some(san)) => san
+                .value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    x509_parser::extensions::GeneralName::URI(u) => Some((*u).to_owned()),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        Ok(VerifiedLeaf {
+            not_before: leaf.validity().not_before.to_datetime(),
+            not_after: leaf.validity().not_after.to_datetime(),
+            uris,
+        })
     }
 
     /// Signs a CSR (PEM or DER) for the authenticated `caller`.
@@ -392,5 +440,41 @@ mod tests {
         // A 24h request under a 1h root ends with the root.
         assert_eq!(issued.not_after, ca.ca_not_after());
         assert_eq!(ca.root_not_after(), ca.ca_not_after());
+    }
+
+    #[test]
+    fn verify_issued_accepts_own_chains_and_refuses_others() {
+        let ca = CertificateAuthority::generate_root(&RootOptions::default()).unwrap();
+        let other = CertificateAuthority::generate_root(&RootOptions::default()).unwrap();
+        let id = SpiffeId::new("cluster.local", "a", "b").unwrap();
+        let issued = ca.issue_workload(&id, None).unwrap();
+        let now = OffsetDateTime::now_utc();
+        let leaf = ca.verify_issued(&issued.chain.to_pem(), now).unwrap();
+        assert_eq!(leaf.uris, vec![id.uri()]);
+        assert_eq!(
+            leaf.not_after,
+            issued.not_after.replace_nanosecond(0).unwrap()
+        );
+        // Leaf alone (without the root) is completed with the root.
+        ca.verify_issued(issued.chain.leaf_pem(), now).unwrap();
+        // Another CA's chain is refused.
+        let err = other
+            .verify_issued(&issued.chain.to_pem(), now)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("the chain does not verify up to root-cert.pem"),
+            "{err}"
+        );
+        // An expired leaf is refused.
+        let later = now + Duration::from_secs(2 * 86_400);
+        let err = ca
+            .verify_issued(&issued.chain.to_pem(), later)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("the leaf certificate (empty subject) has expired"),
+            "{err}"
+        );
     }
 }

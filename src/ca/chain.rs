@@ -200,7 +200,7 @@ pub(crate) fn check_validity(
     };
     Err(LoadError::Validity {
         which: which.to_owned(),
-        subject: cert.subject().to_string(),
+        subject: subject_text(cert),
         state,
         not_before,
         not_after,
@@ -211,8 +211,12 @@ pub(crate) fn check_validity(
 /// Checks each link of `chain` (signing cert first, root last): issuer name,
 /// signature, CA flag and validity; and that the root signs itself.
 /// Returns the earliest notAfter of the chain.
+///
+/// `first` names the first certificate in messages (`ca-cert.pem`, or the
+/// leaf of an issued chain).
 pub(crate) fn verify_chain(
     chain: &[Vec<u8>],
+    first: &str,
     now: OffsetDateTime,
 ) -> Result<OffsetDateTime, LoadError> {
     let mut parsed = Vec::with_capacity(chain.len());
@@ -226,14 +230,14 @@ pub(crate) fn verify_chain(
     }
     for (i, cert) in parsed.iter().enumerate() {
         let which = match i {
-            0 => "ca-cert.pem".to_owned(),
+            0 => first.to_owned(),
             i if i + 1 == parsed.len() => "root-cert.pem".to_owned(),
             i => format!("cert-chain.pem certificate #{}", i + 1),
         };
         check_validity(&which, cert, now)?;
         if i > 0 {
             check_is_ca(cert).map_err(|e| LoadError::Chain {
-                reason: format!("{which} ({}) {e}", cert.subject()),
+                reason: format!("{which} ({}) {e}", subject_text(cert)),
             })?;
         }
         let signer = parsed.get(i + 1).unwrap_or(cert);
@@ -242,13 +246,13 @@ pub(crate) fn verify_chain(
                 reason: if i + 1 == parsed.len() {
                     format!(
                         "the root ({}) is not self-signed (issuer {})",
-                        cert.subject(),
+                        subject_text(cert),
                         cert.issuer()
                     )
                 } else {
                     format!(
                         "{which} ({}) was issued by {}, but the next certificate is {}",
-                        cert.subject(),
+                        subject_text(cert),
                         cert.issuer(),
                         signer.subject()
                     )
@@ -259,7 +263,7 @@ pub(crate) fn verify_chain(
             .map_err(|e| LoadError::Chain {
                 reason: format!(
                     "the signature of {which} ({}) does not verify with the key of {} ({e})",
-                    cert.subject(),
+                    subject_text(cert),
                     signer.subject()
                 ),
             })?;
@@ -296,4 +300,14 @@ pub(crate) fn check_subject_encodable(cert: &X509Certificate<'_>) -> Result<(), 
         seen.push(oid);
     }
     Ok(())
+}
+
+/// A certificate's subject for messages; workload leaves have an empty one.
+fn subject_text(cert: &X509Certificate<'_>) -> String {
+    let text = cert.subject().to_string();
+    if text.is_empty() {
+        "empty subject".to_owned()
+    } else {
+        text
+    }
 }

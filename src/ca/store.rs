@@ -123,9 +123,15 @@ pub fn load_or_create(
         dir: dir.to_owned(),
         source: Box::new(source),
     })?;
-    write_ca(dir, ca.to_pem(), false)?;
-    info!(dir = %dir.display(), "created a new self-signed root CA");
-    Ok((ca, true))
+    match write_ca(dir, ca.to_pem(), false) {
+        Ok(()) => {
+            info!(dir = %dir.display(), "created a new self-signed root CA");
+            Ok((ca, true))
+        }
+        // Another process created one meanwhile: everyone uses the winner's.
+        Err(StoreError::Exists { .. }) => Ok((load_dir(dir)?, false)),
+        Err(e) => Err(e),
+    }
 }
 
 /// Writes a CA's material to `dir` (created 0700 if missing): `ca-key.pem`
@@ -156,7 +162,7 @@ pub fn write_ca(dir: &Path, pem: &CaPem, force: bool) -> Result<(), StoreError> 
     } else if force {
         remove_if_present(&dir.join(CERT_CHAIN))?;
     }
-    write_all_atomic(dir, &files)
+    write_all_atomic(dir, &files, force)
 }
 
 /// Writes an issued bundle to `dir`: `key.pem` (0600), `cert-chain.pem`
@@ -179,6 +185,7 @@ pub fn write_bundle(
             (CERT_CHAIN, &chain, 0o644),
             (ROOT_CERT, root_pem, 0o644),
         ],
+        true,
     )
 }
 
@@ -192,27 +199,58 @@ fn remove_if_present(path: &Path) -> Result<(), StoreError> {
     }
 }
 
-/// Stages every file as a temporary file first, then renames them all: an
-/// error while staging leaves the directory untouched.
-fn write_all_atomic(dir: &Path, files: &[(&str, &str, u32)]) -> Result<(), StoreError> {
+/// Stages every file as a temporary file first, then puts them all in
+/// place: an error while staging leaves the directory untouched.
+///
+/// With `clobber` false, files are put in place with `link(2)`, which fails
+/// if the target exists: two `ca init` racing cannot overwrite each other's
+/// CA, and the loser's files are removed again.
+fn write_all_atomic(
+    dir: &Path,
+    files: &[(&str, &str, u32)],
+    clobber: bool,
+) -> Result<(), StoreError> {
     let mut staged: Vec<(PathBuf, PathBuf)> = Vec::with_capacity(files.len());
-    let result = (|| {
-        for (name, text, mode) in files {
-            let target = dir.join(name);
-            let temp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-            write_temp(&temp, text.as_bytes(), *mode)?;
-            staged.push((temp, target));
-        }
-        Ok(())
-    })();
-    if let Err(e) = result {
-        for (temp, _) in &staged {
+    let remove_temps = |staged: &[(PathBuf, PathBuf)]| {
+        for (temp, _) in staged {
             let _ = fs::remove_file(temp);
         }
-        return Err(e);
+    };
+    for (name, text, mode) in files {
+        let target = dir.join(name);
+        let temp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        if let Err(e) = write_temp(&temp, text.as_bytes(), *mode) {
+            remove_temps(&staged);
+            return Err(e);
+        }
+        staged.push((temp, target));
     }
-    for (temp, target) in &staged {
-        fs::rename(temp, target).map_err(io_err(target))?;
+    if clobber {
+        for (temp, target) in &staged {
+            fs::rename(temp, target).map_err(io_err(target))?;
+        }
+    } else {
+        let mut linked: Vec<&PathBuf> = Vec::with_capacity(staged.len());
+        for (temp, target) in &staged {
+            if let Err(e) = fs::hard_link(temp, target) {
+                for done in &linked {
+                    let _ = fs::remove_file(done);
+                }
+                remove_temps(&staged);
+                return Err(if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    StoreError::Exists {
+                        path: target.clone(),
+                    }
+                } else {
+                    StoreError::Io {
+                        path: target.clone(),
+                        source: e,
+                    }
+                });
+            }
+            linked.push(target);
+        }
+        remove_temps(&staged);
     }
     if let Ok(d) = fs::File::open(dir) {
         let _ = d.sync_all();
@@ -222,6 +260,14 @@ fn write_all_atomic(dir: &Path, files: &[(&str, &str, u32)]) -> Result<(), Store
 
 fn write_temp(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
     let _ = fs::remove_file(path);
+    let result = write_new(path, bytes, mode);
+    if result.is_err() {
+        let _ = fs::remove_file(path);
+    }
+    result
+}
+
+fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
     let mut file = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -261,6 +307,28 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
             .collect();
         assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn a_refused_write_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(ROOT_CERT), "someone else's root").unwrap();
+        let ca = CertificateAuthority::generate_root(&RootOptions::default()).unwrap();
+        let err = write_ca(dir.path(), ca.to_pem(), false).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Exists { path } if path.ends_with(ROOT_CERT)),
+            "{err}"
+        );
+        let names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec![ROOT_CERT.to_owned()]);
+        assert_eq!(
+            fs::read_to_string(dir.path().join(ROOT_CERT)).unwrap(),
+            "someone else's root"
+        );
     }
 
     #[test]
