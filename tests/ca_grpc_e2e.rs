@@ -370,6 +370,21 @@ async fn bad_requests_are_invalid_arguments_and_ttl_defaults() {
     assert_eq!(code, Code::InvalidArgument);
     assert!(message.contains("over the maximum"), "{message}");
 
+    // A weak key, in a CSR made by openssl: refused as an invalid argument.
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req", "-new", "-newkey", "rsa:1024", "-nodes", "-subj", "/CN=weak",
+        ])
+        .args(["-keyout", "/dev/null"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .expect("openssl must be installed");
+    assert!(out.status.success());
+    let weak = String::from_utf8(out.stdout).unwrap();
+    let (code, message) = code_of(request_csr(&h, "tok-a-x", &weak).await);
+    assert_eq!(code, Code::InvalidArgument, "{message}");
+    assert!(message.contains("1024"), "{message}");
+
     // validity_duration <= 0: the default TTL (24 h), on the raw generated client.
     for validity in [0, -5] {
         let mut request = tonic::Request::new(IstioCertificateRequest {
@@ -406,7 +421,7 @@ async fn bad_requests_are_invalid_arguments_and_ttl_defaults() {
 
     let text = h.metrics_text();
     assert!(
-        text.contains("outrigger_ca_requests_total{result=\"invalid-argument\"} 3"),
+        text.contains("outrigger_ca_requests_total{result=\"invalid-argument\"} 4"),
         "{text}"
     );
     assert!(
