@@ -69,6 +69,7 @@
 pub mod authority;
 pub mod chain;
 pub mod csr;
+pub mod grpc;
 pub mod identity;
 pub mod inspect;
 pub mod issue;

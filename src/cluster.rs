@@ -21,6 +21,7 @@ pub mod retry;
 pub mod root_configmaps;
 pub mod sa_secrets;
 pub mod serving_cert;
+pub mod token_review;
 
 use std::sync::Arc;
 

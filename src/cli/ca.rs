@@ -1,5 +1,8 @@
 //! `outrigger ca ...`: create a CA, issue workload certificates, sign CSRs,
-//! and read certificates. A thin layer over [`outrigger::ca`].
+//! read certificates, and request one from a running CA service. A thin
+//! layer over [`outrigger::ca`].
+
+pub mod request;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -23,6 +26,9 @@ pub enum CaCommand {
     Sign(SignArgs),
     /// Show what is in a certificate file: subject, SANs, validity, usages, issuer, fingerprint.
     Inspect(InspectArgs),
+    /// Get a workload certificate from a running CA service (gRPC), writing
+    /// key.pem, cert-chain.pem and root-cert.pem.
+    Request(request::RequestArgs),
 }
 
 /// `ca init` flags.
@@ -125,6 +131,7 @@ pub fn run(cmd: CaCommand) -> anyhow::Result<ExitCode> {
         CaCommand::Issue(args) => issue(args),
         CaCommand::Sign(args) => sign(args),
         CaCommand::Inspect(args) => inspect(args),
+        CaCommand::Request(args) => request::run(args),
     }
 }
 

@@ -1,0 +1,334 @@
+//! Who is calling: the one [`Authenticator`] trait every way of proving an
+//! identity implements, and the chain that tries them in turn.
+//!
+//! A caller proves it runs as a Kubernetes ServiceAccount with its projected
+//! token (`authorization: Bearer <token>` metadata, as Istio's pilot-agent
+//! sends it) or, when renewing, with a still-valid client certificate from
+//! this CA. The identity always comes from these credentials, never from what
+//! the request asks for.
+//!
+//! Implementations: [`jwt`] (local verification against the issuer's JWKS),
+//! [`static_tokens`] (standalone mode), [`client_cert`] (mutual-TLS renewal)
+//! and `crate::cluster::token_review` (the API server's TokenReview).
+
+pub mod cache;
+pub mod client_cert;
+pub mod jwt;
+pub mod static_tokens;
+
+use std::fmt;
+use std::sync::Arc;
+
+use rustls_pki_types::CertificateDer;
+use tonic::async_trait;
+
+/// The audience a ServiceAccount token must carry to be accepted, as in Istio.
+pub const DEFAULT_AUDIENCE: &str = "istio-ca";
+
+/// An authenticated caller: the ServiceAccount it runs as.
+///
+/// The CA turns it into `spiffe://<trust-domain>/ns/<namespace>/sa/<sa>`
+/// with its own trust domain.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Caller {
+    /// The ServiceAccount's namespace.
+    pub namespace: String,
+    /// The ServiceAccount's name.
+    pub service_account: String,
+}
+
+impl Caller {
+    /// A caller from its namespace and ServiceAccount name.
+    pub fn new(namespace: impl Into<String>, service_account: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            service_account: service_account.into(),
+        }
+    }
+
+    /// Parses Kubernetes' ServiceAccount username,
+    /// `system:serviceaccount:<namespace>:<name>`.
+    pub fn from_username(username: &str) -> Option<Self> {
+        let rest = username.strip_prefix("system:serviceaccount:")?;
+        let (namespace, name) = rest.split_once(':')?;
+        if namespace.is_empty() || name.is_empty() || name.contains(':') {
+            return None;
+        }
+        Some(Self::new(namespace, name))
+    }
+}
+
+impl fmt::Display for Caller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.service_account)
+    }
+}
+
+/// What a request carries that can prove who sent it.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    /// The bearer token from the `authorization` metadata, if any.
+    pub bearer_token: Option<String>,
+    /// The client certificate chain the TLS handshake verified, leaf first.
+    pub peer_certificates: Option<Arc<Vec<CertificateDer<'static>>>>,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field(
+                "bearer_token",
+                &self.bearer_token.as_ref().map(|_| "[elided]"),
+            )
+            .field(
+                "peer_certificates",
+                &self.peer_certificates.as_ref().map(|c| c.len()),
+            )
+            .finish()
+    }
+}
+
+/// Why credentials were refused. Each variant has a stable
+/// [`reason`](AuthError::reason), used as the
+/// `outrigger_ca_authentication_failures_total{reason}` label.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Neither a bearer token nor a client certificate was presented.
+    #[error(
+        "no credentials: send `authorization: Bearer <service-account token>` metadata or a client certificate from this CA"
+    )]
+    Missing,
+    /// The token is not a well-formed JWT or lacks a required claim.
+    #[error("malformed token: {0}")]
+    Malformed(String),
+    /// The token's signature does not verify against any trusted key.
+    #[error("token signature does not verify: {0}")]
+    BadSignature(String),
+    /// The token expired.
+    #[error("token expired")]
+    Expired,
+    /// The token is not valid yet (`nbf` in the future).
+    #[error("token not valid yet (nbf is in the future)")]
+    NotYetValid,
+    /// The token was issued by someone else.
+    #[error("token issuer is not trusted (expected {expected})")]
+    WrongIssuer {
+        /// The configured issuer.
+        expected: String,
+    },
+    /// The token was minted for another audience.
+    #[error("token audience does not include any of {expected:?}")]
+    WrongAudience {
+        /// The accepted audiences.
+        expected: Vec<String>,
+    },
+    /// The token is valid but does not name a ServiceAccount.
+    #[error("token does not identify a Kubernetes ServiceAccount: {0}")]
+    NotServiceAccount(String),
+    /// The token is not known (static token file) or was rejected by the
+    /// API server (TokenReview).
+    #[error("token rejected: {0}")]
+    Rejected(String),
+    /// The client certificate cannot be used as an identity.
+    #[error("client certificate refused: {0}")]
+    BadCertificate(String),
+    /// The authenticator could not do its job (API server unreachable...).
+    #[error("authentication backend failed: {0}")]
+    Backend(String),
+}
+
+impl AuthError {
+    /// A short stable name for metrics and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "missing",
+            AuthError::Malformed(_) => "malformed",
+            AuthError::BadSignature(_) => "bad-signature",
+            AuthError::Expired => "expired",
+            AuthError::NotYetValid => "not-yet-valid",
+            AuthError::WrongIssuer { .. } => "wrong-issuer",
+            AuthError::WrongAudience { .. } => "wrong-audience",
+            AuthError::NotServiceAccount(_) => "not-service-account",
+            AuthError::Rejected(_) => "rejected",
+            AuthError::BadCertificate(_) => "bad-certificate",
+            AuthError::Backend(_) => "backend",
+        }
+    }
+}
+
+/// One way of proving who calls.
+///
+/// `Ok(None)` means "these credentials are not for me" (no bearer token for a
+/// token authenticator, no client certificate for the mTLS one), so the next
+/// authenticator is tried; `Err` means the credentials were meant for this
+/// authenticator and are bad.
+#[async_trait]
+pub trait Authenticator: Send + Sync {
+    /// A short name for logs (`jwt`, `token-review`, `static-token`, `client-cert`).
+    fn name(&self) -> &'static str;
+
+    /// Authenticates the caller.
+    async fn authenticate(&self, credentials: &Credentials) -> Result<Option<Caller>, AuthError>;
+}
+
+/// Tries authenticators in order; the first that accepts wins.
+#[derive(Clone, Default)]
+pub struct AuthChain {
+    authenticators: Vec<Arc<dyn Authenticator>>,
+}
+
+impl fmt::Debug for AuthChain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.authenticators.iter().map(|a| a.name()))
+            .finish()
+    }
+}
+
+/// The chain refused the caller: every error the authenticators gave.
+#[derive(Debug)]
+pub struct ChainError {
+    /// `(authenticator name, error)` for each authenticator that refused;
+    /// empty when none applied.
+    pub errors: Vec<(&'static str, AuthError)>,
+}
+
+impl ChainError {
+    /// The reason label of the first refusal, or `missing`.
+    pub fn reason(&self) -> &'static str {
+        self.errors
+            .first()
+            .map(|(_, e)| e.reason())
+            .unwrap_or("missing")
+    }
+
+    /// True when every refusal came from a failing backend rather than from
+    /// bad credentials.
+    pub fn is_backend_failure(&self) -> bool {
+        !self.errors.is_empty()
+            && self
+                .errors
+                .iter()
+                .all(|(_, e)| matches!(e, AuthError::Backend(_)))
+    }
+}
+
+impl fmt::Display for ChainError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.errors.is_empty() {
+            return write!(f, "{}", AuthError::Missing);
+        }
+        write!(f, "authentication failed: ")?;
+        for (i, (name, err)) in self.errors.iter().enumerate() {
+            if i > 0 {
+                write!(f, "; ")?;
+            }
+            write!(f, "{name}: {err}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ChainError {}
+
+impl AuthChain {
+    /// A chain over these authenticators, tried in this order.
+    pub fn new(authenticators: Vec<Arc<dyn Authenticator>>) -> Self {
+        Self { authenticators }
+    }
+
+    /// Adds an authenticator at the end.
+    pub fn push(&mut self, authenticator: Arc<dyn Authenticator>) {
+        self.authenticators.push(authenticator);
+    }
+
+    /// The authenticated caller and the name of the authenticator that
+    /// accepted it.
+    pub async fn authenticate(
+        &self,
+        credentials: &Credentials,
+    ) -> Result<(Caller, &'static str), ChainError> {
+        let mut errors = Vec::new();
+        for authenticator in &self.authenticators {
+            match authenticator.authenticate(credentials).await {
+                Ok(Some(caller)) => return Ok((caller, authenticator.name())),
+                Ok(None) => {}
+                Err(err) => errors.push((authenticator.name(), err)),
+            }
+        }
+        Err(ChainError { errors })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixed(Result<Option<Caller>, &'static str>, &'static str);
+
+    #[async_trait]
+    impl Authenticator for Fixed {
+        fn name(&self) -> &'static str {
+            self.1
+        }
+        async fn authenticate(&self, _: &Credentials) -> Result<Option<Caller>, AuthError> {
+            self.0
+                .clone()
+                .map_err(|m| AuthError::Rejected(m.to_string()))
+        }
+    }
+
+    #[test]
+    fn username_parsing() {
+        assert_eq!(
+            Caller::from_username("system:serviceaccount:ns-a:sa-x"),
+            Some(Caller::new("ns-a", "sa-x"))
+        );
+        assert_eq!(Caller::from_username("system:serviceaccount:ns-a"), None);
+        assert_eq!(Caller::from_username("system:serviceaccount::x"), None);
+        assert_eq!(Caller::from_username("system:serviceaccount:a:b:c"), None);
+        assert_eq!(Caller::from_username("alice"), None);
+    }
+
+    #[tokio::test]
+    async fn chain_takes_first_acceptance_and_collects_refusals() {
+        let chain = AuthChain::new(vec![
+            Arc::new(Fixed(Ok(None), "none")),
+            Arc::new(Fixed(Err("nope"), "bad")),
+            Arc::new(Fixed(Ok(Some(Caller::new("a", "b"))), "good")),
+        ]);
+        let (caller, by) = chain.authenticate(&Credentials::default()).await.unwrap();
+        assert_eq!((caller, by), (Caller::new("a", "b"), "good"));
+
+        let chain = AuthChain::new(vec![
+            Arc::new(Fixed(Ok(None), "none")),
+            Arc::new(Fixed(Err("nope"), "bad")),
+        ]);
+        let err = chain
+            .authenticate(&Credentials::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "rejected");
+        assert_eq!(
+            err.to_string(),
+            "authentication failed: bad: token rejected: nope"
+        );
+
+        let empty = AuthChain::new(vec![Arc::new(Fixed(Ok(None), "none"))]);
+        let err = empty
+            .authenticate(&Credentials::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "missing");
+        assert!(err.to_string().starts_with("no credentials"));
+    }
+
+    #[test]
+    fn credentials_debug_hides_the_token() {
+        let creds = Credentials {
+            bearer_token: Some("secret-token".into()),
+            peer_certificates: None,
+        };
+        assert!(!format!("{creds:?}").contains("secret-token"));
+    }
+}
