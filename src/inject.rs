@@ -6,6 +6,7 @@
 //! See Istio's `pkg/kube/inject` for the behaviour this reproduces.
 
 mod annotations;
+mod capture;
 mod decision;
 mod gojson;
 mod inputs;

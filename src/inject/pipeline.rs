@@ -119,7 +119,7 @@ pub fn inject_pod(
         proxy_config: &pc,
         native,
         hold,
-    });
+    })?;
     if previous.as_deref() == Some(rendered.status.to_json().as_str()) {
         return Ok(PodOutcome::AlreadyInjected);
     }

@@ -4,10 +4,12 @@
 
 use serde_json::{Map, Value, json};
 
+use super::InjectError;
+use super::capture;
 pub use super::inputs::{Inputs, canonical_value, env, scalar_string};
 use super::proxy::proxy_container;
 pub use super::status::Status;
-use crate::config::Settings;
+use crate::config::{Settings, TrafficCapture};
 
 /// The init container that sets up traffic capture.
 pub const INIT_NAME: &str = "istio-init";
@@ -34,11 +36,12 @@ fn names(items: &[Value]) -> Vec<String> {
         .collect()
 }
 
-/// Renders the template for one pod.
-pub fn render(i: &Inputs) -> Rendered {
+/// Renders the template for one pod. Fails only when the capture init
+/// container would run `outrigger iptables` with arguments it refuses.
+pub fn render(i: &Inputs) -> Result<Rendered, InjectError> {
     let mut init = Vec::new();
     if i.interception_mode() != "NONE" {
-        init.push(init_container(i));
+        init.push(init_container(i)?);
     }
     if i.anno(
         "sidecar.istio.io/enableCoreDump",
@@ -75,7 +78,7 @@ pub fn render(i: &Inputs) -> Rendered {
         spec.insert("imagePullSecrets".into(), Value::Array(secrets));
     }
     let pod = json!({ "metadata": metadata(i), "spec": spec });
-    Rendered { pod, status }
+    Ok(Rendered { pod, status })
 }
 
 /// The revision name recorded on the pod (`default` when unnamed).
@@ -157,7 +160,7 @@ fn exclude_inbound_ports(i: &Inputs) -> String {
     ports.join(",")
 }
 
-fn init_container(i: &Inputs) -> Value {
+fn init_container(i: &Inputs) -> Result<Value, InjectError> {
     let s = i.s;
     let mode = i.interception_mode().to_string();
     let mut args: Vec<String> = [
@@ -253,8 +256,18 @@ fn init_container(i: &Inputs) -> Value {
     } else {
         INIT_NAME
     };
+    // Under CNI the plugin captures and the container only validates with
+    // Istio's `istio-iptables`; with outrigger capture, proxy_init.image
+    // names outrigger's image, so validation runs from the proxy's image.
+    let (image, args) = match (s.traffic_capture, s.cni_enabled) {
+        (TrafficCapture::IstioIptables, _) => (i.image(&s.init_image), args),
+        (TrafficCapture::Outrigger, true) => (i.image(&s.proxy_image), args),
+        (TrafficCapture::Outrigger, false) => {
+            (capture::image(i), capture::outrigger_args(&args, i)?)
+        }
+    };
     c.insert("name".into(), json!(name));
-    c.insert("image".into(), json!(i.image(&s.init_image)));
+    c.insert("image".into(), json!(image));
     c.insert("args".into(), json!(args));
     if !s.image_pull_policy.is_empty() {
         c.insert("imagePullPolicy".into(), json!(s.image_pull_policy));
@@ -286,7 +299,7 @@ fn init_container(i: &Inputs) -> Value {
         })
     };
     c.insert("securityContext".into(), security);
-    Value::Object(c)
+    Ok(Value::Object(c))
 }
 
 fn core_dump_container(i: &Inputs) -> Value {
