@@ -1,0 +1,497 @@
+//! `outrigger inject` end to end: the real binary on files and stdin, every
+//! output format, multi-document and JSON input, errors and exit codes.
+//!
+//! Where injected content is checked, the expectation is what the engine
+//! (`outrigger::inject::inject`) returns for the same input, context and
+//! configuration: these tests pin the CLI's behaviour, not the template's.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use outrigger::config::Config;
+use outrigger::inject::{Context, Outcome, inject};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// What one run of the binary did.
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+fn outrigger(args: &[&str], stdin: Option<&str>) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_outrigger"));
+    cmd.args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("RUST_LOG")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("the outrigger binary runs");
+    if let Some(text) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin is piped");
+        pipe.write_all(text.as_bytes()).expect("write stdin");
+    }
+    let out = child.wait_with_output().expect("the binary finishes");
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8(out.stdout).expect("stdout is UTF-8"),
+        stderr: String::from_utf8(out.stderr).expect("stderr is UTF-8"),
+    }
+}
+
+/// Runs and insists on success.
+fn ok(args: &[&str]) -> String {
+    let run = outrigger(args, None);
+    assert_eq!(
+        run.code,
+        Some(0),
+        "outrigger {args:?} failed: {}",
+        run.stderr
+    );
+    run.stdout
+}
+
+/// Runs and insists on exit 1 with an empty stdout (nothing half-written);
+/// returns stderr.
+fn fails(args: &[&str], stdin: Option<&str>) -> String {
+    let run = outrigger(args, stdin);
+    assert_eq!(
+        run.code,
+        Some(1),
+        "outrigger {args:?} must exit 1; stdout: {}; stderr: {}",
+        run.stdout,
+        run.stderr
+    );
+    assert_eq!(run.stdout, "", "nothing may be written on failure");
+    assert!(
+        run.stderr.starts_with("error: "),
+        "one error message: {}",
+        run.stderr
+    );
+    run.stderr
+}
+
+fn path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(name)
+}
+
+fn read(name: &str) -> String {
+    std::fs::read_to_string(path(name)).expect("fixture is readable")
+}
+
+/// The documents of a YAML (or JSON) text, read independently of the code
+/// under test; empty documents are dropped.
+fn yaml_docs(text: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(text)
+        .map(|de| Value::deserialize(de).expect("valid YAML"))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).expect("valid JSON")
+}
+
+/// What the engine makes of `object`: the admitted object and the patch.
+fn expected(object: &Value, ctx: &Context, cfg: &Config) -> (Value, Value) {
+    match inject(object, ctx, cfg).expect("the engine accepts the fixture") {
+        Outcome::Injected { patch, mutated, .. } => {
+            (mutated, serde_json::to_value(patch).expect("patch"))
+        }
+        Outcome::Skipped { .. } => (object.clone(), Value::Array(Vec::new())),
+    }
+}
+
+fn expected_default(object: &Value) -> Value {
+    expected(object, &Context::default(), &Config::default()).0
+}
+
+fn apply(original: &Value, patch_line: &str) -> Value {
+    let patch: json_patch::Patch = serde_json::from_str(patch_line).expect("an RFC 6902 array");
+    let mut doc = original.clone();
+    json_patch::patch(&mut doc, &patch).expect("the patch applies to its document");
+    doc
+}
+
+const EXAMPLE: &str = "examples/deployment.yaml";
+
+#[test]
+fn quick_start_example_in_every_format() {
+    let original = yaml_docs(&read(EXAMPLE)).remove(0);
+    let (mutated, patch) = expected(&original, &Context::default(), &Config::default());
+
+    // Default output is YAML: the injected object.
+    let yaml = ok(&["inject", "-f", EXAMPLE]);
+    assert_eq!(yaml, ok(&["inject", "-f", EXAMPLE, "--output", "yaml"]));
+    assert_eq!(yaml_docs(&yaml), vec![mutated.clone()]);
+
+    let json_out = ok(&["inject", "-f", EXAMPLE, "-o", "json"]);
+    assert_eq!(json(&json_out), mutated);
+
+    let patch_out = ok(&["inject", "-f", EXAMPLE, "-o", "patch"]);
+    assert_eq!(patch_out.lines().count(), 1);
+    assert_eq!(json(patch_out.trim_end()), patch);
+    assert_eq!(apply(&original, patch_out.trim_end()), mutated);
+
+    let explain = ok(&["inject", "-f", EXAMPLE, "-o", "explain"]);
+    assert!(
+        explain.starts_with("document 1 (Deployment bookinfo/reviews)\n"),
+        "{explain}"
+    );
+    match inject(&original, &Context::default(), &Config::default()) {
+        Ok(Outcome::Injected { decision, .. }) => {
+            assert!(explain.contains("decision: injected"), "{explain}");
+            assert!(
+                explain.contains(&format!("rule: {}", decision.rule)),
+                "{explain}"
+            );
+            assert!(explain.contains("adds "), "{explain}");
+        }
+        Ok(Outcome::Skipped { reason }) => {
+            assert!(
+                explain.contains(&format!("decision: skipped ({})", reason.name())),
+                "{explain}"
+            );
+        }
+        Err(err) => panic!("the quick start's example must be valid: {err}"),
+    }
+}
+
+#[test]
+fn stdin_dash_reads_standard_input() {
+    let text = read(EXAMPLE);
+    for format in ["yaml", "json", "patch", "explain"] {
+        let run = outrigger(&["inject", "-f", "-", "-o", format], Some(&text));
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        assert_eq!(run.stdout, ok(&["inject", "-f", EXAMPLE, "-o", format]));
+    }
+}
+
+#[test]
+fn multi_document_yaml_keeps_order_and_leaves_others_unchanged() {
+    let file = "tests/testdata/cli/multi.yaml";
+    let inputs = yaml_docs(&read(file));
+    let out = yaml_docs(&ok(&["inject", "-f", file]));
+    let kinds: Vec<&Value> = out.iter().map(|d| &d["kind"]).collect();
+    assert_eq!(kinds, ["ConfigMap", "Deployment", "Service", "Pod"]);
+    assert_eq!(out[0], inputs[0], "a ConfigMap passes unchanged");
+    assert_eq!(out[2], inputs[2], "a Service passes unchanged");
+    let expected: Vec<Value> = inputs.iter().map(expected_default).collect();
+    assert_eq!(out, expected);
+}
+
+#[test]
+fn json_output_of_several_documents_is_a_list_in_order() {
+    let file = "tests/testdata/cli/multi.yaml";
+    let inputs = yaml_docs(&read(file));
+    let list = json(&ok(&["inject", "-f", file, "-o", "json"]));
+    assert_eq!(list["apiVersion"], "v1");
+    assert_eq!(list["kind"], "List");
+    let expected: Vec<Value> = inputs.iter().map(expected_default).collect();
+    assert_eq!(list["items"], Value::Array(expected));
+}
+
+#[test]
+fn json_object_and_json_stream_inputs() {
+    let pod = "tests/testdata/cli/pod.json";
+    let input = json(&read(pod));
+    assert_eq!(
+        json(&ok(&["inject", "-f", pod, "-o", "json"])),
+        expected_default(&input)
+    );
+    assert_eq!(
+        yaml_docs(&ok(&["inject", "-f", pod])),
+        vec![expected_default(&input)]
+    );
+
+    let stream = "tests/testdata/cli/stream.json";
+    let inputs: Vec<Value> = read(stream).lines().map(json).collect();
+    let list = json(&ok(&["inject", "-f", stream, "-o", "json"]));
+    let expected: Vec<Value> = inputs.iter().map(expected_default).collect();
+    assert_eq!(list["items"], Value::Array(expected));
+}
+
+#[test]
+fn kind_list_is_one_document_handled_by_the_engine() {
+    let file = "tests/testdata/cli/list.yaml";
+    let input = yaml_docs(&read(file)).remove(0);
+    let out = json(&ok(&["inject", "-f", file, "-o", "json"]));
+    assert_eq!(out, expected_default(&input));
+    assert_eq!(
+        ok(&["inject", "-f", file, "-o", "patch"]).lines().count(),
+        1
+    );
+}
+
+#[test]
+fn each_patch_line_applied_to_its_document_gives_the_json_output() {
+    for file in [
+        EXAMPLE,
+        "tests/testdata/cli/multi.yaml",
+        "tests/testdata/cli/pod.json",
+        "tests/testdata/cli/list.yaml",
+        "tests/testdata/cli/injected-pod.yaml",
+    ] {
+        let inputs = yaml_docs(&read(file));
+        let patches = ok(&["inject", "-f", file, "-o", "patch"]);
+        let json_out = json(&ok(&["inject", "-f", file, "-o", "json"]));
+        let outputs = match inputs.len() {
+            1 => vec![json_out],
+            _ => json_out["items"].as_array().expect("a List").clone(),
+        };
+        let lines: Vec<&str> = patches.lines().collect();
+        assert_eq!(
+            lines.len(),
+            inputs.len(),
+            "{file}: one patch line per document"
+        );
+        for ((input, line), output) in inputs.iter().zip(&lines).zip(&outputs) {
+            assert_eq!(&apply(input, line), output, "{file}: patch {line}");
+        }
+    }
+}
+
+#[test]
+fn a_skip_is_explained_with_its_reason_name_and_sentence() {
+    let file = "tests/testdata/cli/injected-pod.yaml";
+    let input = yaml_docs(&read(file)).remove(0);
+    let Ok(Outcome::Skipped { reason }) = inject(&input, &Context::default(), &Config::default())
+    else {
+        panic!("a pod that already has istio-proxy must be skipped");
+    };
+    assert_eq!(reason.name(), "already-injected");
+    let explain = ok(&["inject", "-f", file, "-o", "explain"]);
+    assert_eq!(
+        explain,
+        format!(
+            "document 1 (Pod shop/done)\n  decision: skipped (already-injected)\n  reason: {}\n",
+            reason.sentence()
+        )
+    );
+    assert_eq!(ok(&["inject", "-f", file, "-o", "patch"]), "[]\n");
+    assert_eq!(yaml_docs(&ok(&["inject", "-f", file])), vec![input]);
+}
+
+#[test]
+fn explain_covers_every_document_in_order() {
+    let file = "tests/testdata/cli/multi.yaml";
+    let explain = ok(&["inject", "-f", file, "-o", "explain"]);
+    let headers: Vec<&str> = explain
+        .lines()
+        .filter(|l| l.starts_with("document "))
+        .collect();
+    assert_eq!(
+        headers,
+        [
+            "document 1 (ConfigMap shop/settings)",
+            "document 2 (Deployment shop/web)",
+            "document 3 (Service shop/web)",
+            "document 4 (Pod shop/worker)",
+        ]
+    );
+    for (input, block) in yaml_docs(&read(file)).iter().zip(explain.split("\n\n")) {
+        match inject(input, &Context::default(), &Config::default()) {
+            Ok(Outcome::Skipped { reason }) => {
+                assert!(
+                    block.contains(&format!("skipped ({})", reason.name())),
+                    "{block}"
+                );
+            }
+            Ok(Outcome::Injected { .. }) => assert!(block.contains("injected"), "{block}"),
+            Err(err) => panic!("fixture must be valid: {err}"),
+        }
+    }
+}
+
+#[test]
+fn bad_yaml_names_the_document_and_writes_nothing() {
+    let err = fails(&["inject", "-f", "tests/testdata/cli/bad-third.yaml"], None);
+    assert!(err.contains("document 3"), "{err}");
+    assert!(err.contains("invalid YAML"), "{err}");
+    assert!(err.contains("line 19"), "the line in the whole file: {err}");
+    // The same through stdin, in every format.
+    let text = read("tests/testdata/cli/bad-third.yaml");
+    for format in ["yaml", "json", "patch", "explain"] {
+        let err = fails(&["inject", "-f", "-", "-o", format], Some(&text));
+        assert!(err.contains("document 3"), "{err}");
+    }
+}
+
+#[test]
+fn bad_json_names_the_document() {
+    let err = fails(
+        &["inject", "-f", "-"],
+        Some("{\"kind\": \"Pod\", \"metadata\": {\"name\": \"a\"}}\n{\"kind\": \"Pod\",}\n"),
+    );
+    assert!(err.contains("document 2"), "{err}");
+}
+
+#[test]
+fn documents_that_are_not_objects_are_refused() {
+    let err = fails(&["inject", "-f", "-"], Some("just a string\n"));
+    assert!(
+        err.contains("document 1") && err.contains("not a Kubernetes object"),
+        "{err}"
+    );
+    let err = fails(&["inject", "-f", "-"], Some("  # only a comment\n"));
+    assert!(err.contains("no document"), "{err}");
+}
+
+#[test]
+fn an_engine_error_names_the_document_and_writes_nothing() {
+    let file = "tests/testdata/cli/bad-annotation.yaml";
+    let inputs = yaml_docs(&read(file));
+    match inject(&inputs[1], &Context::default(), &Config::default()) {
+        Err(engine_err) => {
+            let err = fails(&["inject", "-f", file], None);
+            assert!(err.contains("document 2 (Pod undecided)"), "{err}");
+            assert!(err.contains(&engine_err.to_string()), "{err}");
+        }
+        // Until the engine validates this annotation, the CLI must agree
+        // with it.
+        Ok(_) => {
+            let out = yaml_docs(&ok(&["inject", "-f", file]));
+            let expected: Vec<Value> = inputs.iter().map(expected_default).collect();
+            assert_eq!(out, expected);
+        }
+    }
+}
+
+#[test]
+fn malformed_namespace_labels_are_refused() {
+    for bad in ["istio-injection", "=enabled", "bad key=v", "k=not valid"] {
+        let err = fails(&["inject", "-f", EXAMPLE, "--namespace-label", bad], None);
+        assert!(err.contains("--namespace-label"), "{err}");
+        assert!(err.contains(&format!("{bad:?}")), "names the label: {err}");
+        assert!(err.contains("key=value"), "says the form: {err}");
+    }
+}
+
+#[test]
+fn malformed_set_is_refused() {
+    let err = fails(&["inject", "-f", EXAMPLE, "--set", "no-equals-sign"], None);
+    assert!(err.contains("--set"), "{err}");
+    assert!(err.contains("no-equals-sign"), "{err}");
+}
+
+#[test]
+fn unreadable_files_are_named() {
+    let err = fails(&["inject", "-f", "tests/testdata/cli/absent.yaml"], None);
+    assert!(err.contains("absent.yaml"), "{err}");
+    let err = fails(
+        &[
+            "inject",
+            "-f",
+            EXAMPLE,
+            "--config",
+            "tests/testdata/cli/absent-config.yaml",
+        ],
+        None,
+    );
+    assert!(
+        err.contains("--config") && err.contains("absent-config.yaml"),
+        "{err}"
+    );
+    let err = fails(
+        &[
+            "inject",
+            "-f",
+            EXAMPLE,
+            "--values",
+            "tests/testdata/cli/absent-values.yaml",
+        ],
+        None,
+    );
+    assert!(
+        err.contains("--values") && err.contains("absent-values.yaml"),
+        "{err}"
+    );
+}
+
+#[test]
+fn namespace_and_its_labels_reach_the_engine() {
+    let input = yaml_docs(&read(EXAMPLE)).remove(0);
+    for labels in [
+        vec![],
+        vec!["istio-injection=enabled"],
+        vec!["istio-injection=disabled"],
+        vec!["istio.io/rev=canary", "team=payments"],
+    ] {
+        let mut args = vec![
+            "inject",
+            "-f",
+            EXAMPLE,
+            "-o",
+            "json",
+            "--namespace",
+            "payments",
+        ];
+        for label in &labels {
+            args.extend(["--namespace-label", label]);
+        }
+        let ctx = Context {
+            namespace: Some("payments".into()),
+            namespace_labels: (!labels.is_empty()).then(|| {
+                labels
+                    .iter()
+                    .filter_map(|l| l.split_once('='))
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect::<BTreeMap<_, _>>()
+            }),
+        };
+        let (mutated, _) = expected(&input, &ctx, &Config::default());
+        assert_eq!(json(&ok(&args)), mutated, "labels {labels:?}");
+    }
+    // An ignored namespace: whatever the engine decides, the CLI agrees.
+    let ctx = Context {
+        namespace: Some("kube-system".into()),
+        namespace_labels: None,
+    };
+    let out = ok(&["inject", "-f", EXAMPLE, "-o", "json", "-n", "kube-system"]);
+    assert_eq!(json(&out), expected(&input, &ctx, &Config::default()).0);
+}
+
+#[test]
+fn configuration_is_layered_defaults_config_values_set() {
+    let input = yaml_docs(&read(EXAMPLE)).remove(0);
+    let values_file = "tests/testdata/cli/values-hub.yaml";
+    let mut cfg = Config::default();
+    cfg.merge_values_yaml(&read(values_file))
+        .expect("valid values");
+    cfg.set("values.global.hub=override.example.com/mesh")
+        .expect("valid --set");
+    let out = ok(&[
+        "inject",
+        "-f",
+        EXAMPLE,
+        "-o",
+        "json",
+        "--values",
+        values_file,
+        "--set",
+        "values.global.hub=override.example.com/mesh",
+    ]);
+    assert_eq!(json(&out), expected(&input, &Context::default(), &cfg).0);
+}
+
+#[test]
+fn exit_codes() {
+    assert_eq!(outrigger(&["inject", "-f", EXAMPLE], None).code, Some(0));
+    assert_eq!(
+        outrigger(&["inject", "-f", "tests/testdata/cli/bad-third.yaml"], None).code,
+        Some(1)
+    );
+    // Usage errors are the argument parser's: exit 2.
+    let run = outrigger(&["inject", "-f", EXAMPLE, "-o", "xml"], None);
+    assert_eq!(run.code, Some(2));
+    assert!(run.stderr.contains("xml"), "{}", run.stderr);
+    assert_eq!(outrigger(&["inject"], None).code, Some(2));
+}
