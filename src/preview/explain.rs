@@ -39,24 +39,34 @@ pub(super) fn explain(results: &[Previewed]) -> String {
     out
 }
 
-/// Lists what changed in each pod template of the object (each item's, for
-/// a `kind: List`).
+/// Lists what changed in the object's pod template; for a `kind: List`,
+/// item by item, saying which items were left unchanged.
 fn write_changes(out: &mut String, original: &Value, mutated: &Value) {
-    let templates = pod_templates(mutated, "");
-    let several =
-        templates.len() > 1 || mutated.get("kind").and_then(Value::as_str) == Some("List");
-    for template in templates {
-        let changes = Changes::between(original, mutated, &template);
-        if changes.is_empty() {
-            continue;
+    if mutated.get("kind").and_then(Value::as_str) != Some("List") {
+        if let Some(template) = pod_template(mutated, "") {
+            Changes::between(original, mutated, &template).write(out, "  ");
         }
-        let indent = if several {
-            let _ = writeln!(out, "  {}:", template.label);
-            "    "
-        } else {
-            "  "
-        };
-        changes.write(out, indent);
+        return;
+    }
+    let items = mutated.get("items").and_then(Value::as_array);
+    for (i, item) in items
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let changes = pod_template(item, &format!("/items/{i}"))
+            .map(|template| Changes::between(original, mutated, &template))
+            .filter(|changes| !changes.is_empty());
+        match changes {
+            Some(changes) => {
+                let _ = writeln!(out, "  {}:", item_label(i, item));
+                changes.write(out, "    ");
+            }
+            None => {
+                let _ = writeln!(out, "  {}: unchanged", item_label(i, item));
+            }
+        }
     }
 }
 
@@ -66,48 +76,27 @@ struct PodTemplate {
     metadata: String,
     /// JSON pointer to the template's pod `spec`.
     spec: String,
-    /// How to name it when an object holds several (List items).
-    label: String,
 }
 
-/// The pod templates of `object` (at JSON pointer `at`), by kind, as the
-/// engine's kinds place them.
-fn pod_templates(object: &Value, at: &str) -> Vec<PodTemplate> {
+/// The pod template of `object` (at JSON pointer `at`), by kind, where the
+/// engine's kinds place it; none for other kinds.
+fn pod_template(object: &Value, at: &str) -> Option<PodTemplate> {
     let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
-    let template = |base: &str| {
-        vec![PodTemplate {
-            metadata: format!("{at}{base}/metadata"),
-            spec: format!("{at}{base}/spec"),
-            label: String::new(),
-        }]
-    };
-    match kind {
-        "Pod" => template(""),
+    let base = match kind {
+        "Pod" => "",
         "Deployment"
         | "StatefulSet"
         | "DaemonSet"
         | "ReplicaSet"
         | "ReplicationController"
-        | "Job" => template("/spec/template"),
-        "CronJob" => template("/spec/jobTemplate/spec/template"),
-        "List" => {
-            let items = object.get("items").and_then(Value::as_array);
-            let items = items.map(Vec::as_slice).unwrap_or_default();
-            items
-                .iter()
-                .enumerate()
-                .flat_map(|(i, item)| {
-                    let label = item_label(i, item);
-                    let mut found = pod_templates(item, &format!("{at}/items/{i}"));
-                    for t in &mut found {
-                        t.label = label.clone();
-                    }
-                    found
-                })
-                .collect()
-        }
-        _ => Vec::new(),
-    }
+        | "Job" => "/spec/template",
+        "CronJob" => "/spec/jobTemplate/spec/template",
+        _ => return None,
+    };
+    Some(PodTemplate {
+        metadata: format!("{at}{base}/metadata"),
+        spec: format!("{at}{base}/spec"),
+    })
 }
 
 fn item_label(i: usize, item: &Value) -> String {

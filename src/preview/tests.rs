@@ -274,3 +274,28 @@ fn explain_derives_additions_from_the_objects() {
         assert!(out.lines().any(|l| l == line), "missing {line:?} in\n{out}");
     }
 }
+
+#[test]
+fn explain_of_a_list_goes_item_by_item() {
+    let original = json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"kind": "Service", "metadata": {"name": "web"}},
+        {"kind": "Pod", "metadata": {"name": "web"}, "spec": {"containers": [{"name": "app"}]}}]});
+    let mut mutated = original.clone();
+    mutated["items"][1]["spec"]["containers"] = json!([{"name": "app"}, {"name": "istio-proxy"}]);
+    let results = [Previewed {
+        label: DocumentLabel::of(1, &original),
+        original: original.clone(),
+        outcome: Outcome::Injected {
+            patch: json_patch::diff(&original, &mutated),
+            mutated,
+            decision: inject::Decision {
+                rule: "the test said so".into(),
+            },
+        },
+    }];
+    let out = rendered(&results, Format::Explain);
+    let expected = "document 1 (List)\n  decision: injected\n  rule: the test said so\n  \
+                    item 1 (Service web): unchanged\n  item 2 (Pod web):\n    \
+                    adds containers: istio-proxy\n";
+    assert_eq!(out, expected);
+}
