@@ -179,7 +179,10 @@ fn stdin_dash_reads_standard_input() {
 fn multi_document_yaml_keeps_order_and_leaves_others_unchanged() {
     let file = "tests/testdata/cli/multi.yaml";
     let inputs = yaml_docs(&read(file));
-    let out = yaml_docs(&ok(&["inject", "-f", file]));
+    let text = ok(&["inject", "-f", file]);
+    let separators = text.lines().filter(|l| *l == "---").count();
+    assert_eq!(separators, 3, "documents are separated by --- lines:\n{text}");
+    let out = yaml_docs(&text);
     let kinds: Vec<&Value> = out.iter().map(|d| &d["kind"]).collect();
     assert_eq!(kinds, ["ConfigMap", "Deployment", "Service", "Pod"]);
     assert_eq!(out[0], inputs[0], "a ConfigMap passes unchanged");
