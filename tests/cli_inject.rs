@@ -148,7 +148,14 @@ fn quick_start_example_in_every_format() {
     );
     match inject(&original, &Context::default(), &Config::default()) {
         Ok(Outcome::Injected { decision, .. }) => {
-            assert!(explain.contains("decision: injected"), "{explain}");
+            assert!(
+                explain.contains(&format!("decision: injected ({})", decision.rule_name)),
+                "{explain}"
+            );
+            let added = &decision.added;
+            for name in added.containers.iter().chain(&added.init_containers) {
+                assert!(explain.contains(name.as_str()), "{explain}");
+            }
             assert!(
                 explain.contains(&format!("rule: {}", decision.rule)),
                 "{explain}"
@@ -181,7 +188,10 @@ fn multi_document_yaml_keeps_order_and_leaves_others_unchanged() {
     let inputs = yaml_docs(&read(file));
     let text = ok(&["inject", "-f", file]);
     let separators = text.lines().filter(|l| *l == "---").count();
-    assert_eq!(separators, 3, "documents are separated by --- lines:\n{text}");
+    assert_eq!(
+        separators, 3,
+        "documents are separated by --- lines:\n{text}"
+    );
     let out = yaml_docs(&text);
     let kinds: Vec<&Value> = out.iter().map(|d| &d["kind"]).collect();
     assert_eq!(kinds, ["ConfigMap", "Deployment", "Service", "Pod"]);
@@ -241,7 +251,7 @@ fn each_patch_line_applied_to_its_document_gives_the_json_output() {
         "tests/testdata/cli/multi.yaml",
         "tests/testdata/cli/pod.json",
         "tests/testdata/cli/list.yaml",
-        "tests/testdata/cli/injected-pod.yaml",
+        "tests/testdata/cli/opted-out-pod.yaml",
     ] {
         let inputs = yaml_docs(&read(file));
         let patches = ok(&["inject", "-f", file, "-o", "patch"]);
@@ -264,23 +274,39 @@ fn each_patch_line_applied_to_its_document_gives_the_json_output() {
 
 #[test]
 fn a_skip_is_explained_with_its_reason_name_and_sentence() {
-    let file = "tests/testdata/cli/injected-pod.yaml";
+    let file = "tests/testdata/cli/opted-out-pod.yaml";
     let input = yaml_docs(&read(file)).remove(0);
     let Ok(Outcome::Skipped { reason }) = inject(&input, &Context::default(), &Config::default())
     else {
-        panic!("a pod that already has istio-proxy must be skipped");
+        panic!("a pod annotated sidecar.istio.io/inject: \"false\" must be skipped");
     };
-    assert_eq!(reason.name(), "already-injected");
     let explain = ok(&["inject", "-f", file, "-o", "explain"]);
     assert_eq!(
         explain,
         format!(
-            "document 1 (Pod shop/done)\n  decision: skipped (already-injected)\n  reason: {}\n",
+            "document 1 (Pod shop/legacy)\n  decision: skipped ({})\n  reason: {}\n",
+            reason.name(),
             reason.sentence()
         )
     );
     assert_eq!(ok(&["inject", "-f", file, "-o", "patch"]), "[]\n");
     assert_eq!(yaml_docs(&ok(&["inject", "-f", file])), vec![input]);
+}
+
+#[test]
+fn injecting_the_output_again_is_an_already_injected_skip() {
+    for format in ["yaml", "json"] {
+        let injected = ok(&["inject", "-f", EXAMPLE, "-o", format]);
+        let run = outrigger(&["inject", "-f", "-", "-o", "explain"], Some(&injected));
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        assert!(
+            run.stdout.contains("decision: skipped (already-injected)"),
+            "{format}: {}",
+            run.stdout
+        );
+        let run = outrigger(&["inject", "-f", "-", "-o", "patch"], Some(&injected));
+        assert_eq!(run.stdout, "[]\n", "{format}: re-injection changes nothing");
+    }
 }
 
 #[test]

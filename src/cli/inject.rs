@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
-use outrigger::config::Config;
+use outrigger::config::{Config, ConfigError};
 use outrigger::inject::Context;
 use outrigger::preview::{self, Format};
 
@@ -120,11 +120,11 @@ fn context(args: &InjectArgs) -> Result<Context, String> {
 }
 
 /// Defaults, then `--config`, then each `--values`, then each `--set`.
+/// Each message names the flag (and the file or assignment) it is about.
 fn config(args: &InjectArgs) -> Result<Config, String> {
     let mut cfg = match &args.config {
-        Some(path) => {
-            Config::load(path).map_err(|e| format!("--config {}: {e}", path.display()))?
-        }
+        // The config's errors name the file and the key themselves.
+        Some(path) => Config::load(path).map_err(|e| format!("--config: {e}"))?,
         None => Config::default(),
     };
     for path in &args.values {
@@ -133,8 +133,11 @@ fn config(args: &InjectArgs) -> Result<Config, String> {
             .map_err(|e| format!("--values {}: {e}", path.display()))?;
     }
     for assignment in &args.set {
-        cfg.set(assignment)
-            .map_err(|e| format!("--set {assignment:?}: {e}"))?;
+        cfg.set(assignment).map_err(|e| match e {
+            // Already says `--set "..."` and the expected form.
+            ConfigError::BadAssignment(_) => e.to_string(),
+            _ => format!("--set {assignment:?}: {e}"),
+        })?;
     }
     Ok(cfg)
 }

@@ -1,10 +1,13 @@
 //! The `explain` rendering: for people, per document, the decision, the rule
-//! or skip reason behind it, and what injection would add.
+//! or skip reason behind it (by stable name and sentence), and what
+//! injection would add.
 //!
-//! What is added is read off the injected object itself (containers, init
-//! containers and volumes by name; labels and annotations by key), comparing
-//! each pod template before and after, so the explanation cannot drift from
-//! what the engine really does.
+//! The containers, init containers, volumes and image pull secrets come from
+//! the engine's [`Decision`]; the labels and annotations set and the app
+//! containers changed (rewritten probes) are read off the injected object,
+//! comparing the pod template before and after, so the explanation cannot
+//! drift from what the engine really does. A `kind: List` is explained item
+//! by item.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -12,7 +15,7 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use super::{DocumentLabel, Previewed};
-use crate::inject::Outcome;
+use crate::inject::{Added, Decision, ItemOutcome, Outcome, SkipReason};
 
 /// Renders the explanation of every document, separated by blank lines.
 pub(super) fn explain(results: &[Previewed]) -> String {
@@ -23,48 +26,74 @@ pub(super) fn explain(results: &[Previewed]) -> String {
         }
         let _ = writeln!(out, "{}", result.label);
         match &result.outcome {
-            Outcome::Skipped { reason } => {
-                let _ = writeln!(out, "  decision: skipped ({})", reason.name());
-                let _ = writeln!(out, "  reason: {}", reason.sentence());
-            }
+            Outcome::Skipped { reason } => write_skip(&mut out, "  decision: ", reason, "  "),
             Outcome::Injected {
                 mutated, decision, ..
             } => {
-                let _ = writeln!(out, "  decision: injected");
-                let _ = writeln!(out, "  rule: {}", decision.rule);
-                write_changes(&mut out, &result.original, mutated);
+                write_injected(&mut out, "  decision: ", decision, "  ");
+                if decision.items.is_empty() {
+                    if let Some(template) = pod_template(mutated, "") {
+                        Changes::between(&result.original, mutated, &template)
+                            .write(&mut out, "  ");
+                    }
+                } else {
+                    write_items(&mut out, &result.original, mutated, &decision.items);
+                }
             }
         }
     }
     out
 }
 
-/// Lists what changed in the object's pod template; for a `kind: List`,
-/// item by item, saying which items were left unchanged.
-fn write_changes(out: &mut String, original: &Value, mutated: &Value) {
-    if mutated.get("kind").and_then(Value::as_str) != Some("List") {
-        if let Some(template) = pod_template(mutated, "") {
-            Changes::between(original, mutated, &template).write(out, "  ");
+fn write_skip(out: &mut String, head: &str, reason: &SkipReason, indent: &str) {
+    let _ = writeln!(out, "{head}skipped ({})", reason.name());
+    let _ = writeln!(out, "{indent}reason: {}", reason.sentence());
+}
+
+fn write_injected(out: &mut String, head: &str, decision: &Decision, indent: &str) {
+    let _ = writeln!(out, "{head}injected ({})", decision.rule_name);
+    let _ = writeln!(out, "{indent}rule: {}", decision.rule);
+    write_added(out, &decision.added, indent);
+}
+
+fn write_added(out: &mut String, added: &Added, indent: &str) {
+    let lines = [
+        ("adds init containers", &added.init_containers),
+        ("adds containers", &added.containers),
+        ("adds volumes", &added.volumes),
+        ("adds image pull secrets", &added.image_pull_secrets),
+    ];
+    write_lists(out, &lines, indent);
+}
+
+fn write_lists(out: &mut String, lines: &[(&str, &Vec<String>)], indent: &str) {
+    for (what, names) in lines {
+        if !names.is_empty() {
+            let _ = writeln!(out, "{indent}{what}: {}", names.join(", "));
         }
-        return;
     }
-    let items = mutated.get("items").and_then(Value::as_array);
-    for (i, item) in items
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
-        let changes = pod_template(item, &format!("/items/{i}"))
-            .map(|template| Changes::between(original, mutated, &template))
-            .filter(|changes| !changes.is_empty());
-        match changes {
-            Some(changes) => {
-                let _ = writeln!(out, "  {}:", item_label(i, item));
-                changes.write(out, "    ");
-            }
-            None => {
-                let _ = writeln!(out, "  {}: unchanged", item_label(i, item));
+}
+
+/// A `kind: List`: each item's own decision and changes, in order.
+fn write_items(out: &mut String, original: &Value, mutated: &Value, items: &[ItemOutcome]) {
+    let listed = mutated.get("items").and_then(Value::as_array);
+    let listed = listed.map(Vec::as_slice).unwrap_or_default();
+    for (i, outcome) in items.iter().enumerate() {
+        let label = match listed.get(i) {
+            Some(item) => item_label(i, item),
+            None => format!("item {}", i + 1),
+        };
+        let head = format!("  {label}: ");
+        match outcome {
+            ItemOutcome::Skipped(reason) => write_skip(out, &head, reason, "    "),
+            ItemOutcome::Injected(decision) => {
+                write_injected(out, &head, decision, "    ");
+                let template = listed
+                    .get(i)
+                    .and_then(|item| pod_template(item, &format!("/items/{i}")));
+                if let Some(template) = template {
+                    Changes::between(original, mutated, &template).write(out, "    ");
+                }
             }
         }
     }
@@ -108,12 +137,8 @@ fn item_label(i: usize, item: &Value) -> String {
     }
 }
 
-/// What injection changed in one pod template.
-#[derive(Default)]
+/// What injection changed in one pod template besides what it added.
 struct Changes {
-    init_containers: Vec<String>,
-    containers: Vec<String>,
-    volumes: Vec<String>,
     labels: Vec<String>,
     annotations: Vec<String>,
     changed_containers: Vec<String>,
@@ -121,72 +146,45 @@ struct Changes {
 
 impl Changes {
     fn between(original: &Value, mutated: &Value, at: &PodTemplate) -> Changes {
-        let spec = |v: &'_ Value, field: &str| -> Vec<(String, Value)> {
-            named_items(v.pointer(&format!("{}/{field}", at.spec)))
+        let containers = |v: &Value| -> Vec<(String, Value)> {
+            ["containers", "initContainers"]
+                .iter()
+                .flat_map(|field| named_items(v.pointer(&format!("{}/{field}", at.spec))))
+                .collect()
         };
-        let meta = |v: &'_ Value, field: &str| -> BTreeMap<String, Value> {
+        let meta = |v: &Value, field: &str| -> BTreeMap<String, Value> {
             v.pointer(&format!("{}/{field}", at.metadata))
                 .and_then(Value::as_object)
                 .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
                 .unwrap_or_default()
         };
-        let before_containers: BTreeMap<String, Value> = spec(original, "containers")
-            .into_iter()
-            .chain(spec(original, "initContainers"))
-            .collect();
+        let before: BTreeMap<String, Value> = containers(original).into_iter().collect();
         Changes {
-            init_containers: added_names(
-                &spec(original, "initContainers"),
-                &spec(mutated, "initContainers"),
-            ),
-            containers: added_names(&spec(original, "containers"), &spec(mutated, "containers")),
-            volumes: added_names(&spec(original, "volumes"), &spec(mutated, "volumes")),
             labels: changed_keys(&meta(original, "labels"), &meta(mutated, "labels")),
             annotations: changed_keys(
                 &meta(original, "annotations"),
                 &meta(mutated, "annotations"),
             ),
-            changed_containers: spec(mutated, "containers")
+            changed_containers: containers(mutated)
                 .into_iter()
-                .chain(spec(mutated, "initContainers"))
-                .filter(|(name, after)| {
-                    before_containers
-                        .get(name)
-                        .is_some_and(|before| before != after)
-                })
+                .filter(|(name, after)| before.get(name).is_some_and(|b| b != after))
                 .map(|(name, _)| name)
                 .collect(),
         }
     }
 
-    fn is_empty(&self) -> bool {
-        self.init_containers.is_empty()
-            && self.containers.is_empty()
-            && self.volumes.is_empty()
-            && self.labels.is_empty()
-            && self.annotations.is_empty()
-            && self.changed_containers.is_empty()
-    }
-
     fn write(&self, out: &mut String, indent: &str) {
         let lines = [
-            ("adds init containers", &self.init_containers),
-            ("adds containers", &self.containers),
-            ("adds volumes", &self.volumes),
             ("sets labels", &self.labels),
             ("sets annotations", &self.annotations),
             ("changes containers", &self.changed_containers),
         ];
-        for (what, names) in lines {
-            if !names.is_empty() {
-                let _ = writeln!(out, "{indent}{what}: {}", names.join(", "));
-            }
-        }
+        write_lists(out, &lines, indent);
     }
 }
 
-/// The `name`d entries of a list (containers, volumes), in order; entries
-/// without a name are left out.
+/// The `name`d entries of a list (containers), in order; entries without a
+/// name are left out.
 fn named_items(list: Option<&Value>) -> Vec<(String, Value)> {
     list.and_then(Value::as_array)
         .map(Vec::as_slice)
@@ -196,15 +194,6 @@ fn named_items(list: Option<&Value>) -> Vec<(String, Value)> {
             let name = item.get("name")?.as_str()?;
             Some((name.to_owned(), item.clone()))
         })
-        .collect()
-}
-
-/// Names in `after` that are not in `before`, in `after`'s order.
-fn added_names(before: &[(String, Value)], after: &[(String, Value)]) -> Vec<String> {
-    after
-        .iter()
-        .filter(|(name, _)| !before.iter().any(|(b, _)| b == name))
-        .map(|(name, _)| name.clone())
         .collect()
 }
 

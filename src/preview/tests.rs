@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 
 use super::*;
+use crate::inject::{Added, Decision, ItemOutcome, SkipReason};
 
 const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  namespace: shop\nspec:\n  containers:\n  - name: app\n    image: nginx\n";
 const SERVICE: &str =
@@ -231,14 +232,21 @@ fn explain_names_the_skip_reason_and_the_additions() {
     );
     assert!(out.contains(reason.sentence()), "{out}");
     assert!(out.contains("document 2 (Pod shop/web)"), "{out}");
-    if let Outcome::Injected { decision, .. } = &results[1].outcome {
-        assert!(out.contains(&format!("rule: {}", decision.rule)), "{out}");
-        assert!(out.contains("istio-proxy"), "{out}");
+    let Outcome::Injected { decision, .. } = &results[1].outcome else {
+        panic!("a plain Pod is injected by default");
+    };
+    assert!(
+        out.contains(&format!("decision: injected ({})", decision.rule_name)),
+        "{out}"
+    );
+    assert!(out.contains(&format!("rule: {}", decision.rule)), "{out}");
+    for name in &decision.added.containers {
+        assert!(out.contains(name.as_str()), "{out}");
     }
 }
 
 #[test]
-fn explain_derives_additions_from_the_objects() {
+fn explain_lists_what_the_decision_adds_and_what_changed() {
     let original = json!({"kind": "Deployment", "spec": {"template": {
         "metadata": {"labels": {"app": "a"}},
         "spec": {"containers": [{"name": "app"}], "volumes": [{"name": "data"}]}}}});
@@ -248,30 +256,37 @@ fn explain_derives_additions_from_the_objects() {
         json!({"sidecar.istio.io/status": "{}"});
     mutated["spec"]["template"]["spec"]["containers"] =
         json!([{"name": "app", "readinessProbe": {}}, {"name": "istio-proxy"}]);
-    mutated["spec"]["template"]["spec"]["initContainers"] = json!([{"name": "istio-init"}]);
-    mutated["spec"]["template"]["spec"]["volumes"] =
-        json!([{"name": "data"}, {"name": "istio-envoy"}]);
     let results = [Previewed {
         label: DocumentLabel::of(1, &original),
         original: original.clone(),
         outcome: Outcome::Injected {
             patch: json_patch::diff(&original, &mutated),
             mutated,
-            decision: inject::Decision {
-                rule: "the test said so".into(),
-            },
+            decision: decision("policy", &["istio-proxy"], &[]),
         },
     }];
     let out = rendered(&results, Format::Explain);
-    for line in [
-        "  adds init containers: istio-init",
-        "  adds containers: istio-proxy",
-        "  adds volumes: istio-envoy",
-        "  sets labels: security.istio.io/tlsMode",
-        "  sets annotations: sidecar.istio.io/status",
-        "  changes containers: app",
-    ] {
-        assert!(out.lines().any(|l| l == line), "missing {line:?} in\n{out}");
+    let expected = "document 1 (Deployment)\n  decision: injected (policy)\n  \
+                    rule: the test said so\n  adds containers: istio-proxy\n  \
+                    adds volumes: istio-envoy\n  sets labels: security.istio.io/tlsMode\n  \
+                    sets annotations: sidecar.istio.io/status\n  changes containers: app\n";
+    assert_eq!(out, expected);
+}
+
+fn decision(rule_name: &'static str, containers: &[&str], items: &[ItemOutcome]) -> Decision {
+    Decision {
+        rule: "the test said so".into(),
+        rule_name,
+        added: Added {
+            containers: containers.iter().map(|c| c.to_string()).collect(),
+            volumes: if containers.is_empty() {
+                Vec::new()
+            } else {
+                vec!["istio-envoy".into()]
+            },
+            ..Added::default()
+        },
+        items: items.to_vec(),
     }
 }
 
@@ -282,20 +297,23 @@ fn explain_of_a_list_goes_item_by_item() {
         {"kind": "Pod", "metadata": {"name": "web"}, "spec": {"containers": [{"name": "app"}]}}]});
     let mut mutated = original.clone();
     mutated["items"][1]["spec"]["containers"] = json!([{"name": "app"}, {"name": "istio-proxy"}]);
+    let items = [
+        ItemOutcome::Skipped(SkipReason::new("unsupported-kind", "not a workload")),
+        ItemOutcome::Injected(decision("policy", &["istio-proxy"], &[])),
+    ];
     let results = [Previewed {
         label: DocumentLabel::of(1, &original),
         original: original.clone(),
         outcome: Outcome::Injected {
             patch: json_patch::diff(&original, &mutated),
             mutated,
-            decision: inject::Decision {
-                rule: "the test said so".into(),
-            },
+            decision: decision("list", &[], &items),
         },
     }];
     let out = rendered(&results, Format::Explain);
-    let expected = "document 1 (List)\n  decision: injected\n  rule: the test said so\n  \
-                    item 1 (Service web): unchanged\n  item 2 (Pod web):\n    \
-                    adds containers: istio-proxy\n";
+    let expected = "document 1 (List)\n  decision: injected (list)\n  rule: the test said so\n  \
+                    item 1 (Service web): skipped (unsupported-kind)\n    reason: not a workload\n  \
+                    item 2 (Pod web): injected (policy)\n    rule: the test said so\n    \
+                    adds containers: istio-proxy\n    adds volumes: istio-envoy\n";
     assert_eq!(out, expected);
 }
