@@ -5,13 +5,15 @@
 //! (`outrigger::inject::inject`) returns for the same input, context and
 //! configuration: these tests pin the CLI's behaviour, not the template's.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use outrigger::config::Config;
-use outrigger::inject::{Context, Outcome, inject};
+use outrigger::inject::{Context, Outcome, inject, kube_inject_form};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -523,4 +525,79 @@ fn exit_codes() {
     assert_eq!(run.code, Some(2));
     assert!(run.stderr.contains("xml"), "{}", run.stderr);
     assert_eq!(outrigger(&["inject"], None).code, Some(2));
+}
+
+/// Istio's own injection golden cases, through the binary: `-f` the input,
+/// the baseline and the case's overrides as `--set`/`--values`, YAML out,
+/// compared as cases.yaml prescribes (after the Go-struct zero `status`
+/// fields `istioctl kube-inject` prints, which the preview does not).
+#[test]
+fn istio_conformance_cases_through_the_cli() {
+    let (dir, cases) = support::conformance::load_cases();
+    assert!(!cases.is_empty(), "cases.yaml lists no cases");
+    let mut failures = Vec::new();
+    for case in &cases {
+        let input = dir.join(&case.input).display().to_string();
+        let mut args = vec!["inject".to_owned(), "-f".to_owned(), input];
+        let values = case
+            .values
+            .iter()
+            .map(|v| dir.join(v).display().to_string());
+        for file in values {
+            args.extend(["--values".to_owned(), file]);
+        }
+        let sets = support::conformance::BASELINE.iter().map(|s| s.to_string());
+        for set in sets.chain(case.set.iter().cloned()) {
+            args.extend(["--set".to_owned(), set]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let run = outrigger(&args, None);
+        if let Some(want) = &case.error {
+            let named = run.stderr.to_lowercase().contains(want.as_str());
+            if run.code != Some(1) || !run.stdout.is_empty() || !named {
+                failures.push(format!(
+                    "{}: want exit 1 with {want:?}, got {:?}: {}",
+                    case.name, run.code, run.stderr
+                ));
+            }
+            continue;
+        }
+        if run.code != Some(0) {
+            failures.push(format!(
+                "{}: exit {:?}: {}",
+                case.name, run.code, run.stderr
+            ));
+            continue;
+        }
+        let golden = case
+            .golden
+            .as_ref()
+            .expect("a case without error has a golden");
+        let want = yaml_docs(&std::fs::read_to_string(dir.join(golden)).expect("golden"));
+        let got: Vec<Value> = yaml_docs(&run.stdout)
+            .iter()
+            .map(kube_inject_form)
+            .collect();
+        if got.len() != want.len() {
+            failures.push(format!(
+                "{}: {} documents, golden has {}",
+                case.name,
+                got.len(),
+                want.len()
+            ));
+            continue;
+        }
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            if let Err(diff) = support::conformance::compare(g, w) {
+                failures.push(format!("{} document {}:\n{diff}", case.name, i + 1));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases fail through the CLI:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }
