@@ -342,6 +342,67 @@ fn explain_covers_every_document_in_order() {
     }
 }
 
+/// The explain line `  <what>: a, b, c` as its list of names.
+fn explain_list<'a>(explain: &'a str, what: &str) -> Vec<&'a str> {
+    let prefix = format!("  {what}: ");
+    explain
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .map(|rest| rest.split(", ").collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn explain_lists_what_injection_adds_and_sets() {
+    for file in [
+        EXAMPLE,
+        "tests/testdata/cli/cronjob.yaml",
+        "tests/testdata/cli/pod.json",
+    ] {
+        let input = yaml_docs(&read(file)).remove(0);
+        let Ok(Outcome::Injected {
+            mutated, decision, ..
+        }) = inject(&input, &Context::default(), &Config::default())
+        else {
+            panic!("{file} must be injected by default");
+        };
+        let explain = ok(&["inject", "-f", file, "-o", "explain"]);
+        let added = &decision.added;
+        for (what, names) in [
+            ("adds init containers", &added.init_containers),
+            ("adds containers", &added.containers),
+            ("adds volumes", &added.volumes),
+            ("adds image pull secrets", &added.image_pull_secrets),
+        ] {
+            assert_eq!(explain_list(&explain, what), *names, "{file}: {what}");
+        }
+        // Labels and annotations set: every key of the injected pod
+        // metadata that is new or changed, wherever the kind keeps it.
+        let kind = input["kind"].as_str().unwrap_or_default();
+        let (meta, _) = outrigger::inject::pod_location(kind).expect("an injectable kind");
+        for field in ["labels", "annotations"] {
+            let pointer = format!("{meta}/{field}");
+            let before = input.pointer(&pointer).cloned().unwrap_or_default();
+            let after = mutated.pointer(&pointer).cloned().unwrap_or_default();
+            let set: Vec<&str> = after
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .filter(|(k, v)| before.get(k.as_str()) != Some(*v))
+                        .map(|(k, _)| k.as_str())
+                        .collect()
+                })
+                .unwrap_or_default();
+            assert!(!set.is_empty() || field == "labels", "{file}: nothing set");
+            assert_eq!(
+                explain_list(&explain, &format!("sets {field}")),
+                set,
+                "{file}"
+            );
+        }
+    }
+}
+
 #[test]
 fn bad_yaml_names_the_document_and_writes_nothing() {
     let err = fails(&["inject", "-f", "tests/testdata/cli/bad-third.yaml"], None);

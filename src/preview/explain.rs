@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use super::{DocumentLabel, Previewed};
-use crate::inject::{Added, Decision, ItemOutcome, Outcome, SkipReason};
+use crate::inject::{Added, Decision, ItemOutcome, Outcome, SkipReason, pod_location};
 
 /// Renders the explanation of every document, separated by blank lines.
 pub(super) fn explain(results: &[Previewed]) -> String {
@@ -107,24 +107,14 @@ struct PodTemplate {
     spec: String,
 }
 
-/// The pod template of `object` (at JSON pointer `at`), by kind, where the
-/// engine's kinds place it; none for other kinds.
+/// The pod template of `object` (at JSON pointer `at`), where the engine
+/// places it for the object's kind ([`pod_location`]); none for other kinds.
 fn pod_template(object: &Value, at: &str) -> Option<PodTemplate> {
     let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
-    let base = match kind {
-        "Pod" => "",
-        "Deployment"
-        | "StatefulSet"
-        | "DaemonSet"
-        | "ReplicaSet"
-        | "ReplicationController"
-        | "Job" => "/spec/template",
-        "CronJob" => "/spec/jobTemplate/spec/template",
-        _ => return None,
-    };
+    let (metadata, spec) = pod_location(kind)?;
     Some(PodTemplate {
-        metadata: format!("{at}{base}/metadata"),
-        spec: format!("{at}{base}/spec"),
+        metadata: format!("{at}{metadata}"),
+        spec: format!("{at}{spec}"),
     })
 }
 
