@@ -86,11 +86,17 @@ pub fn run(args: InjectArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let mut stdout = std::io::stdout().lock();
-    stdout
+    match stdout
         .write_all(output.as_bytes())
         .and_then(|()| stdout.flush())
-        .context("cannot write the preview to standard output")?;
-    Ok(ExitCode::SUCCESS)
+    {
+        // The reader went away (`| head`): what it wanted, it got.
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        result => {
+            result.context("cannot write the preview to standard output")?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 /// Everything but the printing: the whole output, or the message for a
