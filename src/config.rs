@@ -71,6 +71,9 @@ pub enum ConfigError {
         /// The accepted form.
         expected: String,
     },
+    /// Any other invalid configuration (kept from the original contract).
+    #[error("invalid config: {0}")]
+    Invalid(String),
     /// A `--set` argument that is not `path=value`.
     #[error("--set {0:?}: expected path=value, e.g. values.global.hub=docker.io/istio")]
     BadAssignment(String),

@@ -78,6 +78,24 @@ pub enum ItemOutcome {
     Skipped(SkipReason),
 }
 
+/// Every skip reason's stable name, in the order the engine checks them
+/// (so that metrics can be registered up front).
+pub const SKIP_REASONS: &[&str] = &[
+    "unsupported-kind",
+    "empty-list",
+    "nothing-injected",
+    "host-network",
+    "ignored-namespace",
+    "pod-label-opt-out",
+    "pod-annotation-opt-out",
+    "never-inject-selector",
+    "namespace-disabled",
+    "other-revision",
+    "namespace-not-enabled",
+    "policy-disabled",
+    "already-injected",
+];
+
 /// Why an object was left alone. Skips are values, not errors.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SkipReason {
@@ -88,6 +106,7 @@ pub struct SkipReason {
 impl SkipReason {
     /// A skip with its stable name and sentence.
     pub fn new(name: &'static str, sentence: impl Into<String>) -> SkipReason {
+        debug_assert!(SKIP_REASONS.contains(&name), "unlisted skip reason {name}");
         SkipReason {
             name,
             sentence: sentence.into(),
@@ -179,17 +198,17 @@ pub fn inject(object: &Value, ctx: &Context, cfg: &Config) -> Result<Outcome, In
             "{kind} has no pod spec at {spec_ptr}: expected an object there"
         )));
     };
+    let empty_meta = Value::Object(Default::default());
     let meta = match object.pointer(meta_ptr) {
-        None | Some(Value::Null) => Value::Object(Default::default()),
-        Some(m @ Value::Object(_)) => m.clone(),
+        None | Some(Value::Null) => &empty_meta,
+        Some(m @ Value::Object(_)) => m,
         Some(other) => {
             return Err(InjectError(format!(
                 "{kind}: {meta_ptr} is {other}: expected an object"
             )));
         }
     };
-    let pod = &serde_json::json!({ "metadata": meta, "spec": spec });
-    check_shape(pod, kind)?;
+    check_shape(meta, spec, kind)?;
     let s = cfg.settings();
     let namespace = ctx
         .namespace
@@ -202,9 +221,9 @@ pub fn inject(object: &Value, ctx: &Context, cfg: &Config) -> Result<Outcome, In
                 .map(str::to_string)
         })
         .unwrap_or_else(|| "default".into());
-    let labels = string_map(pod.pointer("/metadata/labels"));
-    let annos = string_map(pod.pointer("/metadata/annotations"));
-    let host_network = pod.pointer("/spec/hostNetwork").and_then(Value::as_bool) == Some(true);
+    let labels = string_map(meta.get("labels"));
+    let annos = string_map(meta.get("annotations"));
+    let host_network = spec.get("hostNetwork").and_then(Value::as_bool) == Some(true);
     let view = decision::NamespaceView {
         name: &namespace,
         labels: ctx.namespace_labels.as_ref(),
@@ -217,18 +236,29 @@ pub fn inject(object: &Value, ctx: &Context, cfg: &Config) -> Result<Outcome, In
         }
     };
     let wl = workload::Workload::of(object, &namespace);
-    let result = pipeline::inject_pod(pod, &wl, s)?;
-    if result.previous.as_deref() == Some(result.status.to_json().as_str()) {
-        return Ok(Outcome::Skipped {
-            reason: SkipReason::new(
-                "already-injected",
-                "the pod's sidecar.istio.io/status annotation already records this injection",
-            ),
-        });
-    }
+    // One copy of the object: its pod metadata and spec are taken out,
+    // injected in place, and put back.
     let mut mutated = object.clone();
+    let mut pod = serde_json::json!({
+        "metadata": mutated.pointer_mut(meta_ptr).map(Value::take).unwrap_or_default(),
+        "spec": mutated.pointer_mut(spec_ptr).map(Value::take).unwrap_or_default(),
+    });
+    if pod["metadata"].is_null() {
+        pod["metadata"] = Value::Object(Default::default());
+    }
+    let status = match pipeline::inject_pod(meta, spec, &mut pod, &wl, s)? {
+        pipeline::PodOutcome::Injected(status) => status,
+        pipeline::PodOutcome::AlreadyInjected => {
+            return Ok(Outcome::Skipped {
+                reason: SkipReason::new(
+                    "already-injected",
+                    "the pod's sidecar.istio.io/status annotation already records this injection",
+                ),
+            });
+        }
+    };
     for (ptr, key) in [(meta_ptr, "metadata"), (spec_ptr, "spec")] {
-        set_pointer(&mut mutated, ptr, result.pod[key].clone());
+        set_pointer(&mut mutated, ptr, pod[key].take());
     }
     let patch = patch::diff(object, &mutated);
     debug!(namespace = %namespace, kind, rule = ?rule, "injected");
@@ -244,10 +274,10 @@ pub fn inject(object: &Value, ctx: &Context, cfg: &Config) -> Result<Outcome, In
                 Rule::Policy => "policy",
             },
             added: Added {
-                init_containers: result.status.init_containers,
-                containers: result.status.containers,
-                volumes: result.status.volumes,
-                image_pull_secrets: result.status.image_pull_secrets,
+                init_containers: status.init_containers,
+                containers: status.containers,
+                volumes: status.volumes,
+                image_pull_secrets: status.image_pull_secrets,
             },
             items: Vec::new(),
         },
@@ -270,9 +300,9 @@ fn set_pointer(doc: &mut Value, ptr: &str, value: Value) {
 
 /// Rejects pod templates whose lists are not lists, before anything is
 /// rendered.
-fn check_shape(pod: &Value, kind: &str) -> Result<(), InjectError> {
+fn check_shape(meta: &Value, spec: &Value, kind: &str) -> Result<(), InjectError> {
     for field in ["containers", "initContainers", "volumes"] {
-        match pod.pointer(&format!("/spec/{field}")) {
+        match spec.get(field) {
             None | Some(Value::Null) | Some(Value::Array(_)) => {}
             Some(other) => {
                 return Err(InjectError(format!(
@@ -281,13 +311,12 @@ fn check_shape(pod: &Value, kind: &str) -> Result<(), InjectError> {
             }
         }
     }
-    for field in ["metadata/labels", "metadata/annotations"] {
-        match pod.pointer(&format!("/{field}")) {
+    for field in ["labels", "annotations"] {
+        match meta.get(field) {
             None | Some(Value::Null) | Some(Value::Object(_)) => {}
             Some(other) => {
                 return Err(InjectError(format!(
-                    "{kind}: {} is {other}: expected a mapping of strings",
-                    field.replace('/', ".")
+                    "{kind}: metadata.{field} is {other}: expected a mapping of strings"
                 )));
             }
         }

@@ -55,61 +55,108 @@ pub const PROXY_CONFIG_FIELDS: &[&str] = &[
 
 /// Everything injection reads from the configuration, resolved.
 #[derive(Debug, Clone, PartialEq)]
-#[allow(missing_docs)]
 pub struct Settings {
+    /// `values.global.hub`: registry of the proxy images.
     pub hub: String,
+    /// `values.global.tag`: tag of the proxy images.
     pub tag: String,
+    /// `values.global.variant`: image variant suffix (e.g. `distroless`).
     pub variant: String,
+    /// `values.global.proxy.image`: proxy image name, or a full reference when it contains `/`.
     pub proxy_image: String,
+    /// `values.global.proxy_init.image`: capture init image name or reference.
     pub init_image: String,
+    /// `values.global.imagePullPolicy` (empty: leave to Kubernetes).
     pub image_pull_policy: String,
+    /// `values.global.imagePullSecrets`: secrets added to injected pods.
     pub image_pull_secrets: Vec<String>,
+    /// `values.global.istioNamespace`: where istiod runs.
     pub istio_namespace: String,
+    /// `values.global.caAddress` (empty: istiod in the Istio namespace).
     pub ca_address: String,
+    /// `values.revision` (empty: the default revision).
     pub revision: String,
+    /// `values.global.pilotCertProvider`.
     pub pilot_cert_provider: String,
+    /// `values.global.jwtPolicy` (`third-party-jwt` mounts the istio-token).
     pub jwt_policy: String,
+    /// `values.global.sds.token.aud`: audience of the projected token.
     pub token_audience: String,
+    /// `values.global.mountMtlsCerts`: mount `istio.<sa>` secrets at /etc/certs.
     pub mount_mtls_certs: bool,
+    /// `values.global.meshID` (empty: the trust domain).
     pub mesh_id: String,
+    /// `values.global.network`.
     pub network: String,
+    /// `values.global.multiCluster.clusterName` (empty: `Kubernetes`).
     pub cluster_name: String,
+    /// `meshConfig.trustDomain`, else `values.global.trustDomain`.
     pub trust_domain: String,
+    /// `values.global.logAsJson`.
     pub log_as_json: bool,
+    /// `values.global.logging.level`: the agent's `--log_output_level`.
     pub agent_log_level: String,
+    /// `values.istio_cni.enabled`: the CNI plugin captures traffic.
     pub cni_enabled: bool,
+    /// `values.global.proxy.clusterDomain`.
     pub cluster_domain: String,
+    /// `values.global.proxy.componentLogLevel`.
     pub component_log_level: String,
+    /// `values.global.proxy.logLevel`.
     pub log_level: String,
+    /// `values.global.proxy.enableCoreDump`.
     pub enable_core_dump: bool,
+    /// `values.global.proxy.excludeInboundPorts`.
     pub exclude_inbound_ports: String,
+    /// `values.global.proxy.excludeIPRanges`.
     pub exclude_ip_ranges: String,
+    /// `values.global.proxy.excludeOutboundPorts`.
     pub exclude_outbound_ports: String,
+    /// `values.global.proxy.excludeInterfaces`.
     pub exclude_interfaces: String,
+    /// `values.global.proxy.includeIPRanges`.
     pub include_ip_ranges: String,
+    /// `values.global.proxy.includeInboundPorts`.
     pub include_inbound_ports: String,
+    /// `values.global.proxy.includeOutboundPorts`.
     pub include_outbound_ports: String,
+    /// `values.global.proxy.privileged`.
     pub privileged: bool,
+    /// `values.global.proxy.readinessFailureThreshold`.
     pub readiness_failure_threshold: i64,
+    /// `values.global.proxy.readinessInitialDelaySeconds`.
     pub readiness_initial_delay: i64,
+    /// `values.global.proxy.readinessPeriodSeconds`.
     pub readiness_period: i64,
+    /// `values.global.proxy.startupProbe.enabled`.
     pub startup_probe_enabled: bool,
+    /// `values.global.proxy.startupProbe.failureThreshold`.
     pub startup_failure_threshold: i64,
+    /// `values.global.proxy.statusPort` (0 disables the status port).
     pub status_port: i64,
+    /// `values.global.proxy.holdApplicationUntilProxyStarts`.
     pub hold_application: bool,
     /// `values.global.proxy.lifecycle`, used verbatim when not empty.
     pub lifecycle: Value,
     /// `values.global.proxy.resources` (quantities as written).
     pub resources: Value,
+    /// `values.pilot.env.ENABLE_NATIVE_SIDECARS` (default true).
     pub native_sidecars: bool,
+    /// `values.sidecarInjectorWebhook.rewriteAppHTTPProbe`.
     pub rewrite_probes: bool,
     /// `meshConfig.defaultConfig` fields the user set, in Istio's order.
     pub proxy_config: Map<String, Value>,
+    /// `meshConfig.enablePrometheusMerge`.
     pub enable_prometheus_merge: bool,
+    /// `meshConfig.inboundTrafficPolicy.mode` is `LOCALHOST`.
     pub inbound_localhost: bool,
+    /// `config.policy`.
     pub policy: Policy,
+    /// `config.neverInjectSelector` and `values.sidecarInjectorWebhook.neverInjectSelector`.
     pub never_inject: Vec<LabelSelector>,
+    /// `config.alwaysInjectSelector` and `values.sidecarInjectorWebhook.alwaysInjectSelector`.
     pub always_inject: Vec<LabelSelector>,
+    /// `config.injectedAnnotations` and `values.sidecarInjectorWebhook.injectedAnnotations`: added to every injected pod.
     pub injected_annotations: BTreeMap<String, String>,
 }
 

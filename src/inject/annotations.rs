@@ -79,14 +79,8 @@ const CHECKS: &[(&str, Check)] = &[
         "readiness.status.sidecar.istio.io/initialDelaySeconds",
         uint32,
     ),
-    (
-        "readiness.status.sidecar.istio.io/periodSeconds",
-        positive_uint32,
-    ),
-    (
-        "readiness.status.sidecar.istio.io/failureThreshold",
-        positive_uint32,
-    ),
+    ("readiness.status.sidecar.istio.io/periodSeconds", uint32),
+    ("readiness.status.sidecar.istio.io/failureThreshold", uint32),
     (
         "readiness.status.sidecar.istio.io/applicationPorts",
         port_list,
@@ -257,15 +251,7 @@ fn status_port(v: &str) -> Result<(), &'static str> {
 fn uint32(v: &str) -> Result<(), &'static str> {
     v.parse::<u32>()
         .map(|_| ())
-        .map_err(|_| "a whole number of 0 or more")
-}
-
-fn positive_uint32(v: &str) -> Result<(), &'static str> {
-    v.parse::<u32>()
-        .ok()
-        .filter(|n| *n > 0)
-        .map(|_| ())
-        .ok_or("a whole number of 1 or more")
+        .map_err(|_| "a whole number from 0 to 4294967295 (0 keeps the Kubernetes default)")
 }
 
 fn proxy_config(v: &str) -> Result<(), &'static str> {

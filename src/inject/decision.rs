@@ -1,7 +1,8 @@
-//! Whether a pod gets the sidecar, in Istio's order: ignored namespaces,
-//! host network, the pod's own opt-in/opt-out (label, then annotation),
-//! the never/always selectors, the namespace's labels (when known), then
-//! the policy. Skips are values with stable names.
+//! Whether a pod gets the sidecar, in the order of Istio's
+//! `injectRequired`: host network, ignored namespaces, the pod's own
+//! opt-in/opt-out (label, then annotation), the never/always selectors, the
+//! namespace's labels (when known, as the webhook's namespace selector would
+//! judge them), then the policy. Skips are values with stable names.
 
 use std::collections::BTreeMap;
 
@@ -58,6 +59,12 @@ pub fn decide(
     annotations: &BTreeMap<String, String>,
     s: &Settings,
 ) -> Result<Result<Rule, SkipReason>, InjectError> {
+    if host_network {
+        return Ok(Err(SkipReason::new(
+            "host-network",
+            "the pod uses the host's network (hostNetwork: true), which the sidecar cannot capture",
+        )));
+    }
     if IGNORED_NAMESPACES.contains(&ns.name) {
         return Ok(Err(SkipReason::new(
             "ignored-namespace",
@@ -65,12 +72,6 @@ pub fn decide(
                 "namespace {} is a Kubernetes system namespace that is never injected",
                 ns.name
             ),
-        )));
-    }
-    if host_network {
-        return Ok(Err(SkipReason::new(
-            "host-network",
-            "the pod uses the host's network (hostNetwork: true), which the sidecar cannot capture",
         )));
     }
     let explicit = match (labels.get(INJECT), annotations.get(INJECT)) {

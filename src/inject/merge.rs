@@ -5,7 +5,7 @@
 //! (the patch's items first, items only in the original placed after their
 //! predecessors).
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// The merge key of a list field, by the field's name.
 fn merge_key(field: &str) -> Option<&'static str> {
@@ -18,75 +18,77 @@ fn merge_key(field: &str) -> Option<&'static str> {
 }
 
 /// Merges `patch` onto `original`; the patch wins on conflicts.
+#[cfg(test)]
 pub fn merge(original: &Value, patch: &Value) -> Value {
-    merge_field(original, patch, "")
+    let mut out = original.clone();
+    merge_into(&mut out, patch.clone());
+    out
 }
 
-fn merge_field(original: &Value, patch: &Value, field: &str) -> Value {
-    match (original, patch) {
+/// Merges `patch` into `base` in place, moving the patch's values (no copy
+/// of either side's data).
+pub fn merge_into(base: &mut Value, patch: Value) {
+    merge_field(base, patch, "");
+}
+
+fn merge_field(base: &mut Value, patch: Value, field: &str) {
+    match (base, patch) {
         (Value::Object(o), Value::Object(p)) => {
-            let mut out: Map<String, Value> = o.clone();
             for (k, pv) in p {
-                let merged = match o.get(k) {
-                    Some(ov) => merge_field(ov, pv, k),
-                    None => pv.clone(),
-                };
-                out.insert(k.clone(), merged);
+                match o.get_mut(&k) {
+                    Some(ov) => merge_field(ov, pv, &k),
+                    None => {
+                        o.insert(k, pv);
+                    }
+                }
             }
-            Value::Object(out)
         }
-        (Value::Array(o), Value::Array(p)) => match merge_key(field) {
-            Some(key) => Value::Array(merge_list(o, p, key, field)),
-            None => patch.clone(),
-        },
-        _ => patch.clone(),
+        (Value::Array(o), Value::Array(p)) if merge_key(field).is_some() => {
+            let key = merge_key(field).unwrap_or("name");
+            let original = std::mem::take(o);
+            *o = merge_list(original, p, key, field);
+        }
+        (b, p) => *b = p,
     }
 }
 
-fn key_of<'a>(item: &'a Value, key: &str) -> Option<&'a Value> {
-    item.get(key)
-}
-
-fn merge_list(original: &[Value], patch: &[Value], key: &str, field: &str) -> Vec<Value> {
+fn merge_list(original: Vec<Value>, patch: Vec<Value>, key: &str, field: &str) -> Vec<Value> {
+    let keys: Vec<Option<Value>> = original.iter().map(|o| o.get(key).cloned()).collect();
     let index_in_original =
-        |k: Option<&Value>| k.and_then(|k| original.iter().position(|o| key_of(o, key) == Some(k)));
-    let patch_items: Vec<Value> = patch
-        .iter()
-        .map(|p| match index_in_original(key_of(p, key)) {
-            Some(i) => merge_field(&original[i], p, field),
-            None => p.clone(),
-        })
-        .collect();
-    let server_only: Vec<&Value> = original
-        .iter()
-        .filter(|o| {
-            let k = key_of(o, key);
-            k.is_none() || !patch.iter().any(|p| key_of(p, key) == k)
-        })
+        |k: Option<&Value>| k.and_then(|k| keys.iter().position(|o| o.as_ref() == Some(k)));
+    let mut slots: Vec<Option<Value>> = original.into_iter().map(Some).collect();
+    let mut patch_items = Vec::with_capacity(patch.len());
+    for p in patch {
+        let matched = index_in_original(p.get(key)).and_then(|i| slots[i].take().map(|v| (i, v)));
+        match matched {
+            Some((i, mut item)) => {
+                merge_field(&mut item, p, field);
+                patch_items.push((Some(i), item));
+            }
+            None => patch_items.push((None, p)),
+        }
+    }
+    let server_only: Vec<(usize, Value)> = slots
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, v)| v.map(|v| (i, v)))
         .collect();
     let mut out = Vec::with_capacity(patch_items.len() + server_only.len());
-    let (mut i, mut j) = (0, 0);
-    while i < server_only.len() || j < patch_items.len() {
-        if i >= server_only.len() {
-            out.push(patch_items[j].clone());
-            j += 1;
-        } else if j >= patch_items.len() {
-            out.push(server_only[i].clone());
-            i += 1;
+    let mut left = server_only.into_iter().peekable();
+    let mut right = patch_items.into_iter().peekable();
+    loop {
+        let take_left = match (left.peek(), right.peek()) {
+            (None, None) => break,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some((l, _)), Some((r, _))) => matches!(r, Some(r) if l < r),
+        };
+        let next = if take_left {
+            left.next().map(|(_, v)| v)
         } else {
-            let li = index_in_original(key_of(server_only[i], key));
-            let ri = index_in_original(key_of(&patch_items[j], key));
-            match (li, ri) {
-                (Some(l), Some(r)) if l < r => {
-                    out.push(server_only[i].clone());
-                    i += 1;
-                }
-                _ => {
-                    out.push(patch_items[j].clone());
-                    j += 1;
-                }
-            }
-        }
+            right.next().map(|(_, v)| v)
+        };
+        out.extend(next);
     }
     out
 }

@@ -16,9 +16,8 @@ pub fn diff(original: &Value, mutated: &Value) -> Patch {
 }
 
 fn diff_value(a: &Value, b: &Value, path: &mut PointerBuf, ops: &mut Vec<PatchOperation>) {
-    if a == b {
-        return;
-    }
+    // Containers and objects are walked (each node once); only leaves and
+    // mismatched kinds are compared whole.
     match (a, b) {
         (Value::Object(ma), Value::Object(mb)) => {
             // A key that disappears (a rewritten probe's tcpSocket, a
@@ -54,6 +53,7 @@ fn diff_value(a: &Value, b: &Value, path: &mut PointerBuf, ops: &mut Vec<PatchOp
             }
         }
         (Value::Array(la), Value::Array(lb)) => diff_array(la, lb, path, ops),
+        _ if a == b => {}
         _ => ops.push(PatchOperation::Replace(ReplaceOperation {
             path: path.clone(),
             value: b.clone(),

@@ -3,13 +3,14 @@
 //! post-process (Prometheus merge, probe rewriting, metadata, container
 //! order) as Istio's injector does.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
 use super::annotations::{self as anno, OVERRIDES, STATUS};
 use super::gojson::{self, Ty};
-use super::merge::merge;
+use super::merge::merge_into;
 use super::order::reorder;
 use super::probes;
 use super::prometheus::{
@@ -20,27 +21,12 @@ use super::workload::Workload;
 use super::{InjectError, string_map};
 use crate::config::Settings;
 
-/// The injected pod and what was added.
-pub struct PodResult {
-    /// The pod (metadata + spec, and any other fields it had).
-    pub pod: Value,
-    /// What was added.
-    pub status: Status,
-    /// The previous status annotation, when the pod was injected before.
-    pub previous: Option<String>,
-}
-
-fn container_lists(spec: &Value) -> [(&'static str, Vec<Value>); 2] {
-    let list = |k: &str| {
-        spec.get(k)
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default()
-    };
-    [
-        ("containers", list("containers")),
-        ("initContainers", list("initContainers")),
-    ]
+/// The outcome for one pod.
+pub enum PodOutcome {
+    /// The pod's status annotation already records this injection.
+    AlreadyInjected,
+    /// The pod was injected in place; this is what was added.
+    Injected(Status),
 }
 
 fn name_of(c: &Value) -> &str {
@@ -73,14 +59,17 @@ fn proxy_config(
     Ok(pc)
 }
 
-/// Injects one pod.
+/// Injects one pod: `meta` and `spec` are the original pod's, read only;
+/// `pod` (`{metadata, spec}`, a copy of them) is injected in place.
 pub fn inject_pod(
-    pod: &Value,
+    meta: &Value,
+    spec: &Value,
+    pod: &mut Value,
     workload: &Workload,
     s: &Settings,
-) -> Result<PodResult, InjectError> {
-    let annotations = string_map(pod.pointer("/metadata/annotations"));
-    let labels = string_map(pod.pointer("/metadata/labels"));
+) -> Result<PodOutcome, InjectError> {
+    let annotations = string_map(meta.get("annotations"));
+    let labels = string_map(meta.get("labels"));
     anno::validate(&annotations)?;
     let pc = proxy_config(s, &annotations)?;
     let native = match annotations.get(anno::NATIVE_SIDECAR) {
@@ -101,11 +90,11 @@ pub fn inject_pod(
         .to_string();
 
     // What the template sees: the pod without what a previous injection added.
-    let empty = json!({});
-    let spec = pod.get("spec").unwrap_or(&empty);
-    let mut data_spec = spec.clone();
-    let mut data_annotations = annotations.clone();
+    let mut data_spec = Cow::Borrowed(spec);
+    let mut data_annotations = Cow::Borrowed(&annotations);
     if let Some(prev) = &prev_status {
+        let data_spec = data_spec.to_mut();
+        let data_annotations = data_annotations.to_mut();
         for (field, names) in [
             ("containers", &prev.containers),
             ("initContainers", &prev.init_containers),
@@ -131,6 +120,9 @@ pub fn inject_pod(
         native,
         hold,
     });
+    if previous.as_deref() == Some(rendered.status.to_json().as_str()) {
+        return Ok(PodOutcome::AlreadyInjected);
+    }
     let template_spec = &rendered.pod["spec"];
 
     // The user's own versions of injected containers ("overrides").
@@ -138,7 +130,6 @@ pub fn inject_pod(
         .get(OVERRIDES)
         .and_then(|t| serde_json::from_str(t).ok())
         .unwrap_or(Value::Null);
-    let lists = container_lists(spec);
     let mut overrides: Vec<(&'static str, Value)> = Vec::new();
     for (field, prev_names) in [
         ("containers", prev_status.as_ref().map(|p| &p.containers)),
@@ -160,9 +151,10 @@ pub fn inject_pod(
                 .and_then(Value::as_array)
                 .and_then(|l| l.iter().find(|c| name_of(c) == name))
                 .or_else(|| {
-                    lists
+                    ["containers", "initContainers"]
                         .iter()
-                        .flat_map(|(_, l)| l.iter())
+                        .filter_map(|f| spec.get(*f).and_then(Value::as_array))
+                        .flatten()
                         .find(|c| name_of(c) == name)
                 });
             if let Some(o) = found {
@@ -179,20 +171,23 @@ pub fn inject_pod(
     }
 
     // Merge: the pod (without override containers) with the template on top.
-    let mut base = pod.clone();
     let override_names: Vec<&str> = overrides.iter().map(|(_, o)| name_of(o)).collect();
     for field in ["containers", "initContainers"] {
-        if let Some(Value::Array(list)) = base.pointer_mut(&format!("/spec/{field}")) {
+        if let Some(Value::Array(list)) = pod.pointer_mut(&format!("/spec/{field}")) {
             list.retain(|c| !override_names.contains(&name_of(c)));
         }
     }
-    let mut merged = merge(&base, &rendered.pod);
+    let status = rendered.status;
+    merge_into(pod, rendered.pod);
+    let merged = pod;
     for (field, o) in &overrides {
         if let Some(Value::Array(list)) = merged.pointer_mut(&format!("/spec/{field}"))
             && let Some(c) = list.iter_mut().find(|c| name_of(c) == name_of(o))
         {
-            let first = merge(o, c);
-            *c = merge(&first, o);
+            let mut first = o.clone();
+            merge_into(&mut first, c.take());
+            merge_into(&mut first, o.clone());
+            *c = first;
         }
     }
     if native && let Some(Value::Array(list)) = merged.pointer_mut("/spec/containers") {
@@ -250,7 +245,7 @@ pub fn inject_pod(
             ));
         }
     }
-    if let Some(proxy) = find_proxy(&mut merged)
+    if let Some(proxy) = find_proxy(merged)
         && let Some(Value::Array(env)) = proxy.get_mut("env")
     {
         for e in proxy_env {
@@ -263,16 +258,12 @@ pub fn inject_pod(
     for (k, v) in &s.injected_annotations {
         annos.insert(k.clone(), v.clone());
     }
-    annos.insert("istio.io/rev".into(), rendered.status.revision.clone());
-    annos.insert(STATUS.into(), rendered.status.to_json());
+    annos.insert("istio.io/rev".into(), status.revision.clone());
+    annos.insert(STATUS.into(), status.to_json());
     annos.remove(SCRAPE_TARGETS);
     merged["metadata"]["annotations"] = json!(annos);
-    reorder(&mut merged, hold);
-    Ok(PodResult {
-        pod: merged,
-        status: rendered.status,
-        previous,
-    })
+    reorder(merged, hold);
+    Ok(PodOutcome::Injected(status))
 }
 
 fn sidecar_status_port(s: &Settings, annotations: &BTreeMap<String, String>) -> i64 {

@@ -115,7 +115,8 @@ pub fn rewrite_app_probes(spec: &mut Value, status_port: i64) -> BTreeMap<String
         if name == PROXY_NAME {
             continue;
         }
-        let snapshot = c.clone();
+        // Only the ports are needed to resolve named probe ports.
+        let snapshot = json!({ "ports": c.get("ports").cloned().unwrap_or(Value::Null) });
         for (field, pattern) in PROBES {
             let path = pattern.replace("{}", &name);
             if let Some(probe) = c.get_mut(field)
