@@ -554,24 +554,102 @@ fn namespace_and_its_labels_reach_the_engine() {
 #[test]
 fn configuration_is_layered_defaults_config_values_set() {
     let input = yaml_docs(&read(EXAMPLE)).remove(0);
+    let config_file = "tests/testdata/cli/config.yaml";
     let values_file = "tests/testdata/cli/values-hub.yaml";
-    let mut cfg = Config::default();
-    cfg.merge_values_yaml(&read(values_file))
-        .expect("valid values");
-    cfg.set("values.global.hub=override.example.com/mesh")
-        .expect("valid --set");
+    let set = "values.global.hub=override.example.com/mesh";
+    let injected = |cfg: &Config| expected(&input, &Context::default(), cfg).0;
+
+    let mut cfg = Config::load(&path(config_file)).expect("valid config");
+    let config_only = injected(&cfg);
+    assert_ne!(
+        config_only,
+        injected(&Config::default()),
+        "the file matters"
+    );
     let out = ok(&[
         "inject",
         "-f",
         EXAMPLE,
         "-o",
         "json",
-        "--values",
-        values_file,
-        "--set",
-        "values.global.hub=override.example.com/mesh",
+        "--config",
+        config_file,
     ]);
-    assert_eq!(json(&out), expected(&input, &Context::default(), &cfg).0);
+    assert_eq!(json(&out), config_only);
+
+    cfg.merge_values_yaml(&read(values_file))
+        .expect("valid values");
+    cfg.set(set).expect("valid --set");
+    let layered = injected(&cfg);
+    // Flags in any order on the command line: the layers keep theirs.
+    for args in [
+        [
+            "--set",
+            set,
+            "--values",
+            values_file,
+            "--config",
+            config_file,
+        ],
+        [
+            "--config",
+            config_file,
+            "--values",
+            values_file,
+            "--set",
+            set,
+        ],
+    ] {
+        let mut all = vec!["inject", "-f", EXAMPLE, "-o", "json"];
+        all.extend(args);
+        assert_eq!(json(&ok(&all)), layered, "{args:?}");
+    }
+    // Later --set wins over earlier --set.
+    let mut last = Config::default();
+    last.set("values.global.tag=1").expect("valid --set");
+    last.set("values.global.tag=2").expect("valid --set");
+    let out = ok(&[
+        "inject",
+        "-f",
+        EXAMPLE,
+        "-o",
+        "json",
+        "--set",
+        "values.global.tag=1",
+        "--set",
+        "values.global.tag=2",
+    ]);
+    assert_eq!(json(&out), injected(&last));
+    assert_ne!(injected(&last), injected(&Config::default()));
+}
+
+#[test]
+fn an_invalid_config_key_is_named() {
+    let err = fails(
+        &[
+            "inject",
+            "-f",
+            EXAMPLE,
+            "--set",
+            "values.global.noSuchKey=1",
+        ],
+        None,
+    );
+    assert!(err.contains("values.global.noSuchKey"), "{err}");
+    let err = fails(
+        &[
+            "inject",
+            "-f",
+            EXAMPLE,
+            "--values",
+            "tests/testdata/cli/multi.yaml",
+        ],
+        None,
+    );
+    assert!(
+        err.contains("--values tests/testdata/cli/multi.yaml"),
+        "{err}"
+    );
 }
 
 #[test]
