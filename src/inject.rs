@@ -240,13 +240,16 @@ pub fn inject(object: &Value, ctx: &Context, cfg: &Config) -> Result<Outcome, In
     // One copy of the object: its pod metadata and spec are taken out,
     // injected in place, and put back.
     let mut mutated = object.clone();
-    let mut pod = serde_json::json!({
-        "metadata": mutated.pointer_mut(meta_ptr).map(Value::take).unwrap_or_default(),
-        "spec": mutated.pointer_mut(spec_ptr).map(Value::take).unwrap_or_default(),
-    });
-    if pod["metadata"].is_null() {
-        pod["metadata"] = Value::Object(Default::default());
-    }
+    // (Moved, not copied: `json!` would serialize them into a new tree.)
+    let mut pod_map = serde_json::Map::new();
+    let pod_meta = match mutated.pointer_mut(meta_ptr).map(Value::take) {
+        None | Some(Value::Null) => Value::Object(Default::default()),
+        Some(m) => m,
+    };
+    pod_map.insert("metadata".into(), pod_meta);
+    let pod_spec = mutated.pointer_mut(spec_ptr).map(Value::take);
+    pod_map.insert("spec".into(), pod_spec.unwrap_or_default());
+    let mut pod = Value::Object(pod_map);
     let status = match pipeline::inject_pod(meta, spec, &mut pod, &wl, s)? {
         pipeline::PodOutcome::Injected(status) => status,
         pipeline::PodOutcome::AlreadyInjected => {

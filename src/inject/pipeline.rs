@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 
 use super::annotations::{self as anno, OVERRIDES, STATUS};
 use super::gojson::{self, Ty};
+use super::inputs;
 use super::merge::merge_into;
 use super::order::reorder;
 use super::probes;
@@ -119,8 +120,12 @@ pub fn inject_pod(
         proxy_config: &pc,
         native,
         hold,
+        resources: inputs::resources(s, &data_annotations),
     })?;
-    if previous.as_deref() == Some(rendered.status.to_json().as_str()) {
+    if previous
+        .as_deref()
+        .is_some_and(|p| p == rendered.status.to_json())
+    {
         return Ok(PodOutcome::AlreadyInjected);
     }
     let template_spec = &rendered.pod["spec"];
@@ -261,7 +266,12 @@ pub fn inject_pod(
     annos.insert("istio.io/rev".into(), status.revision.clone());
     annos.insert(STATUS.into(), status.to_json());
     annos.remove(SCRAPE_TARGETS);
-    merged["metadata"]["annotations"] = json!(annos);
+    merged["metadata"]["annotations"] = Value::Object(
+        annos
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect(),
+    );
     reorder(merged, hold);
     Ok(PodOutcome::Injected(status))
 }

@@ -77,8 +77,16 @@ pub fn render(i: &Inputs) -> Result<Rendered, InjectError> {
     if !secrets.is_empty() {
         spec.insert("imagePullSecrets".into(), Value::Array(secrets));
     }
-    let pod = json!({ "metadata": metadata(i), "spec": spec });
+    let mut pod = Map::new();
+    pod.insert("metadata".into(), metadata(i));
+    pod.insert("spec".into(), Value::Object(spec));
+    let pod = Value::Object(pod);
     Ok(Rendered { pod, status })
+}
+
+/// A JSON list of strings, moved in (`json!` would copy each).
+pub fn strings(items: Vec<String>) -> Value {
+    Value::Array(items.into_iter().map(Value::String).collect())
 }
 
 /// The revision name recorded on the pod (`default` when unnamed).
@@ -118,14 +126,23 @@ fn metadata(i: &Inputs) -> Value {
             }
         }
     }
-    json!({
-        "labels": {
-            "security.istio.io/tlsMode": label("security.istio.io/tlsMode").unwrap_or_else(|| "istio".into()),
-            "service.istio.io/canonical-name": canonical_name,
-            "service.istio.io/canonical-revision": canonical_revision,
-        },
-        "annotations": annotations,
-    })
+    let mut labels = Map::new();
+    labels.insert(
+        "security.istio.io/tlsMode".into(),
+        Value::String(label("security.istio.io/tlsMode").unwrap_or_else(|| "istio".into())),
+    );
+    labels.insert(
+        "service.istio.io/canonical-name".into(),
+        Value::String(canonical_name),
+    );
+    labels.insert(
+        "service.istio.io/canonical-revision".into(),
+        Value::String(canonical_revision),
+    );
+    let mut meta = Map::new();
+    meta.insert("labels".into(), Value::Object(labels));
+    meta.insert("annotations".into(), Value::Object(annotations));
+    Value::Object(meta)
 }
 
 /// The proxy's user id for traffic capture: the `runAsUser` of the user's
@@ -268,7 +285,7 @@ fn init_container(i: &Inputs) -> Result<Value, InjectError> {
     };
     c.insert("name".into(), json!(name));
     c.insert("image".into(), json!(image));
-    c.insert("args".into(), json!(args));
+    c.insert("args".into(), strings(args));
     if !s.image_pull_policy.is_empty() {
         c.insert("imagePullPolicy".into(), json!(s.image_pull_policy));
     }
