@@ -250,7 +250,7 @@ pub fn inject(object: &Value, ctx: &Context, cfg: &Config) -> Result<Outcome, In
     let pod_spec = mutated.pointer_mut(spec_ptr).map(Value::take);
     pod_map.insert("spec".into(), pod_spec.unwrap_or_default());
     let mut pod = Value::Object(pod_map);
-    let status = match pipeline::inject_pod(meta, spec, &mut pod, &wl, s)? {
+    let status = match pipeline::inject_pod(&annos, &labels, spec, &mut pod, &wl, s)? {
         pipeline::PodOutcome::Injected(status) => status,
         pipeline::PodOutcome::AlreadyInjected => {
             return Ok(Outcome::Skipped {

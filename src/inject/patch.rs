@@ -126,7 +126,9 @@ fn diff_array<'a>(
         for (j, vb) in b.iter().enumerate() {
             path.with(Step::Index(j), |path| {
                 if i < a.len() && item_key(&a[i]) == item_key(vb) {
-                    diff_value(&a[i], vb, path, ops);
+                    if a[i] != *vb {
+                        diff_value(&a[i], vb, path, ops);
+                    }
                     i += 1;
                 } else {
                     ops.push(add(path, vb));
@@ -135,7 +137,11 @@ fn diff_array<'a>(
         }
     } else if a.len() == b.len() {
         for (j, (va, vb)) in a.iter().zip(b).enumerate() {
-            path.with(Step::Index(j), |path| diff_value(va, vb, path, ops));
+            // Most items of a list (env vars, mounts, untouched containers)
+            // are unchanged: a plain comparison is far cheaper than a walk.
+            if va != vb {
+                path.with(Step::Index(j), |path| diff_value(va, vb, path, ops));
+            }
         }
     } else {
         ops.push(PatchOperation::Replace(ReplaceOperation {

@@ -60,19 +60,19 @@ fn proxy_config(
     Ok(pc)
 }
 
-/// Injects one pod: `meta` and `spec` are the original pod's, read only;
-/// `pod` (`{metadata, spec}`, a copy of them) is injected in place.
+/// Injects one pod: `annotations`, `labels` and `spec` are the original
+/// pod's, read only; `pod` (`{metadata, spec}`, a copy of them) is injected
+/// in place.
 pub fn inject_pod(
-    meta: &Value,
+    annotations: &BTreeMap<String, String>,
+    labels: &BTreeMap<String, String>,
     spec: &Value,
     pod: &mut Value,
     workload: &Workload,
     s: &Settings,
 ) -> Result<PodOutcome, InjectError> {
-    let annotations = string_map(meta.get("annotations"));
-    let labels = string_map(meta.get("labels"));
-    anno::validate(&annotations)?;
-    let pc = proxy_config(s, &annotations)?;
+    anno::validate(annotations)?;
+    let pc = proxy_config(s, annotations)?;
     let native = match annotations.get(anno::NATIVE_SIDECAR) {
         Some(v) => v == "true",
         None => s.native_sidecars,
@@ -92,7 +92,7 @@ pub fn inject_pod(
 
     // What the template sees: the pod without what a previous injection added.
     let mut data_spec = Cow::Borrowed(spec);
-    let mut data_annotations = Cow::Borrowed(&annotations);
+    let mut data_annotations = Cow::Borrowed(annotations);
     if let Some(prev) = &prev_status {
         let data_spec = data_spec.to_mut();
         let data_annotations = data_annotations.to_mut();
