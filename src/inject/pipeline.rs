@@ -114,7 +114,7 @@ pub fn inject_pod(
     let rendered = sidecar::render(&Inputs {
         s,
         annotations: &data_annotations,
-        labels: &labels,
+        labels,
         spec: &data_spec,
         workload,
         proxy_config: &pc,
@@ -232,7 +232,7 @@ pub fn inject_pod(
         Some(v) => v == "true",
         None => s.rewrite_probes,
     };
-    let status_port: i64 = sidecar_status_port(s, &annotations);
+    let status_port: i64 = sidecar_status_port(s, annotations);
     if rewrite
         && status_port != 0
         && let Some(spec) = merged.get_mut("spec")
