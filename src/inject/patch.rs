@@ -60,6 +60,16 @@ fn diff_value<'a>(a: &'a Value, b: &'a Value, path: &mut Path<'a>, ops: &mut Vec
     // mismatched kinds are compared whole.
     match (a, b) {
         (Value::Object(ma), Value::Object(mb)) => {
+            // The same keys in the same order (most objects): pair the
+            // values up without a lookup per key.
+            if ma.len() == mb.len() && ma.keys().zip(mb.keys()).all(|(x, y)| x == y) {
+                for ((k, va), vb) in ma.iter().zip(mb.values()) {
+                    if va != vb {
+                        path.with(Step::Key(k), |path| diff_value(va, vb, path, ops));
+                    }
+                }
+                return;
+            }
             // A key that disappears (a rewritten probe's tcpSocket, a
             // consumed annotation) replaces its parent: the patch never
             // carries a `remove`.

@@ -19,7 +19,7 @@ use super::prometheus::{
 };
 use super::sidecar::{self, Inputs, PROXY_NAME, Status, canonical_value};
 use super::workload::Workload;
-use super::{InjectError, string_map};
+use super::{InjectError, at, at_mut, string_map};
 use crate::config::Settings;
 
 /// The outcome for one pod.
@@ -178,7 +178,7 @@ pub fn inject_pod(
     // Merge: the pod (without override containers) with the template on top.
     let override_names: Vec<&str> = overrides.iter().map(|(_, o)| name_of(o)).collect();
     for field in ["containers", "initContainers"] {
-        if let Some(Value::Array(list)) = pod.pointer_mut(&format!("/spec/{field}")) {
+        if let Some(Value::Array(list)) = at_mut(pod, "/spec").and_then(|sp| sp.get_mut(field)) {
             list.retain(|c| !override_names.contains(&name_of(c)));
         }
     }
@@ -186,7 +186,7 @@ pub fn inject_pod(
     merge_into(pod, rendered.pod);
     let merged = pod;
     for (field, o) in &overrides {
-        if let Some(Value::Array(list)) = merged.pointer_mut(&format!("/spec/{field}"))
+        if let Some(Value::Array(list)) = at_mut(merged, "/spec").and_then(|sp| sp.get_mut(field))
             && let Some(c) = list.iter_mut().find(|c| name_of(c) == name_of(o))
         {
             let mut first = o.clone();
@@ -195,11 +195,11 @@ pub fn inject_pod(
             *c = first;
         }
     }
-    if native && let Some(Value::Array(list)) = merged.pointer_mut("/spec/containers") {
+    if native && let Some(Value::Array(list)) = at_mut(merged, "/spec/containers") {
         list.retain(|c| name_of(c) != PROXY_NAME);
     }
 
-    let mut annos = string_map(merged.pointer("/metadata/annotations"));
+    let mut annos = string_map(at(merged, "/metadata/annotations"));
     if !overrides.is_empty() && prev_status.is_none() {
         let mut text = String::from("{");
         for field in ["containers", "initContainers"] {

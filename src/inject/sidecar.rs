@@ -153,7 +153,7 @@ fn proxy_uid(i: &Inputs) -> String {
         .filter_map(|f| i.spec.get(*f).and_then(Value::as_array))
         .flatten()
         .find(|c| c.get("name").and_then(Value::as_str) == Some(PROXY_NAME))
-        .and_then(|c| c.pointer("/securityContext/runAsUser"))
+        .and_then(|c| c.get("securityContext")?.get("runAsUser"))
         .and_then(Value::as_i64)
         .map(|u| u.to_string())
         .unwrap_or_else(|| "1337".into())
