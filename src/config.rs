@@ -5,8 +5,32 @@
 //!   (`global.hub`, `global.proxy.*`, `pilot.env.ENABLE_NATIVE_SIDECARS`, ...);
 //! - `meshConfig:` the mesh config fields injection reads (`defaultConfig`
 //!   ProxyConfig fields, `trustDomain`, `inboundTrafficPolicy`, ...);
-//! - `config:` the webhook's own policy (`policy`, `neverInjectSelector`,
-//!   `alwaysInjectSelector`, `injectedAnnotations`).
+//! - `config:` outrigger's own keys, which Istio's key space has no place
+//!   for: the webhook's policy (`policy`, `neverInjectSelector`,
+//!   `alwaysInjectSelector`, `injectedAnnotations`) and `trafficCapture`.
+//!
+//! `config.trafficCapture` says what the injected `istio-init` container
+//! runs to install the traffic-capture rules:
+//!
+//! - `istio-iptables` (default): Istio's `istio-iptables`, from the image
+//!   `values.global.proxy_init.image` names (Istio's `proxyv2` by default),
+//!   exactly as Istio's injection template renders it;
+//! - `outrigger`: `outrigger iptables` from outrigger's own image, so that
+//!   pods need no Istio image to start. `values.global.proxy_init.image` must
+//!   then name outrigger's image (whose entrypoint is
+//!   `/usr/local/bin/outrigger`): a name containing `/` is used as it is,
+//!   any other name becomes `<values.global.hub>/<name>:<values.global.tag>`,
+//!   and `sidecar.istio.io/proxyImage` does not replace it. The container's
+//!   args are `iptables` followed by the very capture flags `istio-iptables`
+//!   would get, with the same security context (root, NET_ADMIN and
+//!   NET_RAW); `--log_as_json`, which is not a capture flag, is left out.
+//!   Flags that `outrigger iptables` would refuse make injection fail with
+//!   an error naming the annotation (or config key) they came from, so that
+//!   no pod gets an init container that cannot start. With
+//!   `values.istio_cni.enabled` the CNI plugin captures traffic and the
+//!   `istio-validation` container runs Istio's validation from the proxy's
+//!   image (`values.global.proxy.image`), since `proxy_init.image` then
+//!   names outrigger's.
 //!
 //! Defaults are Istio's (see `config/defaults.yaml`). Unknown keys are
 //! rejected with their path. The configuration is parsed and resolved into
@@ -22,7 +46,7 @@ use std::path::Path;
 use serde_json::Value;
 
 pub use selector::{LabelSelector, SelectorError};
-pub use settings::{PROXY_CONFIG_FIELDS, Policy, Settings};
+pub use settings::{PROXY_CONFIG_FIELDS, Policy, Settings, TrafficCapture};
 
 /// The injector's configuration: Istio's defaults with the user's overrides
 /// on top, resolved once into [`Settings`].

@@ -6,6 +6,7 @@
 //! See Istio's `pkg/kube/inject` for the behaviour this reproduces.
 
 mod annotations;
+mod capture;
 mod decision;
 mod gojson;
 mod inputs;
@@ -193,13 +194,13 @@ pub fn inject(object: &Value, ctx: &Context, cfg: &Config) -> Result<Outcome, In
             ),
         });
     };
-    let Some(spec) = object.pointer(spec_ptr).filter(|p| p.is_object()) else {
+    let Some(spec) = at(object, spec_ptr).filter(|p| p.is_object()) else {
         return Err(InjectError(format!(
             "{kind} has no pod spec at {spec_ptr}: expected an object there"
         )));
     };
     let empty_meta = Value::Object(Default::default());
-    let meta = match object.pointer(meta_ptr) {
+    let meta = match at(object, meta_ptr) {
         None | Some(Value::Null) => &empty_meta,
         Some(m @ Value::Object(_)) => m,
         Some(other) => {
@@ -214,8 +215,7 @@ pub fn inject(object: &Value, ctx: &Context, cfg: &Config) -> Result<Outcome, In
         .namespace
         .clone()
         .or_else(|| {
-            object
-                .pointer("/metadata/namespace")
+            at(object, "/metadata/namespace")
                 .and_then(Value::as_str)
                 .filter(|n| !n.is_empty())
                 .map(str::to_string)
@@ -239,14 +239,17 @@ pub fn inject(object: &Value, ctx: &Context, cfg: &Config) -> Result<Outcome, In
     // One copy of the object: its pod metadata and spec are taken out,
     // injected in place, and put back.
     let mut mutated = object.clone();
-    let mut pod = serde_json::json!({
-        "metadata": mutated.pointer_mut(meta_ptr).map(Value::take).unwrap_or_default(),
-        "spec": mutated.pointer_mut(spec_ptr).map(Value::take).unwrap_or_default(),
-    });
-    if pod["metadata"].is_null() {
-        pod["metadata"] = Value::Object(Default::default());
-    }
-    let status = match pipeline::inject_pod(meta, spec, &mut pod, &wl, s)? {
+    // (Moved, not copied: `json!` would serialize them into a new tree.)
+    let mut pod_map = serde_json::Map::new();
+    let pod_meta = match at_mut(&mut mutated, meta_ptr).map(Value::take) {
+        None | Some(Value::Null) => Value::Object(Default::default()),
+        Some(m) => m,
+    };
+    pod_map.insert("metadata".into(), pod_meta);
+    let pod_spec = at_mut(&mut mutated, spec_ptr).map(Value::take);
+    pod_map.insert("spec".into(), pod_spec.unwrap_or_default());
+    let mut pod = Value::Object(pod_map);
+    let status = match pipeline::inject_pod(&annos, &labels, spec, &mut pod, &wl, s)? {
         pipeline::PodOutcome::Injected(status) => status,
         pipeline::PodOutcome::AlreadyInjected => {
             return Ok(Outcome::Skipped {
@@ -284,15 +287,30 @@ pub fn inject(object: &Value, ctx: &Context, cfg: &Config) -> Result<Outcome, In
     })
 }
 
+/// `Value::pointer` for the engine's own constant pointers (object keys
+/// only, no `~` escapes): serde_json's allocates two strings per step.
+pub(crate) fn at<'a>(v: &'a Value, ptr: &str) -> Option<&'a Value> {
+    ptr.split('/')
+        .skip(1)
+        .try_fold(v, |node, key| node.get(key))
+}
+
+/// `Value::pointer_mut` for the engine's own constant pointers (see [`at`]).
+pub(crate) fn at_mut<'a>(v: &'a mut Value, ptr: &str) -> Option<&'a mut Value> {
+    ptr.split('/')
+        .skip(1)
+        .try_fold(v, |node, key| node.get_mut(key))
+}
+
 /// Sets the value at `ptr`, creating the last key when absent (its parent
 /// exists: the pod spec was found under it).
 fn set_pointer(doc: &mut Value, ptr: &str, value: Value) {
-    if let Some(slot) = doc.pointer_mut(ptr) {
+    if let Some(slot) = at_mut(doc, ptr) {
         *slot = value;
         return;
     }
     if let Some((parent, key)) = ptr.rsplit_once('/')
-        && let Some(Value::Object(m)) = doc.pointer_mut(parent)
+        && let Some(Value::Object(m)) = at_mut(doc, parent)
     {
         m.insert(key.to_string(), value);
     }

@@ -12,4 +12,5 @@ pub mod cluster;
 pub mod config;
 pub mod inject;
 pub mod iptables;
+pub mod preview;
 pub mod webhook;

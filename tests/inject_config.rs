@@ -1,7 +1,7 @@
 //! The injector's configuration: Istio's defaults, Istio's key space,
 //! `--set` and `--values` overrides, and errors that name the key.
 
-use outrigger::config::{Config, Policy};
+use outrigger::config::{Config, Policy, TrafficCapture};
 
 #[test]
 fn defaults_are_istios() {
@@ -21,6 +21,15 @@ fn defaults_are_istios() {
     assert!(s.enable_prometheus_merge);
     assert_eq!(s.policy, Policy::Enabled);
     assert!(s.proxy_config.is_empty());
+    assert_eq!(s.traffic_capture, TrafficCapture::IstioIptables);
+}
+
+#[test]
+fn traffic_capture_is_an_outrigger_config_key() {
+    let cfg = Config::from_yaml("config:\n  trafficCapture: outrigger\n").unwrap();
+    assert_eq!(cfg.settings().traffic_capture, TrafficCapture::Outrigger);
+    let err = Config::from_yaml("values:\n  trafficCapture: outrigger\n").unwrap_err();
+    assert!(err.to_string().contains("values.trafficCapture"), "{err}");
 }
 
 #[test]

@@ -18,6 +18,19 @@ pub enum Policy {
     Disabled,
 }
 
+/// What the injected traffic-capture init container (`istio-init`) runs,
+/// `config.trafficCapture`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrafficCapture {
+    /// `istio-iptables` (the default): Istio's `pilot-agent istio-iptables`
+    /// from the image `values.global.proxy_init.image` resolves to (Istio's
+    /// proxy image by default), exactly as Istio's template renders it.
+    IstioIptables,
+    /// `outrigger`: `outrigger iptables` from outrigger's own image
+    /// (`values.global.proxy_init.image`), with the same capture arguments.
+    Outrigger,
+}
+
 /// The names of `meshConfig.defaultConfig` (Istio's ProxyConfig) fields, in
 /// the order Istio's protobuf JSON writes them in `PROXY_CONFIG`.
 pub const PROXY_CONFIG_FIELDS: &[&str] = &[
@@ -152,6 +165,8 @@ pub struct Settings {
     pub inbound_localhost: bool,
     /// `config.policy`.
     pub policy: Policy,
+    /// `config.trafficCapture`: what the capture init container runs.
+    pub traffic_capture: TrafficCapture,
     /// `config.neverInjectSelector` and `values.sidecarInjectorWebhook.neverInjectSelector`.
     pub never_inject: Vec<LabelSelector>,
     /// `config.alwaysInjectSelector` and `values.sidecarInjectorWebhook.alwaysInjectSelector`.
@@ -278,6 +293,17 @@ impl Settings {
                 ));
             }
         };
+        let traffic_capture = match r.string("config.trafficCapture")?.as_str() {
+            "istio-iptables" | "" => TrafficCapture::IstioIptables,
+            "outrigger" => TrafficCapture::Outrigger,
+            other => {
+                return Err(invalid(
+                    "config.trafficCapture",
+                    &Value::String(other.into()),
+                    "istio-iptables or outrigger",
+                ));
+            }
+        };
         let mut proxy_config = Map::new();
         if let Some(Value::Object(dc)) = r.get("meshConfig.defaultConfig") {
             for field in PROXY_CONFIG_FIELDS {
@@ -382,6 +408,7 @@ impl Settings {
             enable_prometheus_merge: r.boolean("meshConfig.enablePrometheusMerge")?,
             inbound_localhost: r.string("meshConfig.inboundTrafficPolicy.mode")? == "LOCALHOST",
             policy,
+            traffic_capture,
             never_inject: r.selectors(&[
                 "config.neverInjectSelector",
                 "values.sidecarInjectorWebhook.neverInjectSelector",

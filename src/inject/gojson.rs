@@ -3,6 +3,8 @@
 //! `ISTIO_KUBE_APP_PROBERS`, `ISTIO_META_POD_PORTS`): consumers compare
 //! these strings, so the order must be Istio's, not alphabetical.
 
+use std::fmt::Write;
+
 use serde_json::Value;
 
 /// The Go type a JSON object stands for.
@@ -133,7 +135,35 @@ pub fn to_string(v: &Value, ty: Ty) -> String {
     out
 }
 
-fn write(out: &mut String, v: &Value, ty: Ty) {
+/// Appends `s` as a JSON string, escaped exactly as serde_json escapes it
+/// (without a temporary `Value` or `String` when nothing needs escaping).
+pub fn push_string(out: &mut String, s: &str) {
+    if s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        out.push_str(&Value::String(s.to_owned()).to_string());
+    } else {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    }
+}
+
+/// Appends a scalar (or any value) as compact JSON.
+fn push_scalar(out: &mut String, v: &Value) {
+    match v {
+        Value::String(s) => push_string(out, s),
+        Value::Number(n) => {
+            // Writing to a String cannot fail.
+            let _ = write!(out, "{n}");
+        }
+        Value::Bool(true) => out.push_str("true"),
+        Value::Bool(false) => out.push_str("false"),
+        Value::Null => out.push_str("null"),
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// Appends `v` as compact JSON, objects in the field order of `ty`.
+pub fn write(out: &mut String, v: &Value, ty: Ty) {
     match v {
         Value::Object(map) => {
             out.push('{');
@@ -144,7 +174,7 @@ fn write(out: &mut String, v: &Value, ty: Ty) {
                     out.push(',');
                 }
                 first = false;
-                out.push_str(&Value::String(k.to_string()).to_string());
+                push_string(out, k);
                 out.push(':');
                 write(out, val, t);
             };
@@ -170,6 +200,29 @@ fn write(out: &mut String, v: &Value, ty: Ty) {
             }
             out.push(']');
         }
-        scalar => out.push_str(&scalar.to_string()),
+        scalar => push_scalar(out, scalar),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::push_string;
+    use serde_json::Value;
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_does() {
+        for s in [
+            "plain",
+            "a\"b",
+            "back\\slash",
+            "line\nfeed",
+            "\u{1}ctl",
+            "ünï",
+            "",
+        ] {
+            let mut out = String::new();
+            push_string(&mut out, s);
+            assert_eq!(out, Value::String(s.into()).to_string());
+        }
     }
 }

@@ -29,6 +29,8 @@ pub struct Inputs<'a> {
     pub native: bool,
     /// The application waits for the proxy to start.
     pub hold: bool,
+    /// The proxy's resources ([`resources`]).
+    pub resources: Value,
 }
 
 impl Inputs<'_> {
@@ -89,45 +91,9 @@ impl Inputs<'_> {
         format!("{}/{}:{}{}", self.s.hub, configured, self.s.tag, variant)
     }
 
-    /// The proxy's resources: the resource annotations when any is set,
-    /// else `values.global.proxy.resources`, in canonical quantities.
+    /// The proxy's resources (see [`resources`]), computed once per pod.
     pub fn resources(&self) -> Value {
-        const KEYS: [(&str, &str, &str); 4] = [
-            ("sidecar.istio.io/proxyCPU", "requests", "cpu"),
-            ("sidecar.istio.io/proxyMemory", "requests", "memory"),
-            ("sidecar.istio.io/proxyCPULimit", "limits", "cpu"),
-            ("sidecar.istio.io/proxyMemoryLimit", "limits", "memory"),
-        ];
-        let mut out = Map::new();
-        if KEYS
-            .iter()
-            .any(|(a, _, _)| self.annotations.contains_key(*a))
-        {
-            for (anno, section, key) in KEYS {
-                if let Some(v) = self.annotations.get(anno) {
-                    let entry = out
-                        .entry(section.to_string())
-                        .or_insert_with(|| Value::Object(Map::new()));
-                    if let Value::Object(m) = entry {
-                        m.insert(key.into(), Value::String(quantity::canonical(v)));
-                    }
-                }
-            }
-        } else if let Value::Object(res) = &self.s.resources {
-            for (section, v) in res {
-                if let Value::Object(q) = v {
-                    let m: Map<String, Value> = q
-                        .iter()
-                        .filter(|(_, v)| !v.is_null())
-                        .map(|(k, v)| (k.clone(), canonical_value(v)))
-                        .collect();
-                    out.insert(section.clone(), Value::Object(m));
-                } else {
-                    out.insert(section.clone(), v.clone());
-                }
-            }
-        }
-        Value::Object(out)
+        self.resources.clone()
     }
 
     /// `ProxyConfig.proxyMetadata`, sorted by name, as env vars.
@@ -141,6 +107,44 @@ impl Inputs<'_> {
             .map(|(k, v)| env(k, &scalar_string(v)))
             .collect()
     }
+}
+
+/// The proxy's resources: the resource annotations when any is set, else
+/// `values.global.proxy.resources`, in canonical quantities.
+pub fn resources(s: &Settings, annotations: &BTreeMap<String, String>) -> Value {
+    const KEYS: [(&str, &str, &str); 4] = [
+        ("sidecar.istio.io/proxyCPU", "requests", "cpu"),
+        ("sidecar.istio.io/proxyMemory", "requests", "memory"),
+        ("sidecar.istio.io/proxyCPULimit", "limits", "cpu"),
+        ("sidecar.istio.io/proxyMemoryLimit", "limits", "memory"),
+    ];
+    let mut out = Map::new();
+    if KEYS.iter().any(|(a, _, _)| annotations.contains_key(*a)) {
+        for (anno, section, key) in KEYS {
+            if let Some(v) = annotations.get(anno) {
+                let entry = out
+                    .entry(section.to_string())
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if let Value::Object(m) = entry {
+                    m.insert(key.into(), Value::String(quantity::canonical(v)));
+                }
+            }
+        }
+    } else if let Value::Object(res) = &s.resources {
+        for (section, v) in res {
+            if let Value::Object(q) = v {
+                let m: Map<String, Value> = q
+                    .iter()
+                    .filter(|(_, v)| !v.is_null())
+                    .map(|(k, v)| (k.clone(), canonical_value(v)))
+                    .collect();
+                out.insert(section.clone(), Value::Object(m));
+            } else {
+                out.insert(section.clone(), v.clone());
+            }
+        }
+    }
+    Value::Object(out)
 }
 
 /// A quantity value in canonical form.

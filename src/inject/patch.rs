@@ -3,61 +3,98 @@
 //! by name, so inserting the proxy is an `add` at its index rather than a
 //! rewrite of every following container. The patch has no `remove`.
 
-use json_patch::jsonptr::PointerBuf;
+use json_patch::jsonptr::{PointerBuf, Token};
 use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation, ReplaceOperation};
 use serde_json::Value;
 
 /// The operations that turn `original` into `mutated`.
 pub fn diff(original: &Value, mutated: &Value) -> Patch {
     let mut ops = Vec::new();
-    let mut path = PointerBuf::root();
+    let mut path = Path::default();
     diff_value(original, mutated, &mut path, &mut ops);
     Patch(ops)
 }
 
-fn diff_value(a: &Value, b: &Value, path: &mut PointerBuf, ops: &mut Vec<PatchOperation>) {
+/// One step of the path being walked, borrowed from the documents: the
+/// walk allocates nothing; a pointer is built only for an operation.
+#[derive(Clone, Copy)]
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+#[derive(Default)]
+struct Path<'a>(Vec<Step<'a>>);
+
+impl<'a> Path<'a> {
+    fn pointer(&self) -> PointerBuf {
+        PointerBuf::from_tokens(self.0.iter().map(|step| match *step {
+            Step::Key(k) => Token::new(k),
+            Step::Index(i) => Token::from(i),
+        }))
+    }
+    fn with<R>(&mut self, step: Step<'a>, f: impl FnOnce(&mut Self) -> R) -> R {
+        self.0.push(step);
+        let r = f(self);
+        self.0.pop();
+        r
+    }
+}
+
+fn add(path: &Path, value: &Value) -> PatchOperation {
+    PatchOperation::Add(AddOperation {
+        path: path.pointer(),
+        value: value.clone(),
+    })
+}
+
+fn replace(path: &Path, value: &Value) -> PatchOperation {
+    PatchOperation::Replace(ReplaceOperation {
+        path: path.pointer(),
+        value: value.clone(),
+    })
+}
+
+fn diff_value<'a>(a: &'a Value, b: &'a Value, path: &mut Path<'a>, ops: &mut Vec<PatchOperation>) {
     // Containers and objects are walked (each node once); only leaves and
     // mismatched kinds are compared whole.
     match (a, b) {
         (Value::Object(ma), Value::Object(mb)) => {
+            // The same keys in the same order (most objects): pair the
+            // values up without a lookup per key.
+            if ma.len() == mb.len() && ma.keys().zip(mb.keys()).all(|(x, y)| x == y) {
+                for ((k, va), vb) in ma.iter().zip(mb.values()) {
+                    if va != vb {
+                        path.with(Step::Key(k), |path| diff_value(va, vb, path, ops));
+                    }
+                }
+                return;
+            }
             // A key that disappears (a rewritten probe's tcpSocket, a
             // consumed annotation) replaces its parent: the patch never
             // carries a `remove`.
-            if ma.keys().any(|k| !mb.contains_key(k)) && !path.is_root() {
-                ops.push(PatchOperation::Replace(ReplaceOperation {
-                    path: path.clone(),
-                    value: b.clone(),
-                }));
+            if !path.0.is_empty() && ma.keys().any(|k| !mb.contains_key(k)) {
+                ops.push(replace(path, b));
                 return;
             }
             for (k, va) in ma {
-                path.push_back(k.as_str());
-                match mb.get(k) {
+                path.with(Step::Key(k), |path| match mb.get(k) {
                     Some(vb) => diff_value(va, vb, path, ops),
                     // Only reachable at the root, which cannot be replaced.
                     None => ops.push(PatchOperation::Remove(RemoveOperation {
-                        path: path.clone(),
+                        path: path.pointer(),
                     })),
-                }
-                path.pop_back();
+                });
             }
             for (k, vb) in mb {
                 if !ma.contains_key(k) {
-                    path.push_back(k.as_str());
-                    ops.push(PatchOperation::Add(AddOperation {
-                        path: path.clone(),
-                        value: vb.clone(),
-                    }));
-                    path.pop_back();
+                    path.with(Step::Key(k), |path| ops.push(add(path, vb)));
                 }
             }
         }
         (Value::Array(la), Value::Array(lb)) => diff_array(la, lb, path, ops),
         _ if a == b => {}
-        _ => ops.push(PatchOperation::Replace(ReplaceOperation {
-            path: path.clone(),
-            value: b.clone(),
-        })),
+        _ => ops.push(replace(path, b)),
     }
 }
 
@@ -83,31 +120,42 @@ fn is_named_insertion(a: &[Value], b: &[Value]) -> bool {
     ka.iter().all(|k| it.any(|x| x == k))
 }
 
-fn diff_array(a: &[Value], b: &[Value], path: &mut PointerBuf, ops: &mut Vec<PatchOperation>) {
-    if is_named_insertion(a, b) {
+fn diff_array<'a>(
+    a: &'a [Value],
+    b: &'a [Value],
+    path: &mut Path<'a>,
+    ops: &mut Vec<PatchOperation>,
+) {
+    // Same length and the same names (or none) at every index: both the
+    // by-name and the positional walk pair item i with item i, so take the
+    // positional one without collecting and sorting names (the common case:
+    // an app container's unchanged env list).
+    let same_names = a.len() == b.len() && a.iter().zip(b).all(|(x, y)| item_key(x) == item_key(y));
+    if !same_names && is_named_insertion(a, b) {
         let mut i = 0;
         for (j, vb) in b.iter().enumerate() {
-            path.push_back(j);
-            if i < a.len() && item_key(&a[i]) == item_key(vb) {
-                diff_value(&a[i], vb, path, ops);
-                i += 1;
-            } else {
-                ops.push(PatchOperation::Add(AddOperation {
-                    path: path.clone(),
-                    value: vb.clone(),
-                }));
-            }
-            path.pop_back();
+            path.with(Step::Index(j), |path| {
+                if i < a.len() && item_key(&a[i]) == item_key(vb) {
+                    if a[i] != *vb {
+                        diff_value(&a[i], vb, path, ops);
+                    }
+                    i += 1;
+                } else {
+                    ops.push(add(path, vb));
+                }
+            });
         }
     } else if a.len() == b.len() {
         for (j, (va, vb)) in a.iter().zip(b).enumerate() {
-            path.push_back(j);
-            diff_value(va, vb, path, ops);
-            path.pop_back();
+            // Most items of a list (env vars, mounts, untouched containers)
+            // are unchanged: a plain comparison is far cheaper than a walk.
+            if va != vb {
+                path.with(Step::Index(j), |path| diff_value(va, vb, path, ops));
+            }
         }
     } else {
         ops.push(PatchOperation::Replace(ReplaceOperation {
-            path: path.clone(),
+            path: path.pointer(),
             value: Value::Array(b.to_vec()),
         }));
     }

@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 
 use super::annotations::{self as anno, OVERRIDES, STATUS};
 use super::gojson::{self, Ty};
+use super::inputs;
 use super::merge::merge_into;
 use super::order::reorder;
 use super::probes;
@@ -18,7 +19,7 @@ use super::prometheus::{
 };
 use super::sidecar::{self, Inputs, PROXY_NAME, Status, canonical_value};
 use super::workload::Workload;
-use super::{InjectError, string_map};
+use super::{InjectError, at, at_mut, string_map};
 use crate::config::Settings;
 
 /// The outcome for one pod.
@@ -59,19 +60,19 @@ fn proxy_config(
     Ok(pc)
 }
 
-/// Injects one pod: `meta` and `spec` are the original pod's, read only;
-/// `pod` (`{metadata, spec}`, a copy of them) is injected in place.
+/// Injects one pod: `annotations`, `labels` and `spec` are the original
+/// pod's, read only; `pod` (`{metadata, spec}`, a copy of them) is injected
+/// in place.
 pub fn inject_pod(
-    meta: &Value,
+    annotations: &BTreeMap<String, String>,
+    labels: &BTreeMap<String, String>,
     spec: &Value,
     pod: &mut Value,
     workload: &Workload,
     s: &Settings,
 ) -> Result<PodOutcome, InjectError> {
-    let annotations = string_map(meta.get("annotations"));
-    let labels = string_map(meta.get("labels"));
-    anno::validate(&annotations)?;
-    let pc = proxy_config(s, &annotations)?;
+    anno::validate(annotations)?;
+    let pc = proxy_config(s, annotations)?;
     let native = match annotations.get(anno::NATIVE_SIDECAR) {
         Some(v) => v == "true",
         None => s.native_sidecars,
@@ -91,7 +92,7 @@ pub fn inject_pod(
 
     // What the template sees: the pod without what a previous injection added.
     let mut data_spec = Cow::Borrowed(spec);
-    let mut data_annotations = Cow::Borrowed(&annotations);
+    let mut data_annotations = Cow::Borrowed(annotations);
     if let Some(prev) = &prev_status {
         let data_spec = data_spec.to_mut();
         let data_annotations = data_annotations.to_mut();
@@ -113,14 +114,18 @@ pub fn inject_pod(
     let rendered = sidecar::render(&Inputs {
         s,
         annotations: &data_annotations,
-        labels: &labels,
+        labels,
         spec: &data_spec,
         workload,
         proxy_config: &pc,
         native,
         hold,
-    });
-    if previous.as_deref() == Some(rendered.status.to_json().as_str()) {
+        resources: inputs::resources(s, &data_annotations),
+    })?;
+    if previous
+        .as_deref()
+        .is_some_and(|p| p == rendered.status.to_json())
+    {
         return Ok(PodOutcome::AlreadyInjected);
     }
     let template_spec = &rendered.pod["spec"];
@@ -173,7 +178,7 @@ pub fn inject_pod(
     // Merge: the pod (without override containers) with the template on top.
     let override_names: Vec<&str> = overrides.iter().map(|(_, o)| name_of(o)).collect();
     for field in ["containers", "initContainers"] {
-        if let Some(Value::Array(list)) = pod.pointer_mut(&format!("/spec/{field}")) {
+        if let Some(Value::Array(list)) = at_mut(pod, "/spec").and_then(|sp| sp.get_mut(field)) {
             list.retain(|c| !override_names.contains(&name_of(c)));
         }
     }
@@ -181,7 +186,7 @@ pub fn inject_pod(
     merge_into(pod, rendered.pod);
     let merged = pod;
     for (field, o) in &overrides {
-        if let Some(Value::Array(list)) = merged.pointer_mut(&format!("/spec/{field}"))
+        if let Some(Value::Array(list)) = at_mut(merged, "/spec").and_then(|sp| sp.get_mut(field))
             && let Some(c) = list.iter_mut().find(|c| name_of(c) == name_of(o))
         {
             let mut first = o.clone();
@@ -190,11 +195,11 @@ pub fn inject_pod(
             *c = first;
         }
     }
-    if native && let Some(Value::Array(list)) = merged.pointer_mut("/spec/containers") {
+    if native && let Some(Value::Array(list)) = at_mut(merged, "/spec/containers") {
         list.retain(|c| name_of(c) != PROXY_NAME);
     }
 
-    let mut annos = string_map(merged.pointer("/metadata/annotations"));
+    let mut annos = string_map(at(merged, "/metadata/annotations"));
     if !overrides.is_empty() && prev_status.is_none() {
         let mut text = String::from("{");
         for field in ["containers", "initContainers"] {
@@ -227,7 +232,7 @@ pub fn inject_pod(
         Some(v) => v == "true",
         None => s.rewrite_probes,
     };
-    let status_port: i64 = sidecar_status_port(s, &annotations);
+    let status_port: i64 = sidecar_status_port(s, annotations);
     if rewrite
         && status_port != 0
         && let Some(spec) = merged.get_mut("spec")
@@ -261,7 +266,12 @@ pub fn inject_pod(
     annos.insert("istio.io/rev".into(), status.revision.clone());
     annos.insert(STATUS.into(), status.to_json());
     annos.remove(SCRAPE_TARGETS);
-    merged["metadata"]["annotations"] = json!(annos);
+    merged["metadata"]["annotations"] = Value::Object(
+        annos
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect(),
+    );
     reorder(merged, hold);
     Ok(PodOutcome::Injected(status))
 }

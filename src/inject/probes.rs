@@ -15,14 +15,11 @@ use super::sidecar::PROXY_NAME;
 pub const APP_PROBERS_ENV: &str = "ISTIO_KUBE_APP_PROBERS";
 
 const PROBES: [(&str, &str); 3] = [
-    ("livenessProbe", "/app-health/{}/livez"),
-    ("readinessProbe", "/app-health/{}/readyz"),
-    ("startupProbe", "/app-health/{}/startupz"),
+    ("livenessProbe", "livez"),
+    ("readinessProbe", "readyz"),
+    ("startupProbe", "startupz"),
 ];
-const HOOKS: [(&str, &str); 2] = [
-    ("postStart", "/app-lifecycle/{}/poststartz"),
-    ("preStop", "/app-lifecycle/{}/prestopz"),
-];
+const HOOKS: [(&str, &str); 2] = [("postStart", "poststartz"), ("preStop", "prestopz")];
 
 /// Resolves a named port against the container's ports.
 fn resolve_port(port: &Value, container: &Value) -> Option<Value> {
@@ -107,7 +104,10 @@ pub fn rewrite_app_probes(spec: &mut Value, status_port: i64) -> BTreeMap<String
         }
     }
     for c in apps {
-        let name = c
+        let Some(container) = c.as_object_mut() else {
+            continue;
+        };
+        let name = container
             .get("name")
             .and_then(Value::as_str)
             .unwrap_or("")
@@ -115,26 +115,40 @@ pub fn rewrite_app_probes(spec: &mut Value, status_port: i64) -> BTreeMap<String
         if name == PROXY_NAME {
             continue;
         }
-        // Only the ports are needed to resolve named probe ports.
-        let snapshot = json!({ "ports": c.get("ports").cloned().unwrap_or(Value::Null) });
-        for (field, pattern) in PROBES {
-            let path = pattern.replace("{}", &name);
-            if let Some(probe) = c.get_mut(field)
-                && let Some(p) = rewrite(probe, &path, status_port, &snapshot)
-            {
-                probers.insert(path, p);
-            }
+        // Only the ports are needed to resolve named probe ports: they are
+        // lent out of the container while its probes are rewritten.
+        let mut ports = Map::new();
+        if let Some(p) = container.get_mut("ports") {
+            ports.insert("ports".into(), p.take());
         }
-        for (hook, pattern) in HOOKS {
-            let path = pattern.replace("{}", &name);
-            if let Some(handler) = c.pointer_mut(&format!("/lifecycle/{hook}")) {
-                if handler.get("grpc").is_some() {
-                    continue;
-                }
-                if let Some(p) = rewrite(handler, &path, status_port, &snapshot) {
+        let ports = Value::Object(ports);
+        for (field, suffix) in PROBES {
+            if let Some(probe) = container.get_mut(field) {
+                let path = format!("/app-health/{name}/{suffix}");
+                if let Some(p) = rewrite(probe, &path, status_port, &ports) {
                     probers.insert(path, p);
                 }
             }
+        }
+        if let Some(lifecycle) = container.get_mut("lifecycle") {
+            for (hook, suffix) in HOOKS {
+                let Some(handler) = lifecycle.get_mut(hook) else {
+                    continue;
+                };
+                if handler.get("grpc").is_some() {
+                    continue;
+                }
+                let path = format!("/app-lifecycle/{name}/{suffix}");
+                if let Some(p) = rewrite(handler, &path, status_port, &ports) {
+                    probers.insert(path, p);
+                }
+            }
+        }
+        if let Value::Object(mut lent) = ports
+            && let Some(p) = lent.remove("ports")
+            && let Some(slot) = container.get_mut("ports")
+        {
+            *slot = p;
         }
     }
     probers
@@ -148,16 +162,16 @@ pub fn probers_json(probers: &BTreeMap<String, Value>) -> String {
         if i > 0 {
             out.push(',');
         }
-        out.push_str(&Value::String(path.clone()).to_string());
+        gojson::push_string(&mut out, path);
         out.push(':');
-        out.push_str(&prober_json(prober));
+        push_prober(&mut out, prober);
     }
     out.push('}');
     out
 }
 
-fn prober_json(p: &Value) -> String {
-    let mut out = String::from("{");
+fn push_prober(out: &mut String, p: &Value) {
+    out.push('{');
     let mut first = true;
     for (k, ty) in [
         ("httpGet", Ty::HttpGet),
@@ -170,9 +184,10 @@ fn prober_json(p: &Value) -> String {
                 out.push(',');
             }
             first = false;
-            out.push_str(&format!("\"{k}\":{}", gojson::to_string(v, ty)));
+            gojson::push_string(out, k);
+            out.push(':');
+            gojson::write(out, v, ty);
         }
     }
     out.push('}');
-    out
 }

@@ -4,7 +4,7 @@
 use serde_json::{Map, Value, json};
 
 use super::gojson::{self, Ty};
-use super::sidecar::{Inputs, PROXY_NAME, env};
+use super::sidecar::{Inputs, PROXY_NAME, env, strings};
 
 fn field_env(name: &str, path: &str) -> Value {
     json!({ "name": name, "valueFrom": { "fieldRef": { "fieldPath": path } } })
@@ -45,7 +45,7 @@ fn proxy_config_json(i: &Inputs) -> String {
                 out.push(',');
             }
             first = false;
-            out.push_str(&Value::String((*field).to_string()).to_string());
+            gojson::push_string(&mut out, field);
             out.push(':');
             out.push_str(&v.to_string());
         }
@@ -170,7 +170,7 @@ pub fn proxy_container(i: &Inputs) -> Value {
         "ports".into(),
         json!([{ "containerPort": 15090, "protocol": "TCP", "name": "http-envoy-prom" }]),
     );
-    c.insert("args".into(), json!(args));
+    c.insert("args".into(), strings(args));
     let mut lifecycle = Map::new();
     if matches!(&s.lifecycle, Value::Object(m) if !m.is_empty()) {
         c.insert("lifecycle".into(), s.lifecycle.clone());

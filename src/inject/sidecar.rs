@@ -4,10 +4,12 @@
 
 use serde_json::{Map, Value, json};
 
+use super::InjectError;
+use super::capture;
 pub use super::inputs::{Inputs, canonical_value, env, scalar_string};
 use super::proxy::proxy_container;
 pub use super::status::Status;
-use crate::config::Settings;
+use crate::config::{Settings, TrafficCapture};
 
 /// The init container that sets up traffic capture.
 pub const INIT_NAME: &str = "istio-init";
@@ -34,11 +36,12 @@ fn names(items: &[Value]) -> Vec<String> {
         .collect()
 }
 
-/// Renders the template for one pod.
-pub fn render(i: &Inputs) -> Rendered {
+/// Renders the template for one pod. Fails only when the capture init
+/// container would run `outrigger iptables` with arguments it refuses.
+pub fn render(i: &Inputs) -> Result<Rendered, InjectError> {
     let mut init = Vec::new();
     if i.interception_mode() != "NONE" {
-        init.push(init_container(i));
+        init.push(init_container(i)?);
     }
     if i.anno(
         "sidecar.istio.io/enableCoreDump",
@@ -74,8 +77,16 @@ pub fn render(i: &Inputs) -> Rendered {
     if !secrets.is_empty() {
         spec.insert("imagePullSecrets".into(), Value::Array(secrets));
     }
-    let pod = json!({ "metadata": metadata(i), "spec": spec });
-    Rendered { pod, status }
+    let mut pod = Map::new();
+    pod.insert("metadata".into(), metadata(i));
+    pod.insert("spec".into(), Value::Object(spec));
+    let pod = Value::Object(pod);
+    Ok(Rendered { pod, status })
+}
+
+/// A JSON list of strings, moved in (`json!` would copy each).
+pub fn strings(items: Vec<String>) -> Value {
+    Value::Array(items.into_iter().map(Value::String).collect())
 }
 
 /// The revision name recorded on the pod (`default` when unnamed).
@@ -115,14 +126,23 @@ fn metadata(i: &Inputs) -> Value {
             }
         }
     }
-    json!({
-        "labels": {
-            "security.istio.io/tlsMode": label("security.istio.io/tlsMode").unwrap_or_else(|| "istio".into()),
-            "service.istio.io/canonical-name": canonical_name,
-            "service.istio.io/canonical-revision": canonical_revision,
-        },
-        "annotations": annotations,
-    })
+    let mut labels = Map::new();
+    labels.insert(
+        "security.istio.io/tlsMode".into(),
+        Value::String(label("security.istio.io/tlsMode").unwrap_or_else(|| "istio".into())),
+    );
+    labels.insert(
+        "service.istio.io/canonical-name".into(),
+        Value::String(canonical_name),
+    );
+    labels.insert(
+        "service.istio.io/canonical-revision".into(),
+        Value::String(canonical_revision),
+    );
+    let mut meta = Map::new();
+    meta.insert("labels".into(), Value::Object(labels));
+    meta.insert("annotations".into(), Value::Object(annotations));
+    Value::Object(meta)
 }
 
 /// The proxy's user id for traffic capture: the `runAsUser` of the user's
@@ -133,7 +153,7 @@ fn proxy_uid(i: &Inputs) -> String {
         .filter_map(|f| i.spec.get(*f).and_then(Value::as_array))
         .flatten()
         .find(|c| c.get("name").and_then(Value::as_str) == Some(PROXY_NAME))
-        .and_then(|c| c.pointer("/securityContext/runAsUser"))
+        .and_then(|c| c.get("securityContext")?.get("runAsUser"))
         .and_then(Value::as_i64)
         .map(|u| u.to_string())
         .unwrap_or_else(|| "1337".into())
@@ -157,7 +177,7 @@ fn exclude_inbound_ports(i: &Inputs) -> String {
     ports.join(",")
 }
 
-fn init_container(i: &Inputs) -> Value {
+fn init_container(i: &Inputs) -> Result<Value, InjectError> {
     let s = i.s;
     let mode = i.interception_mode().to_string();
     let mut args: Vec<String> = [
@@ -253,9 +273,19 @@ fn init_container(i: &Inputs) -> Value {
     } else {
         INIT_NAME
     };
+    // Under CNI the plugin captures and the container only validates with
+    // Istio's `istio-iptables`; with outrigger capture, proxy_init.image
+    // names outrigger's image, so validation runs from the proxy's image.
+    let (image, args) = match (s.traffic_capture, s.cni_enabled) {
+        (TrafficCapture::IstioIptables, _) => (i.image(&s.init_image), args),
+        (TrafficCapture::Outrigger, true) => (i.image(&s.proxy_image), args),
+        (TrafficCapture::Outrigger, false) => {
+            (capture::image(i), capture::outrigger_args(&args, i)?)
+        }
+    };
     c.insert("name".into(), json!(name));
-    c.insert("image".into(), json!(i.image(&s.init_image)));
-    c.insert("args".into(), json!(args));
+    c.insert("image".into(), json!(image));
+    c.insert("args".into(), strings(args));
     if !s.image_pull_policy.is_empty() {
         c.insert("imagePullPolicy".into(), json!(s.image_pull_policy));
     }
@@ -286,7 +316,7 @@ fn init_container(i: &Inputs) -> Value {
         })
     };
     c.insert("securityContext".into(), security);
-    Value::Object(c)
+    Ok(Value::Object(c))
 }
 
 fn core_dump_container(i: &Inputs) -> Value {

@@ -2,7 +2,9 @@
 //! (`sidecar.istio.io/status`): what was added, in Istio's exact JSON form.
 //! It is how re-injection recognises and replaces earlier additions.
 
-use serde_json::{Value, json};
+use serde_json::Value;
+
+use super::gojson;
 
 /// What injection added, recorded in `sidecar.istio.io/status`.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -22,17 +24,31 @@ pub struct Status {
 impl Status {
     /// Istio's exact JSON form (`null` for an empty list).
     pub fn to_json(&self) -> String {
-        let list = |v: &Vec<String>| {
-            if v.is_empty() { Value::Null } else { json!(v) }
-        };
-        format!(
-            "{{\"initContainers\":{},\"containers\":{},\"volumes\":{},\"imagePullSecrets\":{},\"revision\":{}}}",
-            list(&self.init_containers),
-            list(&self.containers),
-            list(&self.volumes),
-            list(&self.image_pull_secrets),
-            Value::String(self.revision.clone())
-        )
+        let mut out = String::with_capacity(256);
+        for (key, list) in [
+            ("{\"initContainers\":", &self.init_containers),
+            (",\"containers\":", &self.containers),
+            (",\"volumes\":", &self.volumes),
+            (",\"imagePullSecrets\":", &self.image_pull_secrets),
+        ] {
+            out.push_str(key);
+            if list.is_empty() {
+                out.push_str("null");
+                continue;
+            }
+            out.push('[');
+            for (i, name) in list.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                gojson::push_string(&mut out, name);
+            }
+            out.push(']');
+        }
+        out.push_str(",\"revision\":");
+        gojson::push_string(&mut out, &self.revision);
+        out.push('}');
+        out
     }
 
     /// Parses a status annotation (for re-injection).

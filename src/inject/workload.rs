@@ -4,6 +4,8 @@
 
 use serde_json::Value;
 
+use super::at;
+
 /// Where the pod's metadata and spec live inside an object of `kind`
 /// (JSON pointers), or `None` when the kind has no pod template.
 ///
@@ -55,7 +57,7 @@ impl Workload {
     /// Finds the owning workload of `object` (a workload, or a Pod whose
     /// `ownerReferences` name its controller, as the webhook sees it).
     pub fn of(object: &Value, namespace: &str) -> Workload {
-        let str_at = |p: &str| object.pointer(p).and_then(Value::as_str).unwrap_or("");
+        let str_at = |p: &str| at(object, p).and_then(Value::as_str).unwrap_or("");
         let kind = str_at("/kind");
         let api_version = str_at("/apiVersion");
         let mut name = str_at("/metadata/name").to_string();
@@ -73,7 +75,9 @@ impl Workload {
             }
             if let Some(owner) = controller(object) {
                 let hash = object
-                    .pointer("/metadata/labels/pod-template-hash")
+                    .get("metadata")
+                    .and_then(|m| m.get("labels"))
+                    .and_then(|l| l.get("pod-template-hash"))
                     .and_then(Value::as_str);
                 match (owner.kind.as_str(), hash) {
                     ("ReplicaSet", Some(hash)) if owner.name.ends_with(&format!("-{hash}")) => {
@@ -113,7 +117,7 @@ struct Owner {
 }
 
 fn controller(object: &Value) -> Option<Owner> {
-    let refs = object.pointer("/metadata/ownerReferences")?.as_array()?;
+    let refs = at(object, "/metadata/ownerReferences")?.as_array()?;
     let owner = refs
         .iter()
         .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))?;

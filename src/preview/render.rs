@@ -1,0 +1,72 @@
+//! The machine-readable renderings of a preview: `yaml`, `json` and
+//! `patch`. Each builds the whole output in memory and returns it, or an
+//! error naming the document that could not be written.
+
+use serde_json::{Value, json};
+
+use super::{PreviewError, Previewed};
+use crate::inject::Outcome;
+
+/// Every document, injected or unchanged, as YAML, separated by `---` lines
+/// (what `istioctl kube-inject` prints).
+pub(super) fn yaml(results: &[Previewed]) -> Result<String, PreviewError> {
+    let mut out = String::new();
+    for (i, result) in results.iter().enumerate() {
+        if i > 0 {
+            out.push_str("---\n");
+        }
+        let text =
+            serde_yaml::to_string(result.output()).map_err(|source| PreviewError::RenderYaml {
+                document: result.label.clone(),
+                source,
+            })?;
+        out.push_str(&text);
+    }
+    Ok(out)
+}
+
+/// The injected object as pretty JSON; with several documents, a
+/// `kind: List` (apiVersion v1) holding them all in input order.
+pub(super) fn json(results: &[Previewed]) -> Result<String, PreviewError> {
+    let rendered = match results {
+        [single] => serde_json::to_string_pretty(single.output()).map_err(|source| {
+            PreviewError::RenderJson {
+                document: single.label.clone(),
+                source,
+            }
+        })?,
+        _ => {
+            let items: Vec<&Value> = results.iter().map(Previewed::output).collect();
+            let list = json!({"apiVersion": "v1", "kind": "List", "items": items});
+            serde_json::to_string_pretty(&list).map_err(|source| PreviewError::RenderJson {
+                document: results
+                    .first()
+                    .map(|r| r.label.clone())
+                    .unwrap_or_else(|| super::DocumentLabel::unparsed(1)),
+                source,
+            })?
+        }
+    };
+    Ok(rendered + "\n")
+}
+
+/// One compact JSON array of RFC 6902 operations per document, one per
+/// line, in input order; `[]` for a document injection leaves alone.
+pub(super) fn patch(results: &[Previewed]) -> Result<String, PreviewError> {
+    let mut out = String::new();
+    for result in results {
+        match &result.outcome {
+            Outcome::Injected { patch, .. } => {
+                let line =
+                    serde_json::to_string(patch).map_err(|source| PreviewError::RenderJson {
+                        document: result.label.clone(),
+                        source,
+                    })?;
+                out.push_str(&line);
+            }
+            Outcome::Skipped { .. } => out.push_str("[]"),
+        }
+        out.push('\n');
+    }
+    Ok(out)
+}
