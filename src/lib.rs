@@ -11,4 +11,5 @@ pub mod ca;
 pub mod config;
 pub mod inject;
 pub mod iptables;
+pub mod metrics;
 pub mod webhook;
