@@ -15,7 +15,7 @@ use arc_swap::ArcSwap;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::webhook::metrics::WebhookMetrics;
 use crate::webhook::tls::{CertResolver, ServingCert};
 
@@ -95,12 +95,21 @@ pub fn watch_config(
     })
 }
 
-/// Parses config file contents.
-pub fn parse_config(contents: &[u8]) -> Result<Config, crate::config::ConfigError> {
-    let text = std::str::from_utf8(contents).map_err(|e| {
-        crate::config::ConfigError::Invalid(format!("the config file is not UTF-8 text: {e}"))
-    })?;
-    Config::from_yaml(text)
+/// A config file's contents that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigFileError {
+    /// Not text.
+    #[error("the config file is not UTF-8 text: {0}")]
+    NotUtf8(#[source] std::str::Utf8Error),
+    /// Text the engine's config parser rejects.
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
+}
+
+/// Parses config file contents with the engine's parser.
+pub fn parse_config(contents: &[u8]) -> Result<Config, ConfigFileError> {
+    let text = std::str::from_utf8(contents).map_err(ConfigFileError::NotUtf8)?;
+    Ok(Config::from_yaml(text)?)
 }
 
 /// Watches a certificate file and its key file; a valid new pair is served

@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
-use crate::config::{Config, ConfigError};
+use crate::config::Config;
 use crate::metrics::MetricsRegistry;
 use crate::webhook::metrics::WebhookMetrics;
 use crate::webhook::monitoring::{self, Readiness};
@@ -94,7 +94,7 @@ pub enum ServeError {
         path: String,
         /// Why.
         #[source]
-        source: ConfigError,
+        source: reload::ConfigFileError,
     },
     /// The config file is unreadable.
     #[error("cannot read config {path}: {source}")]
