@@ -1,16 +1,36 @@
 //! THE ENGINE: decides whether an object gets the sidecar, renders what is
-//! added, and computes the JSON patch. Pure: no IO, no async.
+//! added (following Istio's injection template), merges it into the pod,
+//! post-processes it, and computes the JSON patch by diffing. Pure: no IO,
+//! no async. The webhook, the CLI preview and the tests all call [`inject`].
 //!
-//! PLACEHOLDER: only the contract from DESIGN.md is fixed here; the engine
-//! issue replaces the body. The placeholder adds a bare `istio-proxy`
-//! container to a Pod or pod template so that callers can be built and tested
-//! against the contract.
+//! See Istio's `pkg/kube/inject` for the behaviour this reproduces.
+
+mod annotations;
+mod decision;
+mod gojson;
+mod inputs;
+mod kubeform;
+mod merge;
+mod order;
+mod patch;
+mod pipeline;
+mod probes;
+mod prometheus;
+mod proxy;
+pub mod quantity;
+mod sidecar;
+mod status;
+mod workload;
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
+use tracing::debug;
 
 use crate::config::Config;
+pub use decision::{IGNORED_NAMESPACES, Rule};
+pub use kubeform::kube_inject_form;
+pub use workload::pod_location;
 
 /// What the caller knows about where the object is being admitted.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -22,12 +42,59 @@ pub struct Context {
     pub namespace_labels: Option<BTreeMap<String, String>>,
 }
 
-/// Why injection happened: the rule that decided it.
+/// What injection adds, by name (for `--output explain` and logs).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Added {
+    /// Init containers added (including a native-sidecar proxy).
+    pub init_containers: Vec<String>,
+    /// Containers added.
+    pub containers: Vec<String>,
+    /// Volumes added.
+    pub volumes: Vec<String>,
+    /// Image pull secrets added.
+    pub image_pull_secrets: Vec<String>,
+}
+
+/// Why injection happened, and what it added.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
     /// The rule, in a sentence.
     pub rule: String,
+    /// The rule's stable kebab-case name: `pod-label`, `pod-annotation`,
+    /// `always-inject-selector`, `policy`, or `list` for a `kind: List`.
+    pub rule_name: &'static str,
+    /// What was added (empty for a `kind: List`: see `items`).
+    pub added: Added,
+    /// For a `kind: List`: each item's outcome, in order.
+    pub items: Vec<ItemOutcome>,
 }
+
+/// The outcome of one item of a `kind: List`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ItemOutcome {
+    /// The item was injected.
+    Injected(Decision),
+    /// The item was left alone.
+    Skipped(SkipReason),
+}
+
+/// Every skip reason's stable name, in the order the engine checks them
+/// (so that metrics can be registered up front).
+pub const SKIP_REASONS: &[&str] = &[
+    "unsupported-kind",
+    "empty-list",
+    "nothing-injected",
+    "host-network",
+    "ignored-namespace",
+    "pod-label-opt-out",
+    "pod-annotation-opt-out",
+    "never-inject-selector",
+    "namespace-disabled",
+    "other-revision",
+    "namespace-not-enabled",
+    "policy-disabled",
+    "already-injected",
+];
 
 /// Why an object was left alone. Skips are values, not errors.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +104,14 @@ pub struct SkipReason {
 }
 
 impl SkipReason {
+    /// A skip with its stable name and sentence.
+    pub fn new(name: &'static str, sentence: impl Into<String>) -> SkipReason {
+        debug_assert!(SKIP_REASONS.contains(&name), "unlisted skip reason {name}");
+        SkipReason {
+            name,
+            sentence: sentence.into(),
+        }
+    }
     /// Stable kebab-case machine name (metrics, `--output explain`).
     pub fn name(&self) -> &'static str {
         self.name
@@ -73,49 +148,225 @@ pub enum Outcome {
 }
 
 /// Injection failed because of the input (e.g. an invalid annotation value).
+/// The message names the thing, the value and the accepted form.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{0}")]
 pub struct InjectError(pub String);
 
-/// Injects the sidecar into `object` (placeholder: see the module docs).
-pub fn inject(object: &Value, _ctx: &Context, _cfg: &Config) -> Result<Outcome, InjectError> {
-    let pointer = match object.get("kind").and_then(Value::as_str) {
-        Some("Pod") => "/spec",
-        Some("Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job") => {
-            "/spec/template/spec"
-        }
-        _ => {
-            return Ok(Outcome::Skipped {
-                reason: SkipReason {
-                    name: "unsupported-kind",
-                    sentence: "this kind has no pod template".into(),
+impl InjectError {
+    /// An invalid annotation value.
+    pub fn annotation(name: &str, value: &str, form: &str) -> InjectError {
+        InjectError(format!(
+            "invalid value {value:?} for annotation {name}: expected {form}"
+        ))
+    }
+}
+
+/// A string-to-string map from a JSON object (non-string values are
+/// written as JSON).
+pub(crate) fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
+    match v {
+        Some(Value::Object(m)) => m
+            .iter()
+            .map(|(k, v)| (k.clone(), sidecar::scalar_string(v)))
+            .collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
+/// Injects the sidecar into `object` (any supported kind, or a `kind: List`
+/// of them), or says why not.
+pub fn inject(object: &Value, ctx: &Context, cfg: &Config) -> Result<Outcome, InjectError> {
+    let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
+    if kind == "List" {
+        return inject_list(object, ctx, cfg);
+    }
+    let Some((meta_ptr, spec_ptr)) = pod_location(kind) else {
+        return Ok(Outcome::Skipped {
+            reason: SkipReason::new(
+                "unsupported-kind",
+                if kind.is_empty() {
+                    "the object has no kind, so it has no pod template".to_string()
+                } else {
+                    format!("kind {kind} has no pod template")
                 },
+            ),
+        });
+    };
+    let Some(spec) = object.pointer(spec_ptr).filter(|p| p.is_object()) else {
+        return Err(InjectError(format!(
+            "{kind} has no pod spec at {spec_ptr}: expected an object there"
+        )));
+    };
+    let empty_meta = Value::Object(Default::default());
+    let meta = match object.pointer(meta_ptr) {
+        None | Some(Value::Null) => &empty_meta,
+        Some(m @ Value::Object(_)) => m,
+        Some(other) => {
+            return Err(InjectError(format!(
+                "{kind}: {meta_ptr} is {other}: expected an object"
+            )));
+        }
+    };
+    check_shape(meta, spec, kind)?;
+    let s = cfg.settings();
+    let namespace = ctx
+        .namespace
+        .clone()
+        .or_else(|| {
+            object
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "default".into());
+    let labels = string_map(meta.get("labels"));
+    let annos = string_map(meta.get("annotations"));
+    let host_network = spec.get("hostNetwork").and_then(Value::as_bool) == Some(true);
+    let view = decision::NamespaceView {
+        name: &namespace,
+        labels: ctx.namespace_labels.as_ref(),
+    };
+    let rule = match decision::decide(&view, host_network, &labels, &annos, s)? {
+        Ok(rule) => rule,
+        Err(reason) => {
+            debug!(namespace = %namespace, kind, reason = reason.name(), "skipped");
+            return Ok(Outcome::Skipped { reason });
+        }
+    };
+    let wl = workload::Workload::of(object, &namespace);
+    // One copy of the object: its pod metadata and spec are taken out,
+    // injected in place, and put back.
+    let mut mutated = object.clone();
+    let mut pod = serde_json::json!({
+        "metadata": mutated.pointer_mut(meta_ptr).map(Value::take).unwrap_or_default(),
+        "spec": mutated.pointer_mut(spec_ptr).map(Value::take).unwrap_or_default(),
+    });
+    if pod["metadata"].is_null() {
+        pod["metadata"] = Value::Object(Default::default());
+    }
+    let status = match pipeline::inject_pod(meta, spec, &mut pod, &wl, s)? {
+        pipeline::PodOutcome::Injected(status) => status,
+        pipeline::PodOutcome::AlreadyInjected => {
+            return Ok(Outcome::Skipped {
+                reason: SkipReason::new(
+                    "already-injected",
+                    "the pod's sidecar.istio.io/status annotation already records this injection",
+                ),
             });
         }
     };
-    let mut mutated = object.clone();
-    let containers = mutated
-        .pointer_mut(&format!("{pointer}/containers"))
-        .and_then(Value::as_array_mut)
-        .ok_or_else(|| InjectError(format!("{pointer}/containers is not a list")))?;
-    if containers
-        .iter()
-        .any(|c| c.get("name").and_then(Value::as_str) == Some("istio-proxy"))
-    {
-        return Ok(Outcome::Skipped {
-            reason: SkipReason {
-                name: "already-injected",
-                sentence: "the pod already has an istio-proxy container".into(),
-            },
-        });
+    for (ptr, key) in [(meta_ptr, "metadata"), (spec_ptr, "spec")] {
+        set_pointer(&mut mutated, ptr, pod[key].take());
     }
-    containers.push(serde_json::json!({"name": "istio-proxy", "image": "proxyv2"}));
-    let patch = json_patch::diff(object, &mutated);
+    let patch = patch::diff(object, &mutated);
+    debug!(namespace = %namespace, kind, rule = ?rule, "injected");
     Ok(Outcome::Injected {
         patch,
         mutated,
         decision: Decision {
-            rule: "placeholder".into(),
+            rule: rule.sentence().to_string(),
+            rule_name: match rule {
+                Rule::PodLabel => "pod-label",
+                Rule::PodAnnotation => "pod-annotation",
+                Rule::AlwaysInjectSelector => "always-inject-selector",
+                Rule::Policy => "policy",
+            },
+            added: Added {
+                init_containers: status.init_containers,
+                containers: status.containers,
+                volumes: status.volumes,
+                image_pull_secrets: status.image_pull_secrets,
+            },
+            items: Vec::new(),
+        },
+    })
+}
+
+/// Sets the value at `ptr`, creating the last key when absent (its parent
+/// exists: the pod spec was found under it).
+fn set_pointer(doc: &mut Value, ptr: &str, value: Value) {
+    if let Some(slot) = doc.pointer_mut(ptr) {
+        *slot = value;
+        return;
+    }
+    if let Some((parent, key)) = ptr.rsplit_once('/')
+        && let Some(Value::Object(m)) = doc.pointer_mut(parent)
+    {
+        m.insert(key.to_string(), value);
+    }
+}
+
+/// Rejects pod templates whose lists are not lists, before anything is
+/// rendered.
+fn check_shape(meta: &Value, spec: &Value, kind: &str) -> Result<(), InjectError> {
+    for field in ["containers", "initContainers", "volumes"] {
+        match spec.get(field) {
+            None | Some(Value::Null) | Some(Value::Array(_)) => {}
+            Some(other) => {
+                return Err(InjectError(format!(
+                    "{kind}: spec.{field} is {other}: expected a list"
+                )));
+            }
+        }
+    }
+    for field in ["labels", "annotations"] {
+        match meta.get(field) {
+            None | Some(Value::Null) | Some(Value::Object(_)) => {}
+            Some(other) => {
+                return Err(InjectError(format!(
+                    "{kind}: metadata.{field} is {other}: expected a mapping of strings"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn inject_list(object: &Value, ctx: &Context, cfg: &Config) -> Result<Outcome, InjectError> {
+    let Some(items) = object.get("items").and_then(Value::as_array) else {
+        return Ok(Outcome::Skipped {
+            reason: SkipReason::new("empty-list", "the List has no items"),
+        });
+    };
+    let mut mutated = object.clone();
+    let mut outcomes = Vec::with_capacity(items.len());
+    let mut any = false;
+    for (i, item) in items.iter().enumerate() {
+        let outcome =
+            inject(item, ctx, cfg).map_err(|e| InjectError(format!("List item {i}: {e}")))?;
+        match outcome {
+            Outcome::Injected {
+                mutated: m,
+                decision,
+                ..
+            } => {
+                mutated["items"][i] = m;
+                any = true;
+                outcomes.push(ItemOutcome::Injected(decision));
+            }
+            Outcome::Skipped { reason } => outcomes.push(ItemOutcome::Skipped(reason)),
+        }
+    }
+    if !any {
+        return Ok(Outcome::Skipped {
+            reason: SkipReason::new("nothing-injected", "no item of the List gets the sidecar"),
+        });
+    }
+    let patch = patch::diff(object, &mutated);
+    let count = outcomes
+        .iter()
+        .filter(|o| matches!(o, ItemOutcome::Injected(_)))
+        .count();
+    Ok(Outcome::Injected {
+        patch,
+        mutated,
+        decision: Decision {
+            rule: format!("{count} of {} List items get the sidecar", items.len()),
+            rule_name: "list",
+            added: Added::default(),
+            items: outcomes,
         },
     })
 }

@@ -1,0 +1,170 @@
+//! Whether a pod gets the sidecar, in the order of Istio's
+//! `injectRequired`: host network, ignored namespaces, the pod's own
+//! opt-in/opt-out (label, then annotation), the never/always selectors, the
+//! namespace's labels (when known, as the webhook's namespace selector would
+//! judge them), then the policy. Skips are values with stable names.
+
+use std::collections::BTreeMap;
+
+use super::annotations::INJECT;
+use super::{InjectError, SkipReason};
+use crate::config::{Policy, Settings};
+
+/// Namespaces Istio never injects into.
+pub const IGNORED_NAMESPACES: &[&str] = &[
+    "kube-system",
+    "kube-public",
+    "kube-node-lease",
+    "local-path-storage",
+];
+
+/// The rule that decided to inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// The pod's `sidecar.istio.io/inject=true` label.
+    PodLabel,
+    /// The pod's `sidecar.istio.io/inject=true` annotation.
+    PodAnnotation,
+    /// `alwaysInjectSelector` matched.
+    AlwaysInjectSelector,
+    /// The policy is `enabled` and nothing opted out.
+    Policy,
+}
+
+impl Rule {
+    /// A sentence for `--output explain`.
+    pub fn sentence(self) -> &'static str {
+        match self {
+            Rule::PodLabel => "the pod's label sidecar.istio.io/inject is \"true\"",
+            Rule::PodAnnotation => "the pod's annotation sidecar.istio.io/inject is \"true\"",
+            Rule::AlwaysInjectSelector => "the pod's labels match alwaysInjectSelector",
+            Rule::Policy => "the injection policy is enabled and nothing opted the pod out",
+        }
+    }
+}
+
+/// What the caller knows about the namespace.
+pub struct NamespaceView<'a> {
+    /// Its name.
+    pub name: &'a str,
+    /// Its labels, when known.
+    pub labels: Option<&'a BTreeMap<String, String>>,
+}
+
+/// Decides for one pod.
+pub fn decide(
+    ns: &NamespaceView,
+    host_network: bool,
+    labels: &BTreeMap<String, String>,
+    annotations: &BTreeMap<String, String>,
+    s: &Settings,
+) -> Result<Result<Rule, SkipReason>, InjectError> {
+    if host_network {
+        return Ok(Err(SkipReason::new(
+            "host-network",
+            "the pod uses the host's network (hostNetwork: true), which the sidecar cannot capture",
+        )));
+    }
+    if IGNORED_NAMESPACES.contains(&ns.name) {
+        return Ok(Err(SkipReason::new(
+            "ignored-namespace",
+            format!(
+                "namespace {} is a Kubernetes system namespace that is never injected",
+                ns.name
+            ),
+        )));
+    }
+    let explicit = match (labels.get(INJECT), annotations.get(INJECT)) {
+        (Some(v), _) => Some((parse_inject(v, "label")?, Rule::PodLabel)),
+        (None, Some(v)) => Some((parse_inject(v, "annotation")?, Rule::PodAnnotation)),
+        (None, None) => None,
+    };
+    let mut decided = match explicit {
+        Some((false, Rule::PodLabel)) => {
+            return Ok(Err(SkipReason::new(
+                "pod-label-opt-out",
+                "the pod's label sidecar.istio.io/inject is \"false\"",
+            )));
+        }
+        Some((false, _)) => {
+            return Ok(Err(SkipReason::new(
+                "pod-annotation-opt-out",
+                "the pod's annotation sidecar.istio.io/inject is \"false\"",
+            )));
+        }
+        Some((true, rule)) => Some(rule),
+        None => None,
+    };
+    if decided.is_none() {
+        if s.never_inject.iter().any(|sel| sel.matches(labels)) {
+            return Ok(Err(SkipReason::new(
+                "never-inject-selector",
+                "the pod's labels match neverInjectSelector",
+            )));
+        }
+        if s.always_inject.iter().any(|sel| sel.matches(labels)) {
+            decided = Some(Rule::AlwaysInjectSelector);
+        }
+    }
+    if let Some(ns_labels) = ns.labels {
+        let rev = if s.revision.is_empty() {
+            "default"
+        } else {
+            &s.revision
+        };
+        match (
+            ns_labels.get("istio-injection").map(String::as_str),
+            ns_labels.get("istio.io/rev"),
+        ) {
+            (Some("disabled"), _) => {
+                return Ok(Err(SkipReason::new(
+                    "namespace-disabled",
+                    format!(
+                        "namespace {} has the label istio-injection=disabled",
+                        ns.name
+                    ),
+                )));
+            }
+            (Some("enabled"), _) => {}
+            (None, Some(r)) if r != rev => {
+                return Ok(Err(SkipReason::new(
+                    "other-revision",
+                    format!(
+                        "namespace {} selects revision {r:?} with istio.io/rev, not {rev:?}",
+                        ns.name
+                    ),
+                )));
+            }
+            (None, Some(_)) => {}
+            _ => {
+                if decided != Some(Rule::PodLabel) {
+                    return Ok(Err(SkipReason::new(
+                        "namespace-not-enabled",
+                        format!(
+                            "namespace {} has neither istio-injection=enabled nor istio.io/rev, and the pod has no sidecar.istio.io/inject=true label",
+                            ns.name
+                        ),
+                    )));
+                }
+            }
+        }
+    }
+    match decided {
+        Some(rule) => Ok(Ok(rule)),
+        None if s.policy == Policy::Enabled => Ok(Ok(Rule::Policy)),
+        None => Ok(Err(SkipReason::new(
+            "policy-disabled",
+            "the injection policy is disabled and the pod did not opt in",
+        ))),
+    }
+}
+
+fn parse_inject(v: &str, what: &str) -> Result<bool, InjectError> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(InjectError(format!(
+            "invalid value {v:?} for {what} {INJECT}: expected \"true\" or \"false\""
+        ))),
+    }
+}

@@ -1,0 +1,318 @@
+//! Injection of one pod: render the template, merge it into the pod,
+//! re-apply the user's own settings of injected containers, then
+//! post-process (Prometheus merge, probe rewriting, metadata, container
+//! order) as Istio's injector does.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+use super::annotations::{self as anno, OVERRIDES, STATUS};
+use super::gojson::{self, Ty};
+use super::merge::merge_into;
+use super::order::reorder;
+use super::probes;
+use super::prometheus::{
+    PROMETHEUS_PATH, PROMETHEUS_PORT, PROMETHEUS_SCRAPE, SCRAPE_TARGETS, prometheus_merge,
+};
+use super::sidecar::{self, Inputs, PROXY_NAME, Status, canonical_value};
+use super::workload::Workload;
+use super::{InjectError, string_map};
+use crate::config::Settings;
+
+/// The outcome for one pod.
+pub enum PodOutcome {
+    /// The pod's status annotation already records this injection.
+    AlreadyInjected,
+    /// The pod was injected in place; this is what was added.
+    Injected(Status),
+}
+
+fn name_of(c: &Value) -> &str {
+    c.get("name").and_then(Value::as_str).unwrap_or("")
+}
+
+/// ProxyConfig: the mesh default with the pod's `proxy.istio.io/config`
+/// on top (`proxyMetadata` merged key by key).
+fn proxy_config(
+    s: &Settings,
+    annotations: &BTreeMap<String, String>,
+) -> Result<Map<String, Value>, InjectError> {
+    let mut pc = s.proxy_config.clone();
+    if let Some(text) = annotations.get(anno::PROXY_CONFIG) {
+        let over = anno::parse_proxy_config(text)
+            .map_err(|form| InjectError::annotation(anno::PROXY_CONFIG, text, form))?;
+        for (k, v) in over {
+            match (pc.get_mut(&k), &v) {
+                (Some(Value::Object(base)), Value::Object(add)) if k == "proxyMetadata" => {
+                    for (mk, mv) in add {
+                        base.insert(mk.clone(), mv.clone());
+                    }
+                }
+                _ => {
+                    pc.insert(k, v);
+                }
+            }
+        }
+    }
+    Ok(pc)
+}
+
+/// Injects one pod: `meta` and `spec` are the original pod's, read only;
+/// `pod` (`{metadata, spec}`, a copy of them) is injected in place.
+pub fn inject_pod(
+    meta: &Value,
+    spec: &Value,
+    pod: &mut Value,
+    workload: &Workload,
+    s: &Settings,
+) -> Result<PodOutcome, InjectError> {
+    let annotations = string_map(meta.get("annotations"));
+    let labels = string_map(meta.get("labels"));
+    anno::validate(&annotations)?;
+    let pc = proxy_config(s, &annotations)?;
+    let native = match annotations.get(anno::NATIVE_SIDECAR) {
+        Some(v) => v == "true",
+        None => s.native_sidecars,
+    };
+    let hold = pc
+        .get("holdApplicationUntilProxyStarts")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+        || s.hold_application;
+    let previous = annotations.get(STATUS).cloned();
+    let prev_status = previous.as_deref().and_then(Status::parse);
+    let target_port = pc
+        .get("statusPort")
+        .and_then(Value::as_i64)
+        .unwrap_or(15020)
+        .to_string();
+
+    // What the template sees: the pod without what a previous injection added.
+    let mut data_spec = Cow::Borrowed(spec);
+    let mut data_annotations = Cow::Borrowed(&annotations);
+    if let Some(prev) = &prev_status {
+        let data_spec = data_spec.to_mut();
+        let data_annotations = data_annotations.to_mut();
+        for (field, names) in [
+            ("containers", &prev.containers),
+            ("initContainers", &prev.init_containers),
+        ] {
+            if let Some(Value::Array(list)) = data_spec.get_mut(field) {
+                list.retain(|c| !names.iter().any(|n| n == name_of(c)));
+            }
+        }
+        if annotations.get(PROMETHEUS_PORT) == Some(&target_port) {
+            for k in [PROMETHEUS_SCRAPE, PROMETHEUS_PATH, PROMETHEUS_PORT] {
+                data_annotations.remove(k);
+            }
+        }
+        data_annotations.remove(STATUS);
+    }
+    let rendered = sidecar::render(&Inputs {
+        s,
+        annotations: &data_annotations,
+        labels: &labels,
+        spec: &data_spec,
+        workload,
+        proxy_config: &pc,
+        native,
+        hold,
+    });
+    if previous.as_deref() == Some(rendered.status.to_json().as_str()) {
+        return Ok(PodOutcome::AlreadyInjected);
+    }
+    let template_spec = &rendered.pod["spec"];
+
+    // The user's own versions of injected containers ("overrides").
+    let recorded: Value = annotations
+        .get(OVERRIDES)
+        .and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or(Value::Null);
+    let mut overrides: Vec<(&'static str, Value)> = Vec::new();
+    for (field, prev_names) in [
+        ("containers", prev_status.as_ref().map(|p| &p.containers)),
+        (
+            "initContainers",
+            prev_status.as_ref().map(|p| &p.init_containers),
+        ),
+    ] {
+        let Some(Value::Array(tmpl)) = template_spec.get(field) else {
+            continue;
+        };
+        for t in tmpl {
+            let name = name_of(t);
+            if prev_names.is_some_and(|ns| ns.iter().any(|n| n == name)) {
+                continue;
+            }
+            let found = recorded
+                .get(field)
+                .and_then(Value::as_array)
+                .and_then(|l| l.iter().find(|c| name_of(c) == name))
+                .or_else(|| {
+                    ["containers", "initContainers"]
+                        .iter()
+                        .filter_map(|f| spec.get(*f).and_then(Value::as_array))
+                        .flatten()
+                        .find(|c| name_of(c) == name)
+                });
+            if let Some(o) = found {
+                let mut o = o.clone();
+                if o.get("image").and_then(Value::as_str) == Some("auto")
+                    && let Value::Object(m) = &mut o
+                {
+                    m.remove("image");
+                }
+                canonicalize_resources(&mut o);
+                overrides.push((field, o));
+            }
+        }
+    }
+
+    // Merge: the pod (without override containers) with the template on top.
+    let override_names: Vec<&str> = overrides.iter().map(|(_, o)| name_of(o)).collect();
+    for field in ["containers", "initContainers"] {
+        if let Some(Value::Array(list)) = pod.pointer_mut(&format!("/spec/{field}")) {
+            list.retain(|c| !override_names.contains(&name_of(c)));
+        }
+    }
+    let status = rendered.status;
+    merge_into(pod, rendered.pod);
+    let merged = pod;
+    for (field, o) in &overrides {
+        if let Some(Value::Array(list)) = merged.pointer_mut(&format!("/spec/{field}"))
+            && let Some(c) = list.iter_mut().find(|c| name_of(c) == name_of(o))
+        {
+            let mut first = o.clone();
+            merge_into(&mut first, c.take());
+            merge_into(&mut first, o.clone());
+            *c = first;
+        }
+    }
+    if native && let Some(Value::Array(list)) = merged.pointer_mut("/spec/containers") {
+        list.retain(|c| name_of(c) != PROXY_NAME);
+    }
+
+    let mut annos = string_map(merged.pointer("/metadata/annotations"));
+    if !overrides.is_empty() && prev_status.is_none() {
+        let mut text = String::from("{");
+        for field in ["containers", "initContainers"] {
+            let items: Vec<String> = overrides
+                .iter()
+                .filter(|(f, _)| *f == field)
+                .map(|(_, o)| {
+                    let mut o = o.clone();
+                    if o.get("resources").is_none() {
+                        o["resources"] = json!({});
+                    }
+                    gojson::to_string(&o, Ty::Container)
+                })
+                .collect();
+            if !items.is_empty() {
+                if text.len() > 1 {
+                    text.push(',');
+                }
+                text.push_str(&format!("\"{field}\":[{}]", items.join(",")));
+            }
+        }
+        text.push('}');
+        annos.insert(OVERRIDES.into(), text);
+    }
+
+    // Post-processing, in Istio's order.
+    let mut proxy_env: Vec<Value> = Vec::new();
+    prometheus_merge(s, &mut annos, &target_port, &mut proxy_env);
+    let rewrite = match annotations.get(anno::REWRITE_PROBERS) {
+        Some(v) => v == "true",
+        None => s.rewrite_probes,
+    };
+    let status_port: i64 = sidecar_status_port(s, &annotations);
+    if rewrite
+        && status_port != 0
+        && let Some(spec) = merged.get_mut("spec")
+    {
+        let mut found = probes::rewrite_app_probes(spec, status_port);
+        if !found.is_empty() || existing_probers(spec).is_some() {
+            if let Some(Value::Object(old)) = existing_probers(spec) {
+                for (k, v) in old {
+                    found.entry(k).or_insert(v);
+                }
+            }
+            proxy_env.push(sidecar::env(
+                probes::APP_PROBERS_ENV,
+                &probes::probers_json(&found),
+            ));
+        }
+    }
+    if let Some(proxy) = find_proxy(merged)
+        && let Some(Value::Array(env)) = proxy.get_mut("env")
+    {
+        for e in proxy_env {
+            match env.iter_mut().find(|x| name_of(x) == name_of(&e)) {
+                Some(slot) => *slot = e,
+                None => env.push(e),
+            }
+        }
+    }
+    for (k, v) in &s.injected_annotations {
+        annos.insert(k.clone(), v.clone());
+    }
+    annos.insert("istio.io/rev".into(), status.revision.clone());
+    annos.insert(STATUS.into(), status.to_json());
+    annos.remove(SCRAPE_TARGETS);
+    merged["metadata"]["annotations"] = json!(annos);
+    reorder(merged, hold);
+    Ok(PodOutcome::Injected(status))
+}
+
+fn sidecar_status_port(s: &Settings, annotations: &BTreeMap<String, String>) -> i64 {
+    annotations
+        .get(anno::STATUS_PORT)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(s.status_port)
+}
+
+fn canonicalize_resources(c: &mut Value) {
+    if let Some(Value::Object(res)) = c.get_mut("resources") {
+        for section in res.values_mut() {
+            if let Value::Object(q) = section {
+                for v in q.values_mut() {
+                    *v = canonical_value(v);
+                }
+            }
+        }
+    }
+}
+
+fn existing_probers(spec: &Value) -> Option<Value> {
+    ["initContainers", "containers"]
+        .iter()
+        .filter_map(|f| spec.get(*f).and_then(Value::as_array))
+        .flatten()
+        .find(|c| name_of(c) == PROXY_NAME)?
+        .get("env")?
+        .as_array()?
+        .iter()
+        .find(|e| name_of(e) == probes::APP_PROBERS_ENV)?
+        .get("value")?
+        .as_str()
+        .and_then(|t| serde_json::from_str(t).ok())
+}
+
+fn find_proxy(pod: &mut Value) -> Option<&mut Value> {
+    let spec = pod.get_mut("spec")?.as_object_mut()?;
+    let in_init = spec
+        .get("initContainers")
+        .and_then(Value::as_array)
+        .is_some_and(|l| l.iter().any(|c| name_of(c) == PROXY_NAME));
+    let field = if in_init {
+        "initContainers"
+    } else {
+        "containers"
+    };
+    spec.get_mut(field)?
+        .as_array_mut()?
+        .iter_mut()
+        .find(|c| name_of(c) == PROXY_NAME)
+}

@@ -1,0 +1,98 @@
+//! Istio's Prometheus metrics merge: the proxy serves the app's metrics
+//! merged with its own on the status port, so the pod's `prometheus.io/*`
+//! annotations point there and the app's own settings move to the proxy's
+//! `ISTIO_PROMETHEUS_ANNOTATIONS`.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::annotations::MERGE_METRICS;
+use super::sidecar;
+use crate::config::Settings;
+
+/// `prometheus.io/scrape`.
+pub const PROMETHEUS_SCRAPE: &str = "prometheus.io/scrape";
+/// `prometheus.io/path`.
+pub const PROMETHEUS_PATH: &str = "prometheus.io/path";
+/// `prometheus.io/port`.
+pub const PROMETHEUS_PORT: &str = "prometheus.io/port";
+/// `prometheus.istio.io/scrape-targets`: consumed into the proxy's env.
+pub const SCRAPE_TARGETS: &str = "prometheus.istio.io/scrape-targets";
+
+/// Istio's Prometheus merge: the proxy serves merged metrics on the status
+/// port; the app's own scrape settings move to `ISTIO_PROMETHEUS_ANNOTATIONS`.
+pub fn prometheus_merge(
+    s: &Settings,
+    annos: &mut BTreeMap<String, String>,
+    target_port: &str,
+    env: &mut Vec<Value>,
+) {
+    let scrape_off = annos
+        .get(PROMETHEUS_SCRAPE)
+        .is_some_and(|v| v.eq_ignore_ascii_case("false"));
+    let merge_off = annos.get(MERGE_METRICS).is_some_and(|v| v == "false");
+    if scrape_off || merge_off || !s.enable_prometheus_merge {
+        return;
+    }
+    if annos.get(PROMETHEUS_PORT).map(String::as_str) == Some(target_port) {
+        return;
+    }
+    let get = |k: &str| annos.get(k).cloned().unwrap_or_default();
+    let (mut scrape, mut path, mut port) = (
+        get(PROMETHEUS_SCRAPE),
+        get(PROMETHEUS_PATH),
+        get(PROMETHEUS_PORT),
+    );
+    let targets: Vec<(String, String)> = annos
+        .get(SCRAPE_TARGETS)
+        .map(|t| {
+            t.split(',')
+                .filter_map(|item| {
+                    let item = item.trim();
+                    let (p, path) = item.split_once(':').unwrap_or((item, ""));
+                    (!p.is_empty()).then(|| (p.to_string(), path.to_string()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some((p, pa)) = targets.first() {
+        if port.is_empty() {
+            port = p.clone();
+        }
+        if path.is_empty() {
+            path = pa.clone();
+        }
+        if scrape.is_empty() {
+            scrape = "true".into();
+        }
+    }
+    if !(scrape.is_empty() && path.is_empty() && port.is_empty()) {
+        let mut text = String::from("{");
+        let mut parts = Vec::new();
+        for (k, v) in [("scrape", &scrape), ("path", &path), ("port", &port)] {
+            if !v.is_empty() {
+                parts.push(format!("\"{k}\":{}", Value::String(v.clone())));
+            }
+        }
+        if !targets.is_empty() {
+            let t: Vec<String> = targets
+                .iter()
+                .map(|(p, pa)| {
+                    format!(
+                        "{{\"port\":{},\"path\":{}}}",
+                        Value::String(p.clone()),
+                        Value::String(pa.clone())
+                    )
+                })
+                .collect();
+            parts.push(format!("\"targets\":[{}]", t.join(",")));
+        }
+        text.push_str(&parts.join(","));
+        text.push('}');
+        env.push(sidecar::env("ISTIO_PROMETHEUS_ANNOTATIONS", &text));
+    }
+    annos.insert(PROMETHEUS_PORT.into(), target_port.into());
+    annos.insert(PROMETHEUS_PATH.into(), "/stats/prometheus".into());
+    annos.insert(PROMETHEUS_SCRAPE.into(), "true".into());
+}

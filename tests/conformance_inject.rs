@@ -1,0 +1,100 @@
+//! Runs Istio's own injection golden cases (../shared/conformance) through
+//! the engine and compares as cases.yaml prescribes.
+
+mod support;
+
+use outrigger::inject::{Context, Outcome, inject, kube_inject_form};
+use support::conformance::{Case, case_config, compare, load_cases, yaml_docs};
+
+/// Runs one case; `Err` says why it fails.
+fn run_case(dir: &std::path::Path, case: &Case) -> Result<(), String> {
+    let cfg = case_config(dir, case);
+    let text = std::fs::read_to_string(dir.join(&case.input))
+        .map_err(|e| format!("cannot read input {}: {e}", case.input))?;
+    let docs = yaml_docs(&text);
+    let ctx = Context::default();
+    let mut outputs = Vec::new();
+    for doc in &docs {
+        match inject(doc, &ctx, &cfg) {
+            Ok(Outcome::Injected { mutated, .. }) => outputs.push(kube_inject_form(&mutated)),
+            Ok(Outcome::Skipped { .. }) => outputs.push(kube_inject_form(doc)),
+            Err(e) => {
+                if let Some(want) = &case.error {
+                    let msg = e.to_string();
+                    return if msg.to_lowercase().contains(want) {
+                        Ok(())
+                    } else {
+                        Err(format!("error {msg:?} does not contain {want:?}"))
+                    };
+                }
+                return Err(format!("unexpected error: {e}"));
+            }
+        }
+    }
+    if let Some(want) = &case.error {
+        return Err(format!("expected an error containing {want:?}, got none"));
+    }
+    let golden = case
+        .golden
+        .as_ref()
+        .ok_or("case has neither golden nor error")?;
+    let golden_text = std::fs::read_to_string(dir.join(golden))
+        .map_err(|e| format!("cannot read golden {golden}: {e}"))?;
+    let want = yaml_docs(&golden_text);
+    if want.len() != outputs.len() {
+        return Err(format!(
+            "{} output documents, golden has {}",
+            outputs.len(),
+            want.len()
+        ));
+    }
+    let mut problems = Vec::new();
+    for (i, (g, w)) in outputs.iter().zip(&want).enumerate() {
+        if let Err(d) = compare(g, w) {
+            problems.push(format!(" document {i}:\n{d}"));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
+}
+
+#[test]
+fn istio_conformance_cases() {
+    let (dir, cases) = load_cases();
+    assert!(!cases.is_empty(), "cases.yaml lists no cases");
+    let only = std::env::var("CASE").ok();
+    let mut failures = Vec::new();
+    let mut ran = 0;
+    for case in &cases {
+        if only.as_deref().is_some_and(|o| o != case.name) {
+            continue;
+        }
+        ran += 1;
+        if let Err(why) = run_case(&dir, case) {
+            failures.push(format!("FAIL {}:\n{why}", case.name));
+        }
+    }
+    assert!(ran > 0, "no case is named {only:?}");
+    if !failures.is_empty() {
+        let names: Vec<&str> = failures
+            .iter()
+            .map(|f| {
+                f.lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim_start_matches("FAIL ")
+                    .trim_end_matches(':')
+            })
+            .collect();
+        panic!(
+            "{}\n\n{} of {ran} conformance cases fail: {}",
+            failures.join("\n\n"),
+            failures.len(),
+            names.join(", ")
+        );
+    }
+    eprintln!("{ran}/{ran} conformance cases pass");
+}

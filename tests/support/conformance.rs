@@ -1,0 +1,176 @@
+//! Istio's injection conformance cases (../shared/conformance/istio-inject):
+//! loading the cases, building each case's configuration, and the semantic
+//! comparison cases.yaml prescribes. Shared by the engine test and the CLI
+//! test.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use outrigger::config::Config;
+use serde_json::Value;
+
+/// The baseline every case starts from (cases.yaml).
+pub const BASELINE: &[&str] = &[
+    "values.global.hub=registry.istio.io/testing",
+    "values.global.tag=latest",
+];
+
+/// One case of cases.yaml.
+#[derive(Debug, Clone)]
+pub struct Case {
+    /// Its name.
+    pub name: String,
+    /// The input file (relative to the case folder).
+    pub input: String,
+    /// The expected output file, when the case injects or skips.
+    pub golden: Option<String>,
+    /// `--set` overrides.
+    pub set: Vec<String>,
+    /// An IstioOperator values file.
+    pub values: Option<String>,
+    /// The expected error text (lower-case substring).
+    pub error: Option<String>,
+}
+
+/// Where the conformance folder is expected: `../shared/conformance/istio-inject`
+/// beside the repository.
+pub fn case_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("shared")
+        .join("conformance")
+        .join("istio-inject")
+}
+
+/// Loads cases.yaml; panics with the path it looked at when it is absent.
+pub fn load_cases() -> (PathBuf, Vec<Case>) {
+    let dir = case_dir();
+    let file = dir.join("cases.yaml");
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| {
+        panic!(
+            "Istio conformance cases not found: could not read {} ({e}). \
+             The tests read them from ../shared/conformance beside the repository.",
+            file.display()
+        )
+    });
+    let doc: Value = serde_yaml::from_str(&text).expect("cases.yaml is YAML");
+    let cases = doc["cases"]
+        .as_array()
+        .expect("cases.yaml has a cases list")
+        .iter()
+        .map(|c| Case {
+            name: c["name"].as_str().expect("case name").to_string(),
+            input: c["input"].as_str().expect("case input").to_string(),
+            golden: c["golden"].as_str().map(str::to_string),
+            set: c["set"]
+                .as_array()
+                .map(|s| {
+                    s.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            values: c["values"].as_str().map(str::to_string),
+            error: c["error"].as_str().map(str::to_string),
+        })
+        .collect();
+    (dir, cases)
+}
+
+/// The configuration of a case: defaults, baseline, values file, then sets.
+pub fn case_config(dir: &Path, case: &Case) -> Config {
+    let mut cfg = Config::default();
+    for s in BASELINE {
+        cfg.set(s).expect("baseline set");
+    }
+    if let Some(v) = &case.values {
+        let text = std::fs::read_to_string(dir.join(v)).expect("values file");
+        cfg.merge_values_yaml(&text).expect("values file applies");
+    }
+    for s in &case.set {
+        cfg.set(s)
+            .unwrap_or_else(|e| panic!("case {}: --set {s}: {e}", case.name));
+    }
+    cfg
+}
+
+/// Parses every non-empty YAML document of `text`.
+pub fn yaml_docs(text: &str) -> Vec<Value> {
+    use serde::Deserialize;
+    serde_yaml::Deserializer::from_str(text)
+        .map(|d| Value::deserialize(d).expect("YAML document"))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+/// Drops keys whose value is null or `{}`, at any depth.
+pub fn normalize(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut out = serde_json::Map::new();
+            for (k, v) in m {
+                let n = normalize(v);
+                let empty = n.is_null() || n.as_object().is_some_and(|o| o.is_empty());
+                if !empty {
+                    out.insert(k.clone(), n);
+                }
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => Value::Array(items.iter().map(normalize).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Compares semantically; on a difference, returns a readable list of the
+/// differing paths.
+pub fn compare(got: &Value, want: &Value) -> Result<(), String> {
+    let (g, w) = (normalize(got), normalize(want));
+    if g == w {
+        return Ok(());
+    }
+    let mut diffs = Vec::new();
+    diff_paths(&g, &w, String::new(), &mut diffs);
+    Err(diffs.join("\n"))
+}
+
+fn short(v: &Value) -> String {
+    let s = v.to_string();
+    if s.len() > 300 {
+        format!("{}...", &s[..300])
+    } else {
+        s
+    }
+}
+
+fn diff_paths(got: &Value, want: &Value, path: String, out: &mut Vec<String>) {
+    if got == want || out.len() > 40 {
+        return;
+    }
+    match (got, want) {
+        (Value::Object(g), Value::Object(w)) => {
+            for (k, wv) in w {
+                match g.get(k) {
+                    Some(gv) => diff_paths(gv, wv, format!("{path}/{k}"), out),
+                    None => out.push(format!("  missing {path}/{k}: want {}", short(wv))),
+                }
+            }
+            for (k, gv) in g {
+                if !w.contains_key(k) {
+                    out.push(format!("  extra   {path}/{k}: got {}", short(gv)));
+                }
+            }
+        }
+        (Value::Array(g), Value::Array(w)) if g.len() == w.len() => {
+            for (i, (gv, wv)) in g.iter().zip(w).enumerate() {
+                diff_paths(gv, wv, format!("{path}/{i}"), out);
+            }
+        }
+        _ => out.push(format!(
+            "  differ  {path}:\n      got  {}\n      want {}",
+            short(got),
+            short(want)
+        )),
+    }
+}
