@@ -41,11 +41,14 @@ enum Scenario {
 #[derive(Debug, Parser)]
 struct Args {
     /// The webhook's address.
-    #[arg(long)]
-    addr: SocketAddr,
+    #[arg(long, required_unless_present = "print_body")]
+    addr: Option<SocketAddr>,
     /// The CA bundle (PEM) to trust; nothing else is trusted.
+    #[arg(long, required_unless_present = "print_body")]
+    ca: Option<PathBuf>,
+    /// Print the scenario's request body and exit (to reproduce with curl).
     #[arg(long)]
-    ca: PathBuf,
+    print_body: bool,
     /// The TLS server name to verify.
     #[arg(long, default_value = "localhost")]
     server_name: String,
@@ -170,7 +173,8 @@ fn review(scenario: Scenario) -> Bytes {
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
 async fn open(args: &Args, connector: &TlsConnector) -> Result<Sender, String> {
-    let tcp = TcpStream::connect(args.addr)
+    let addr = args.addr.ok_or("--addr is required")?;
+    let tcp = TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let _ = tcp.set_nodelay(true);
@@ -312,7 +316,13 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let args = Arc::new(Args::parse());
-    let pem = std::fs::read(&args.ca).map_err(|e| format!("{}: {e}", args.ca.display()))?;
+    let body = review(args.scenario);
+    if args.print_body {
+        println!("{}", String::from_utf8_lossy(&body));
+        return Ok(());
+    }
+    let ca = args.ca.clone().ok_or("--ca is required")?;
+    let pem = std::fs::read(&ca).map_err(|e| format!("{}: {e}", ca.display()))?;
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(&pem) {
         roots
@@ -328,7 +338,6 @@ async fn main() -> Result<(), String> {
     .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let connector = TlsConnector::from(Arc::new(config));
-    let body = review(args.scenario);
 
     // Check the scenario once, on its own connection.
     let mut probe = open(&args, &connector).await?;
