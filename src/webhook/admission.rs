@@ -226,24 +226,48 @@ pub fn kind_label(kind: &str) -> &'static str {
         .map_or("other", |(k, _, _)| k)
 }
 
-/// Serializes the response review. kube-core keeps `patch` as raw bytes,
-/// which serde writes as an array of numbers, while the API server expects
-/// the JSON patch base64-encoded (kube-rs issue 1781); so the patch is set
-/// here, with its `patchType`.
+/// The response review as written on the wire: kube-core's response, with
+/// the patch base64-encoded. kube-core keeps `patch` as raw bytes, which
+/// serde writes as an array of numbers, while the API server expects base64
+/// (kube-rs issue 1781); so the patch is set here, with its `patchType`, and
+/// kube-core's own `patch` stays empty.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WireReview<'a> {
+    api_version: &'a str,
+    kind: &'a str,
+    response: WireResponse<'a>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WireResponse<'a> {
+    #[serde(flatten)]
+    response: &'a AdmissionResponse,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+}
+
+/// Serializes the response review, in the request's `apiVersion`.
 fn encode_response(response: AdmissionResponse, patch: Option<&json_patch::Patch>) -> Vec<u8> {
-    let review = response.into_review();
-    let mut out = match serde_json::to_value(&review) {
-        Ok(out) => out,
-        // kube-core's types always serialize; keep the answer well-formed anyway.
-        Err(_) => Value::Null,
-    };
-    if let (Some(patch), Some(Value::Object(response))) = (patch, out.get_mut("response")) {
+    let patch = patch.map(|patch| {
+        // A json_patch::Patch always serializes.
         let bytes = serde_json::to_vec(patch).unwrap_or_else(|_| b"[]".to_vec());
-        let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
-        response.insert("patch".into(), Value::String(encoded));
-        response.insert("patchType".into(), Value::String("JSONPatch".into()));
-    }
-    serde_json::to_vec(&out).unwrap_or_default()
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    });
+    let wire = WireReview {
+        api_version: &response.types.api_version,
+        kind: &response.types.kind,
+        response: WireResponse {
+            response: &response,
+            patch_type: patch.as_ref().map(|_| "JSONPatch"),
+            patch,
+        },
+    };
+    // Plain structs, strings and maps: serialization cannot fail.
+    serde_json::to_vec(&wire).unwrap_or_default()
 }
 
 fn object_name(request: &AdmissionRequest<DynamicObject>, object: Option<&Value>) -> String {
