@@ -342,3 +342,52 @@ async fn the_standalone_ca_is_reused_across_restarts() {
     assert_eq!(answer["response"]["allowed"], true);
     drop(first);
 }
+
+/// A TLS client with only `versions`, trusting only `bundle`, offering `alpn`.
+async fn handshake(
+    server: &Server,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    let bundle = server.bundle();
+    use rustls_pki_types::pem::PemObject as _;
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(bundle.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(versions)
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let tcp = tokio::net::TcpStream::connect(server.listen).await.unwrap();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(
+            rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn tls_1_2_and_1_3_with_alpn_h2_and_http1() {
+    let server = Server::standalone("tls", &[]);
+    let tls13 = handshake(&server, &[&rustls::version::TLS13], &[b"h2", b"http/1.1"]).await;
+    let (_, conn) = tls13.get_ref();
+    assert_eq!(
+        conn.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_3)
+    );
+    assert_eq!(conn.alpn_protocol(), Some(&b"h2"[..]));
+    let tls12 = handshake(&server, &[&rustls::version::TLS12], &[b"http/1.1"]).await;
+    let (_, conn) = tls12.get_ref();
+    assert_eq!(
+        conn.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
+    assert_eq!(conn.alpn_protocol(), Some(&b"http/1.1"[..]));
+}
