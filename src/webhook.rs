@@ -3,13 +3,15 @@
 //!
 //! This file holds the HTTP surface ([`router`] and its handlers); the parts
 //! live beside it: [`admission`] (request bytes to response bytes, no HTTP),
-//! [`preview`], [`body`] (415/413), [`overload`] (503), [`error`] (the one
+//! [`preview`], [`body`] (415/413), [`overload`] (503), [`drain`]
+//! (`Connection: close` while shutting down), [`error`] (the one
 //! error type), [`tls`] and [`standalone_ca`] (the serving certificate),
 //! [`reload`] (watching files), [`monitoring`] (`/healthz`, `/readyz`,
 //! `/metrics`), [`metrics`], and [`server`] (listeners and graceful shutdown).
 
 pub mod admission;
 pub mod body;
+pub mod drain;
 pub mod error;
 pub mod metrics;
 pub mod monitoring;
@@ -36,6 +38,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::webhook::admission::Verdict;
+use crate::webhook::drain::Draining;
 use crate::webhook::error::ApiError;
 use crate::webhook::metrics::{RequestResult, WebhookMetrics};
 use crate::webhook::overload::Overload;
@@ -74,6 +77,8 @@ pub struct AppState {
     pub metrics: WebhookMetrics,
     /// Request limits.
     pub limits: Limits,
+    /// Set when a graceful shutdown begins.
+    pub draining: Draining,
 }
 
 /// The webhook port's routes: `POST /inject` (and `/inject/...`, as Istio's
@@ -90,6 +95,10 @@ pub fn router(state: AppState) -> Router {
         .route("/inject/{*rest}", post(inject))
         .route("/preview", post(preview))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.draining.clone(),
+            drain::close_when_draining,
+        ))
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(
             overload,

@@ -3,8 +3,10 @@
 //! both files fresh, and shut down gracefully.
 //!
 //! Shutdown, once the `shutdown` future given to [`serve`] completes (the CLI
-//! passes SIGTERM/SIGINT): `/readyz` turns false at once; new connections are
-//! still accepted for `shutdown_delay`, while the Service's endpoints drain;
+//! passes SIGTERM/SIGINT): `/readyz` turns false at once and HTTP/1.x
+//! responses start carrying `Connection: close` (see [`crate::webhook::drain`]);
+//! new connections are still accepted for `shutdown_delay`, while the
+//! Service's endpoints drain;
 //! then the listener closes and in-flight requests get up to
 //! `shutdown_grace` to finish; then [`serve`] returns.
 
@@ -27,6 +29,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::Config;
 use crate::metrics::MetricsRegistry;
+use crate::webhook::drain::Draining;
 use crate::webhook::metrics::WebhookMetrics;
 use crate::webhook::monitoring::{self, Readiness};
 use crate::webhook::reload::{self, FileSet};
@@ -171,10 +174,12 @@ pub async fn serve(
         )),
     }
 
+    let draining = Draining::default();
     let app = crate::webhook::router(AppState {
         config,
         metrics,
         limits: options.limits,
+        draining: draining.clone(),
     });
     let (stop_accepting, accepting) = watch::channel(false);
     let webhook = tokio::spawn(accept_loop(
@@ -206,6 +211,7 @@ pub async fn serve(
 
     shutdown.await;
     readiness.set_shutting_down();
+    draining.start();
     info!(
         delay_ms = options.shutdown_delay.as_millis() as u64,
         "shutdown: not ready; still accepting connections while endpoints drain"

@@ -20,6 +20,7 @@ fn state(limits: Limits) -> AppState {
         config: Arc::new(ArcSwap::from_pointee(Config::default())),
         metrics: WebhookMetrics::register(&MetricsRegistry::new()),
         limits,
+        draining: Draining::default(),
     }
 }
 
@@ -241,4 +242,35 @@ async fn a_request_past_its_timeout_gets_503() {
         body["error"].as_str().unwrap().contains("timeout"),
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn while_draining_http1_responses_close_the_connection() {
+    let state = state(Limits::default());
+    let draining = state.draining.clone();
+    let router = router(state);
+    let request = |version| {
+        let mut request = post("/inject", Some("application/json"), review_body());
+        *request.version_mut() = version;
+        request
+    };
+    let response = router
+        .clone()
+        .oneshot(request(axum::http::Version::HTTP_11))
+        .await
+        .unwrap();
+    assert!(response.headers().get("connection").is_none());
+    draining.start();
+    let response = router
+        .clone()
+        .oneshot(request(axum::http::Version::HTTP_11))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["connection"], "close");
+    let response = router
+        .oneshot(request(axum::http::Version::HTTP_2))
+        .await
+        .unwrap();
+    assert!(response.headers().get("connection").is_none());
 }
