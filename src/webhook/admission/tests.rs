@@ -288,3 +288,22 @@ fn kind_labels_are_bounded() {
     assert_eq!(kind_label("CronJob"), "CronJob");
     assert_eq!(kind_label("SomethingNew"), "other");
 }
+
+#[test]
+fn the_slow_encoding_gives_the_same_answer_as_the_fast_one() {
+    let admitted = admit(
+        &review("admission.k8s.io/v1", "", "Pod", "CREATE", &pod()),
+        &Config::default(),
+    )
+    .unwrap();
+    let fast = response_of(&admitted);
+    let patch = base64::engine::general_purpose::STANDARD
+        .decode(fast["response"]["patch"].as_str().unwrap())
+        .unwrap();
+    let mut stripped = fast.clone();
+    let response = stripped["response"].as_object_mut().unwrap();
+    response.remove("patch");
+    response.remove("patchType");
+    let slow = encode_response_slowly(&serde_json::to_vec(&stripped).unwrap(), &patch);
+    assert_eq!(serde_json::from_slice::<Value>(&slow).unwrap(), fast);
+}
