@@ -391,3 +391,31 @@ async fn tls_1_2_and_1_3_with_alpn_h2_and_http1() {
     );
     assert_eq!(conn.alpn_protocol(), Some(&b"http/1.1"[..]));
 }
+
+#[tokio::test]
+async fn each_admission_is_one_structured_log_line() {
+    let server = Server::standalone("logline", &[]);
+    let client = client(&server.bundle());
+    post_review(
+        &client,
+        &server,
+        &review("admission.k8s.io/v1", "apps", "CREATE", &deployment()),
+    )
+    .await;
+    server.wait_for_log("\"uid\":\"uid-Deployment-CREATE\"");
+    let log = server.log();
+    let lines: Vec<Value> = log
+        .lines()
+        .filter(|l| l.contains("uid-Deployment-CREATE"))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    let fields = &lines[0]["fields"];
+    assert_eq!(fields["message"], "admission");
+    assert_eq!(fields["kind"], "Deployment");
+    assert_eq!(fields["namespace"], "shop");
+    assert_eq!(fields["name"], "api");
+    assert_eq!(fields["operation"], "CREATE");
+    assert_eq!(fields["decision"], "injected");
+    assert!(fields["duration_us"].is_u64(), "{fields}");
+}
