@@ -143,11 +143,12 @@ impl Server {
         }
     }
 
-    /// Sends a signal (`TERM`, `INT`) with kill(1).
+    /// Sends a signal (`TERM`, `INT`) with bash's built-in `kill`, so no
+    /// package beyond bash is needed.
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.pid().to_string())
+        let status = Command::new("bash")
+            .arg("-c")
+            .arg(format!("kill -{name} {}", self.pid()))
             .status()
             .unwrap();
         assert!(status.success());
