@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
+use outrigger::metrics::MetricsRegistry;
 use outrigger::webhook::Limits;
 use outrigger::webhook::server::{self, ServeOptions, TlsSource};
 use tracing::info;
@@ -111,6 +112,7 @@ impl ServeFlags {
             shutdown_grace: self.shutdown_grace,
             reload_interval: Duration::from_secs(1),
             addresses_out: self.addresses_out,
+            registry: MetricsRegistry::new(),
         }
     }
 }

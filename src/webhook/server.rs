@@ -85,6 +85,10 @@ pub struct ServeOptions {
     /// A file to write the bound addresses to, as JSON
     /// `{"listen": "...", "monitoring": "..."}`, once both are ready.
     pub addresses_out: Option<PathBuf>,
+    /// The process's metrics registry: the webhook registers its metrics
+    /// here and `/metrics` serves everything in it, so the other parts of
+    /// `outrigger serve` (CA service, controllers) register into the same.
+    pub registry: MetricsRegistry,
 }
 
 /// The server could not start.
@@ -130,7 +134,7 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    let registry = MetricsRegistry::new();
+    let registry = options.registry.clone();
     let metrics = WebhookMetrics::register(&registry);
     let readiness = Arc::new(Readiness::default());
 
