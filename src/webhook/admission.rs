@@ -42,6 +42,16 @@ const INJECTED_KINDS: [(&str, &[&str], &[Operation]); 8] = [
 const APPS: &[&str] = &["apps", "extensions"];
 const CREATE_UPDATE: &[Operation] = &[Operation::Create, Operation::Update];
 
+/// The webhook's own skip reasons (besides the engine's
+/// [`crate::inject::SKIP_REASONS`]): a kind it never injects, an operation
+/// it does not inject on, a subresource, a review without an object.
+pub const WEBHOOK_SKIP_REASONS: [&str; 4] = [
+    "ignored-kind",
+    "ignored-operation",
+    "subresource",
+    "no-object",
+];
+
 /// A request body that is not an admission review this webhook can answer:
 /// HTTP 400, with this message.
 #[derive(Debug, thiserror::Error)]

@@ -14,6 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 use crate::metrics::MetricsRegistry;
+use crate::webhook::admission;
 
 /// How one request ended, as counted in `outrigger_injection_requests_total`.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
@@ -96,6 +97,12 @@ impl WebhookMetrics {
             "Unix time at which the webhook's serving certificate expires",
             metrics.certificate_expiry.clone(),
         );
+        // Every skip series exists from the start (at 0), so that rates and
+        // alerts see a series before its first skip.
+        let engine = crate::inject::SKIP_REASONS.iter();
+        for reason in engine.chain(admission::WEBHOOK_SKIP_REASONS.iter()) {
+            let _ = metrics.skips.get_or_create(&SkipLabels { reason });
+        }
         metrics
     }
 
@@ -123,5 +130,24 @@ impl WebhookMetrics {
     /// Records the serving certificate's `notAfter`, in Unix seconds.
     pub fn set_certificate_expiry(&self, not_after_unix: i64) {
         self.certificate_expiry.set(not_after_unix);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_skip_reason_is_exported_from_the_start() {
+        let registry = MetricsRegistry::new();
+        let _metrics = WebhookMetrics::register(&registry);
+        let text = registry.encode();
+        for reason in crate::inject::SKIP_REASONS
+            .iter()
+            .chain(admission::WEBHOOK_SKIP_REASONS.iter())
+        {
+            let series = format!("outrigger_injection_skips_total{{reason=\"{reason}\"}} 0");
+            assert!(text.contains(&series), "{series} missing:\n{text}");
+        }
     }
 }
