@@ -12,5 +12,6 @@ pub mod cluster;
 pub mod config;
 pub mod inject;
 pub mod iptables;
+pub mod metrics;
 pub mod preview;
 pub mod webhook;

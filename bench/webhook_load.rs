@@ -1,0 +1,393 @@
+//! Load generator for `outrigger serve` (driven by `bench/webhook`).
+//!
+//! Opens N keep-alive HTTPS connections (HTTP/1.1, trusting only the given CA
+//! bundle) and posts `AdmissionReview`s of a typical Deployment for a fixed
+//! time, either as fast as each connection allows (closed loop) or at a fixed
+//! total rate (open loop: latency is measured from each request's scheduled
+//! start, so a stalled server is not hidden by the generator waiting). Prints
+//! one JSON line: requests, errors, throughput, p50/p99/max latency.
+//!
+//! Scenarios: `inject` (the Deployment gets the sidecar) and `skip` (the same
+//! Deployment with `sidecar.istio.io/inject: "false"` on its pod template:
+//! TLS, HTTP and parsing only). The first answer is checked to be what the
+//! scenario claims, so a mislabelled run fails instead of misleading.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use clap::{Parser, ValueEnum};
+use http_body_util::{BodyExt as _, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, ServerName};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    /// A typical Deployment that gets the sidecar.
+    Inject,
+    /// The same Deployment, opted out: the floor.
+    Skip,
+}
+
+/// Drive `outrigger serve` with AdmissionReviews.
+#[derive(Debug, Parser)]
+struct Args {
+    /// The webhook's address.
+    #[arg(long, required_unless_present = "print_body")]
+    addr: Option<SocketAddr>,
+    /// The CA bundle (PEM) to trust; nothing else is trusted.
+    #[arg(long, required_unless_present = "print_body")]
+    ca: Option<PathBuf>,
+    /// Print the scenario's request body and exit (to reproduce with curl).
+    #[arg(long)]
+    print_body: bool,
+    /// The TLS server name to verify.
+    #[arg(long, default_value = "localhost")]
+    server_name: String,
+    /// Keep-alive connections.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Seconds to run.
+    #[arg(long, default_value_t = 20.0)]
+    seconds: f64,
+    /// Total requests per second across all connections (0: as fast as
+    /// possible).
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// What to post.
+    #[arg(long, value_enum)]
+    scenario: Scenario,
+}
+
+/// A typical Deployment as the API server sends it in a CREATE review.
+fn deployment(opted_out: bool) -> Value {
+    let mut template_annotations =
+        json!({"prometheus.io/scrape": "true", "prometheus.io/port": "9090"});
+    if opted_out {
+        template_annotations["sidecar.istio.io/inject"] = json!("false");
+    }
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "checkout",
+            "namespace": "shop",
+            "labels": {"app": "checkout", "version": "v3", "team": "payments"},
+            "annotations": {"deployment.kubernetes.io/revision": "1"}
+        },
+        "spec": {
+            "replicas": 3,
+            "revisionHistoryLimit": 10,
+            "progressDeadlineSeconds": 600,
+            "selector": {"matchLabels": {"app": "checkout"}},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
+            "template": {
+                "metadata": {
+                    "labels": {"app": "checkout", "version": "v3"},
+                    "annotations": template_annotations
+                },
+                "spec": {
+                    "serviceAccountName": "checkout",
+                    "terminationGracePeriodSeconds": 30,
+                    "dnsPolicy": "ClusterFirst",
+                    "restartPolicy": "Always",
+                    "schedulerName": "default-scheduler",
+                    "securityContext": {"runAsNonRoot": true, "fsGroup": 2000},
+                    "containers": [{
+                        "name": "checkout",
+                        "image": "registry.example.com/shop/checkout:3.14.1",
+                        "imagePullPolicy": "IfNotPresent",
+                        "args": ["--port=8080", "--metrics-port=9090", "--log-level=info"],
+                        "ports": [
+                            {"name": "http", "containerPort": 8080, "protocol": "TCP"},
+                            {"name": "metrics", "containerPort": 9090, "protocol": "TCP"}
+                        ],
+                        "env": [
+                            {"name": "DATABASE_URL", "valueFrom": {"secretKeyRef": {"name": "checkout-db", "key": "url"}}},
+                            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}},
+                            {"name": "CART_SERVICE", "value": "cart.shop.svc.cluster.local:8080"},
+                            {"name": "PAYMENT_SERVICE", "value": "payment.shop.svc.cluster.local:8080"}
+                        ],
+                        "resources": {
+                            "requests": {"cpu": "250m", "memory": "256Mi"},
+                            "limits": {"cpu": "1", "memory": "512Mi"}
+                        },
+                        "readinessProbe": {
+                            "httpGet": {"path": "/ready", "port": 8080, "scheme": "HTTP"},
+                            "initialDelaySeconds": 5, "periodSeconds": 10, "timeoutSeconds": 1,
+                            "successThreshold": 1, "failureThreshold": 3
+                        },
+                        "livenessProbe": {
+                            "httpGet": {"path": "/healthz", "port": 8080, "scheme": "HTTP"},
+                            "initialDelaySeconds": 15, "periodSeconds": 20, "timeoutSeconds": 1,
+                            "successThreshold": 1, "failureThreshold": 3
+                        },
+                        "volumeMounts": [
+                            {"name": "config", "mountPath": "/etc/checkout", "readOnly": true},
+                            {"name": "tmp", "mountPath": "/tmp"}
+                        ],
+                        "terminationMessagePath": "/dev/termination-log",
+                        "terminationMessagePolicy": "File"
+                    }],
+                    "volumes": [
+                        {"name": "config", "configMap": {"name": "checkout-config", "defaultMode": 420}},
+                        {"name": "tmp", "emptyDir": {}}
+                    ]
+                }
+            }
+        }
+    })
+}
+
+fn review(scenario: Scenario) -> Bytes {
+    let review = json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "7c1ab3f2-5d0e-4f7b-9a38-2b8e6c4d1f90",
+            "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+            "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
+            "requestKind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+            "requestResource": {"group": "apps", "version": "v1", "resource": "deployments"},
+            "name": "checkout",
+            "namespace": "shop",
+            "operation": "CREATE",
+            "userInfo": {"username": "kubernetes-admin", "groups": ["system:masters", "system:authenticated"]},
+            "object": deployment(scenario == Scenario::Skip),
+            "oldObject": null,
+            "dryRun": false,
+            "options": {"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1", "fieldManager": "kubectl-client-side-apply"}
+        }
+    });
+    Bytes::from(serde_json::to_vec(&review).expect("serializable"))
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+async fn open(args: &Args, connector: &TlsConnector) -> Result<Sender, String> {
+    let addr = args.addr.ok_or("--addr is required")?;
+    let tcp = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    let name = ServerName::try_from(args.server_name.clone()).map_err(|e| e.to_string())?;
+    let tls = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS: {e}"))?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| format!("HTTP: {e}"))?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+/// One request; the response body on 200.
+async fn post(sender: &mut Sender, body: &Bytes) -> Result<Bytes, String> {
+    sender.ready().await.map_err(|e| e.to_string())?;
+    let request = Request::post("/inject")
+        .header("host", "localhost")
+        .header("content-type", "application/json")
+        .body(Full::new(body.clone()))
+        .map_err(|e| e.to_string())?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    if status != 200 {
+        return Err(format!(
+            "HTTP {status}: {}",
+            String::from_utf8_lossy(&bytes)
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Checks that the answer is what the scenario claims.
+fn check_answer(scenario: Scenario, bytes: &[u8]) -> Result<(), String> {
+    let answer: Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    let response = &answer["response"];
+    if response["allowed"] != true {
+        return Err(format!("not allowed: {response}"));
+    }
+    let patch = response.get("patch").and_then(Value::as_str);
+    match (scenario, patch) {
+        (Scenario::Inject, Some(p)) => {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(p)
+                .map_err(|e| e.to_string())?;
+            eprintln!("inject: patch of {} bytes", decoded.len());
+            Ok(())
+        }
+        (Scenario::Skip, None) => Ok(()),
+        (Scenario::Inject, None) => Err("scenario inject, but the answer has no patch".into()),
+        (Scenario::Skip, Some(_)) => Err("scenario skip, but the answer has a patch".into()),
+    }
+}
+
+struct WorkerResult {
+    latencies_us: Vec<u32>,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+async fn worker(
+    args: Arc<Args>,
+    connector: TlsConnector,
+    body: Bytes,
+    index: usize,
+    start: Instant,
+    end: Instant,
+) -> WorkerResult {
+    let mut result = WorkerResult {
+        latencies_us: Vec::with_capacity(1 << 16),
+        errors: 0,
+        first_error: None,
+    };
+    let mut sender = match open(&args, &connector).await {
+        Ok(sender) => sender,
+        Err(e) => {
+            result.errors += 1;
+            result.first_error = Some(e);
+            return result;
+        }
+    };
+    // Open loop: this connection's share of the rate, staggered.
+    let interval =
+        (args.rate > 0.0).then(|| Duration::from_secs_f64(args.connections as f64 / args.rate));
+    let mut scheduled = start
+        + interval.map_or(Duration::ZERO, |i| {
+            i.mul_f64(index as f64 / args.connections as f64)
+        });
+    loop {
+        if interval.is_some() {
+            if scheduled >= end {
+                break;
+            }
+            tokio::time::sleep_until(scheduled.into()).await;
+        } else if Instant::now() >= end {
+            break;
+        }
+        let t0 = interval.map_or_else(Instant::now, |_| scheduled);
+        match post(&mut sender, &body).await {
+            Ok(_) => {
+                let us = t0.elapsed().as_micros().min(u32::MAX as u128) as u32;
+                result.latencies_us.push(us);
+            }
+            Err(e) => {
+                result.errors += 1;
+                result.first_error.get_or_insert(e);
+                match open(&args, &connector).await {
+                    Ok(s) => sender = s,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                }
+            }
+        }
+        if let Some(interval) = interval {
+            scheduled += interval;
+        }
+    }
+    result
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1] as f64 / 1000.0
+}
+
+#[tokio::main]
+async fn main() -> Result<(), String> {
+    let args = Arc::new(Args::parse());
+    let body = review(args.scenario);
+    if args.print_body {
+        println!("{}", String::from_utf8_lossy(&body));
+        return Ok(());
+    }
+    let ca = args.ca.clone().ok_or("--ca is required")?;
+    let pem = std::fs::read(&ca).map_err(|e| format!("{}: {e}", ca.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        roots
+            .add(cert.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = TlsConnector::from(Arc::new(config));
+
+    // Check the scenario once, on its own connection.
+    let mut probe = open(&args, &connector).await?;
+    check_answer(args.scenario, &post(&mut probe, &body).await?)?;
+    drop(probe);
+
+    let start = Instant::now() + Duration::from_millis(200);
+    let end = start + Duration::from_secs_f64(args.seconds);
+    let workers: Vec<_> = (0..args.connections)
+        .map(|i| {
+            tokio::spawn(worker(
+                args.clone(),
+                connector.clone(),
+                body.clone(),
+                i,
+                start,
+                end,
+            ))
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    let mut first_error = None;
+    for w in workers {
+        let r = w.await.map_err(|e| e.to_string())?;
+        latencies.extend(r.latencies_us);
+        errors += r.errors;
+        if first_error.is_none() {
+            first_error = r.first_error;
+        }
+    }
+    let elapsed = Instant::now()
+        .saturating_duration_since(start)
+        .as_secs_f64()
+        .max(args.seconds);
+    latencies.sort_unstable();
+    let out = json!({
+        "scenario": format!("{:?}", args.scenario).to_lowercase(),
+        "connections": args.connections,
+        "seconds": args.seconds,
+        "target_rate": args.rate,
+        "body_bytes": body.len(),
+        "requests": latencies.len(),
+        "errors": errors,
+        "first_error": first_error,
+        "throughput_rps": (latencies.len() as f64 / elapsed).round(),
+        "p50_ms": percentile(&latencies, 50.0),
+        "p99_ms": percentile(&latencies, 99.0),
+        "max_ms": latencies.last().map_or(f64::NAN, |m| *m as f64 / 1000.0),
+    });
+    println!("{out}");
+    Ok(())
+}

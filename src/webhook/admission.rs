@@ -1,0 +1,330 @@
+//! One admission review, from request bytes to response bytes, around the
+//! engine. No HTTP and no IO here: the handler in [`crate::webhook`] reads the
+//! body, calls [`admit`], logs and counts the [`Summary`], and writes the bytes.
+//!
+//! Implements the mutating side of Kubernetes' [dynamic admission control]:
+//! `admission.k8s.io/v1` and `v1beta1` reviews are answered in the request's
+//! own version, echoing its `uid`. Pods are injected on `CREATE`; pod-owning
+//! workloads on `CREATE` and `UPDATE` (so that editing a Deployment's template
+//! keeps its sidecar); everything else is allowed unchanged. `dryRun` requests
+//! are answered identically: nothing here has side effects.
+//!
+//! The object is handed to the engine exactly as the API server sent it (a raw
+//! JSON value, not a typed round trip), so that fields this build does not
+//! know survive and the patch's paths match the API server's object.
+//!
+//! [dynamic admission control]: https://kubernetes.io/docs/reference/access-authn-authz/extensible-admission-controllers/
+
+use base64::Engine as _;
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use kube::core::response::StatusSummary;
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::inject::{self, Context, Outcome};
+
+/// The `apiVersion`s of `AdmissionReview` this webhook answers.
+pub const SUPPORTED_VERSIONS: [&str; 2] = ["admission.k8s.io/v1", "admission.k8s.io/v1beta1"];
+
+/// Kinds that are injected, with their API groups and the operations that
+/// inject them. The kind names double as the bounded `kind` metric label.
+const INJECTED_KINDS: [(&str, &[&str], &[Operation]); 8] = [
+    ("Pod", &[""], &[Operation::Create]),
+    ("Deployment", APPS, CREATE_UPDATE),
+    ("StatefulSet", APPS, CREATE_UPDATE),
+    ("DaemonSet", APPS, CREATE_UPDATE),
+    ("ReplicaSet", APPS, CREATE_UPDATE),
+    ("Job", &["batch"], CREATE_UPDATE),
+    ("CronJob", &["batch"], CREATE_UPDATE),
+    ("ReplicationController", &[""], CREATE_UPDATE),
+];
+const APPS: &[&str] = &["apps", "extensions"];
+const CREATE_UPDATE: &[Operation] = &[Operation::Create, Operation::Update];
+
+/// The webhook's own skip reasons (besides the engine's
+/// [`crate::inject::SKIP_REASONS`]): a kind it never injects, an operation
+/// it does not inject on, a subresource, a review without an object.
+pub const WEBHOOK_SKIP_REASONS: [&str; 4] = [
+    "ignored-kind",
+    "ignored-operation",
+    "subresource",
+    "no-object",
+];
+
+/// A request body that is not an admission review this webhook can answer:
+/// HTTP 400, with this message.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    /// Not JSON at all.
+    #[error("the request body is not valid JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    /// JSON, but not an object.
+    #[error("the request body is not a JSON object: expected an AdmissionReview")]
+    NotAnObject,
+    /// Some other kind of object.
+    #[error("the request body has kind {0}: expected kind \"AdmissionReview\"")]
+    WrongKind(String),
+    /// An `AdmissionReview` of a version this webhook does not speak.
+    #[error(
+        "the AdmissionReview has apiVersion {0}: expected \"admission.k8s.io/v1\" or \"admission.k8s.io/v1beta1\""
+    )]
+    WrongVersion(String),
+    /// A review without a `request`.
+    #[error("the AdmissionReview has no request")]
+    MissingRequest,
+    /// A `request` whose fields do not have the expected form.
+    #[error("the AdmissionReview's request is malformed: {0}")]
+    MalformedRequest(#[source] serde_json::Error),
+    /// `request.object` is present but not a JSON object.
+    #[error("the AdmissionReview's request.object is not a JSON object")]
+    ObjectNotAnObject,
+}
+
+/// What happened to one review, for the log line and the metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Allowed with a patch adding the sidecar.
+    Injected,
+    /// Allowed unchanged, for this stable reason (the engine's skip names,
+    /// plus `ignored-kind`, `ignored-operation`, `subresource`, `no-object`).
+    Skipped(&'static str),
+    /// Denied with this message (HTTP 200, `allowed: false`, code 400).
+    Denied(String),
+}
+
+impl Verdict {
+    /// One word for logs: `injected`, `skipped` or `denied`.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Verdict::Injected => "injected",
+            Verdict::Skipped(_) => "skipped",
+            Verdict::Denied(_) => "denied",
+        }
+    }
+}
+
+/// Who and what a review was about, and its verdict.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// The request's `uid`.
+    pub uid: String,
+    /// The request's kind (`request.kind.kind`).
+    pub kind: String,
+    /// The request's namespace (empty for cluster-scoped objects).
+    pub namespace: String,
+    /// The object's name, else its `generateName`, else empty.
+    pub name: String,
+    /// `CREATE`, `UPDATE`, `DELETE` or `CONNECT`.
+    pub operation: &'static str,
+    /// Whether the API server will persist nothing.
+    pub dry_run: bool,
+    /// The answer.
+    pub verdict: Verdict,
+}
+
+/// An answered review: the response body and what it said.
+#[derive(Debug, Clone)]
+pub struct Admitted {
+    /// The serialized `AdmissionReview` response, in the request's version.
+    pub body: Vec<u8>,
+    /// For logging and metrics.
+    pub summary: Summary,
+}
+
+/// Answers one `AdmissionReview` (request body bytes) with `config`.
+pub fn admit(body: &[u8], config: &Config) -> Result<Admitted, ReviewError> {
+    let mut doc: Value = serde_json::from_slice(body).map_err(ReviewError::NotJson)?;
+    let top = doc.as_object_mut().ok_or(ReviewError::NotAnObject)?;
+    match top.get("kind") {
+        Some(Value::String(kind)) if kind == "AdmissionReview" => {}
+        other => return Err(ReviewError::WrongKind(describe(other))),
+    }
+    match top.get("apiVersion") {
+        Some(Value::String(v)) if SUPPORTED_VERSIONS.contains(&v.as_str()) => {}
+        other => return Err(ReviewError::WrongVersion(describe(other))),
+    }
+    // Keep the object raw (lossless) and leave only the small envelope to the
+    // typed parse; the old object is never needed.
+    let request = match top.get_mut("request") {
+        Some(Value::Object(request)) => request,
+        None | Some(Value::Null) => return Err(ReviewError::MissingRequest),
+        Some(_) => {
+            return Err(ReviewError::MalformedRequest(serde::de::Error::custom(
+                "request is not a JSON object",
+            )));
+        }
+    };
+    let object = request.remove("object").filter(|o| !o.is_null());
+    request.remove("oldObject");
+    let review: AdmissionReview<DynamicObject> =
+        serde_json::from_value(doc).map_err(ReviewError::MalformedRequest)?;
+    let request: AdmissionRequest<DynamicObject> =
+        review.try_into().map_err(|_| ReviewError::MissingRequest)?;
+    if object.as_ref().is_some_and(|o| !o.is_object()) {
+        return Err(ReviewError::ObjectNotAnObject);
+    }
+
+    let mut summary = Summary {
+        uid: request.uid.clone(),
+        kind: request.kind.kind.clone(),
+        namespace: request.namespace.clone().unwrap_or_default(),
+        name: object_name(&request, object.as_ref()),
+        operation: operation_name(&request.operation),
+        dry_run: request.dry_run,
+        verdict: Verdict::Skipped("no-object"),
+    };
+    let mut response = AdmissionResponse::from(&request);
+    let mut patch = None;
+    summary.verdict = match (injects(&request), object) {
+        (Err(reason), _) => Verdict::Skipped(reason),
+        (Ok(()), None) => Verdict::Skipped("no-object"),
+        (Ok(()), Some(object)) => {
+            let ctx = Context {
+                namespace: request.namespace.clone().filter(|ns| !ns.is_empty()),
+                namespace_labels: None,
+            };
+            match inject::inject(&object, &ctx, config) {
+                Ok(Outcome::Injected { patch: p, .. }) => {
+                    patch = Some(p);
+                    Verdict::Injected
+                }
+                Ok(Outcome::Skipped { reason }) => Verdict::Skipped(reason.name()),
+                Err(err) => {
+                    let message = err.to_string();
+                    response = response.deny(&message);
+                    response.result.code = 400;
+                    response.result.status = Some(StatusSummary::Failure);
+                    response.result.reason = "BadRequest".into();
+                    Verdict::Denied(message)
+                }
+            }
+        }
+    };
+    let body = encode_response(response, patch.as_ref());
+    Ok(Admitted { body, summary })
+}
+
+/// Why this request is not one to inject, if it is not.
+fn injects(request: &AdmissionRequest<DynamicObject>) -> Result<(), &'static str> {
+    let gvk = &request.kind;
+    let Some((_, _, operations)) = INJECTED_KINDS
+        .iter()
+        .find(|(kind, groups, _)| *kind == gvk.kind && groups.contains(&gvk.group.as_str()))
+    else {
+        return Err("ignored-kind");
+    };
+    if request
+        .sub_resource
+        .as_deref()
+        .is_some_and(|s| !s.is_empty())
+    {
+        return Err("subresource");
+    }
+    if !operations.contains(&request.operation) {
+        return Err("ignored-operation");
+    }
+    Ok(())
+}
+
+/// The request kind as a bounded metric label: an injected kind's name, or
+/// `other`.
+pub fn kind_label(kind: &str) -> &'static str {
+    INJECTED_KINDS
+        .iter()
+        .find(|(k, _, _)| *k == kind)
+        .map_or("other", |(k, _, _)| k)
+}
+
+/// The response review as written on the wire: kube-core's response, in
+/// the request's `apiVersion`. kube-core keeps `patch` as raw bytes, which
+/// serde writes as an array of numbers, while the API server expects base64
+/// (kube-rs issue 1781); so the patch is added by [`encode_response`], and
+/// kube-core's own `patch` stays empty.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WireReview<'a> {
+    api_version: &'a str,
+    kind: &'a str,
+    response: &'a AdmissionResponse,
+}
+
+/// Serializes the response review, with the patch (if any) base64-encoded.
+///
+/// The base64 text is spliced in as is: its alphabet never needs JSON
+/// escaping, and running ~10 KB through serde's string escaper was the
+/// largest cost of an injecting review outside the engine.
+fn encode_response(response: AdmissionResponse, patch: Option<&json_patch::Patch>) -> Vec<u8> {
+    let wire = WireReview {
+        api_version: &response.types.api_version,
+        kind: &response.types.kind,
+        response: &response,
+    };
+    // Plain structs, strings and maps: serialization cannot fail.
+    let mut out = serde_json::to_vec(&wire).unwrap_or_default();
+    let Some(patch) = patch else {
+        return out;
+    };
+    // A json_patch::Patch always serializes.
+    let patch = serde_json::to_vec(patch).unwrap_or_else(|_| b"[]".to_vec());
+    let encoded_len = base64::encoded_len(patch.len(), true).unwrap_or(0);
+    // `out` ends with the response object's `}` and the review's `}`.
+    if !out.ends_with(b"}}") || encoded_len == 0 {
+        return encode_response_slowly(&out, &patch);
+    }
+    let tail = out.split_off(out.len() - 2);
+    out.reserve(encoded_len + 40);
+    out.extend_from_slice(b",\"patch\":\"");
+    let start = out.len();
+    out.resize(start + encoded_len, 0);
+    let written = base64::engine::general_purpose::STANDARD
+        .encode_slice(&patch, &mut out[start..])
+        .unwrap_or(0);
+    out.truncate(start + written);
+    out.extend_from_slice(b"\",\"patchType\":\"JSONPatch\"");
+    out.extend_from_slice(&tail);
+    out
+}
+
+/// The same answer through `serde_json::Value`, should the fast path's
+/// assumption about the serialized shape ever not hold.
+fn encode_response_slowly(review: &[u8], patch: &[u8]) -> Vec<u8> {
+    let mut value: Value = serde_json::from_slice(review).unwrap_or(Value::Null);
+    if let Some(Value::Object(response)) = value.get_mut("response") {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(patch);
+        response.insert("patch".into(), Value::String(encoded));
+        response.insert("patchType".into(), Value::String("JSONPatch".into()));
+    }
+    serde_json::to_vec(&value).unwrap_or_default()
+}
+
+fn object_name(request: &AdmissionRequest<DynamicObject>, object: Option<&Value>) -> String {
+    if !request.name.is_empty() {
+        return request.name.clone();
+    }
+    let meta = object.and_then(|o| o.get("metadata"));
+    ["name", "generateName"]
+        .iter()
+        .find_map(|key| meta.and_then(|m| m.get(*key)).and_then(Value::as_str))
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn operation_name(operation: &Operation) -> &'static str {
+    match operation {
+        Operation::Create => "CREATE",
+        Operation::Update => "UPDATE",
+        Operation::Delete => "DELETE",
+        Operation::Connect => "CONNECT",
+    }
+}
+
+fn describe(value: Option<&Value>) -> String {
+    match value {
+        None => "none".into(),
+        Some(other) => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,309 @@
+//! Unit tests of [`super::admit`]: every patch is checked by applying it and
+//! comparing with what the engine itself returns, never against template
+//! details.
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use super::*;
+
+fn pod() -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "web", "namespace": "shop", "labels": {"app": "web"},
+                     "x-future-field": {"kept": true}},
+        "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}
+    })
+}
+
+fn deployment() -> Value {
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "api", "namespace": "shop"},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "api"}},
+            "template": {
+                "metadata": {"labels": {"app": "api"}},
+                "spec": {"containers": [{"name": "api", "image": "api:1"}]}
+            }
+        }
+    })
+}
+
+fn review(version: &str, group: &str, kind: &str, operation: &str, object: &Value) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "apiVersion": version,
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "3f0c3d9e-1b7e-4c55-9d7e-6c2a1f0e5b11",
+            "kind": {"group": group, "version": "v1", "kind": kind},
+            "resource": {"group": group, "version": "v1", "resource": "things"},
+            "namespace": "shop",
+            "operation": operation,
+            "userInfo": {"username": "alice"},
+            "object": object,
+            "oldObject": null,
+            "dryRun": false
+        }
+    }))
+    .unwrap()
+}
+
+fn response_of(admitted: &Admitted) -> Value {
+    let out: Value = serde_json::from_slice(&admitted.body).unwrap();
+    out
+}
+
+fn engine(object: &Value) -> Result<Outcome, inject::InjectError> {
+    let ctx = Context {
+        namespace: Some("shop".into()),
+        namespace_labels: None,
+    };
+    inject::inject(object, &ctx, &Config::default())
+}
+
+/// Decodes the response's patch and applies it to `object`.
+fn apply(response: &Value, object: &Value) -> Value {
+    assert_eq!(response["patchType"], "JSONPatch", "{response}");
+    let b64 = response["patch"]
+        .as_str()
+        .expect("patch is a base64 string");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap();
+    let patch: json_patch::Patch = serde_json::from_slice(&bytes).unwrap();
+    let mut patched = object.clone();
+    json_patch::patch(&mut patched, &patch).unwrap();
+    patched
+}
+
+fn assert_injected_like_engine(version: &str, group: &str, operation: &str, object: Value) {
+    let kind = object["kind"].as_str().unwrap().to_string();
+    let admitted = admit(
+        &review(version, group, &kind, operation, &object),
+        &Config::default(),
+    )
+    .unwrap();
+    let out = response_of(&admitted);
+    assert_eq!(out["apiVersion"], version);
+    assert_eq!(out["kind"], "AdmissionReview");
+    let response = &out["response"];
+    assert_eq!(response["uid"], "3f0c3d9e-1b7e-4c55-9d7e-6c2a1f0e5b11");
+    assert_eq!(response["allowed"], true);
+    let Ok(Outcome::Injected { mutated, .. }) = engine(&object) else {
+        panic!("the engine does not inject the fixture {kind}");
+    };
+    assert_eq!(apply(response, &object), mutated);
+    assert_eq!(admitted.summary.verdict, Verdict::Injected);
+    assert_eq!(admitted.summary.kind, kind);
+    assert_eq!(admitted.summary.namespace, "shop");
+    assert_eq!(admitted.summary.operation, operation);
+}
+
+#[test]
+fn v1_pod_create_gets_the_engines_patch() {
+    assert_injected_like_engine("admission.k8s.io/v1", "", "CREATE", pod());
+}
+
+#[test]
+fn v1beta1_is_answered_in_v1beta1() {
+    assert_injected_like_engine("admission.k8s.io/v1beta1", "", "CREATE", pod());
+}
+
+#[test]
+fn workloads_are_injected_on_create_and_update() {
+    assert_injected_like_engine("admission.k8s.io/v1", "apps", "CREATE", deployment());
+    assert_injected_like_engine("admission.k8s.io/v1", "apps", "UPDATE", deployment());
+}
+
+#[test]
+fn summary_names_the_object() {
+    let admitted = admit(
+        &review("admission.k8s.io/v1", "", "Pod", "CREATE", &pod()),
+        &Config::default(),
+    )
+    .unwrap();
+    assert_eq!(admitted.summary.name, "web");
+    assert!(!admitted.summary.dry_run);
+}
+
+fn assert_skipped(body: &[u8], reason: &'static str) {
+    let admitted = admit(body, &Config::default()).unwrap();
+    let response = &response_of(&admitted)["response"];
+    assert_eq!(response["allowed"], true, "{response}");
+    assert!(response.get("patch").is_none(), "{response}");
+    assert!(response.get("patchType").is_none(), "{response}");
+    assert_eq!(admitted.summary.verdict, Verdict::Skipped(reason));
+}
+
+#[test]
+fn pods_are_not_injected_on_update() {
+    assert_skipped(
+        &review("admission.k8s.io/v1", "", "Pod", "UPDATE", &pod()),
+        "ignored-operation",
+    );
+}
+
+#[test]
+fn deletes_are_allowed_unchanged() {
+    assert_skipped(
+        &review(
+            "admission.k8s.io/v1",
+            "apps",
+            "Deployment",
+            "DELETE",
+            &Value::Null,
+        ),
+        "ignored-operation",
+    );
+}
+
+#[test]
+fn other_kinds_are_allowed_unchanged() {
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}});
+    assert_skipped(
+        &review("admission.k8s.io/v1", "", "ConfigMap", "CREATE", &cm),
+        "ignored-kind",
+    );
+    // Right name, wrong group: not a Kubernetes Deployment.
+    assert_skipped(
+        &review(
+            "admission.k8s.io/v1",
+            "example.com",
+            "Deployment",
+            "CREATE",
+            &deployment(),
+        ),
+        "ignored-kind",
+    );
+}
+
+#[test]
+fn subresources_are_allowed_unchanged() {
+    let mut doc: Value = serde_json::from_slice(&review(
+        "admission.k8s.io/v1",
+        "apps",
+        "Deployment",
+        "UPDATE",
+        &deployment(),
+    ))
+    .unwrap();
+    doc["request"]["subResource"] = json!("scale");
+    assert_skipped(&serde_json::to_vec(&doc).unwrap(), "subresource");
+}
+
+#[test]
+fn a_create_without_object_is_allowed_unchanged() {
+    assert_skipped(
+        &review("admission.k8s.io/v1", "", "Pod", "CREATE", &Value::Null),
+        "no-object",
+    );
+}
+
+#[test]
+fn dry_run_is_answered_identically() {
+    let wet = admit(
+        &review("admission.k8s.io/v1", "", "Pod", "CREATE", &pod()),
+        &Config::default(),
+    )
+    .unwrap();
+    let mut doc: Value =
+        serde_json::from_slice(&review("admission.k8s.io/v1", "", "Pod", "CREATE", &pod()))
+            .unwrap();
+    doc["request"]["dryRun"] = json!(true);
+    let dry = admit(&serde_json::to_vec(&doc).unwrap(), &Config::default()).unwrap();
+    assert_eq!(dry.body, wet.body);
+    assert!(dry.summary.dry_run);
+}
+
+/// Objects with bad annotations, which the engine rejects.
+fn rejected_objects() -> Vec<Value> {
+    let mut bad_inject = pod();
+    bad_inject["metadata"]["annotations"] = json!({"sidecar.istio.io/inject": "maybe"});
+    let mut bad_ports = pod();
+    bad_ports["metadata"]["annotations"] =
+        json!({"traffic.sidecar.istio.io/includeInboundPorts": "abc"});
+    vec![bad_inject, bad_ports]
+}
+
+#[test]
+fn engine_errors_are_denied_with_the_engines_message() {
+    for object in rejected_objects() {
+        let err = engine(&object).expect_err("the engine accepted a bad annotation");
+        let admitted = admit(
+            &review("admission.k8s.io/v1", "", "Pod", "CREATE", &object),
+            &Config::default(),
+        )
+        .unwrap();
+        let response = &response_of(&admitted)["response"];
+        assert_eq!(response["allowed"], false, "{response}");
+        assert_eq!(response["status"]["code"], 400, "{response}");
+        assert_eq!(response["status"]["message"], err.to_string(), "{response}");
+        assert!(response.get("patch").is_none(), "{response}");
+        assert_eq!(admitted.summary.verdict, Verdict::Denied(err.to_string()));
+    }
+}
+
+fn assert_invalid(body: &[u8], needle: &str) {
+    let err = admit(body, &Config::default()).unwrap_err();
+    assert!(err.to_string().contains(needle), "{err} lacks {needle:?}");
+}
+
+#[test]
+fn malformed_bodies_are_rejected_with_what_is_wrong() {
+    assert_invalid(b"{not json", "not valid JSON");
+    assert_invalid(b"[1, 2]", "not a JSON object");
+    assert_invalid(
+        br#"{"apiVersion": "v1", "kind": "Pod"}"#,
+        r#"kind "Pod": expected kind "AdmissionReview""#,
+    );
+    assert_invalid(
+        br#"{"apiVersion": "admission.k8s.io/v2", "kind": "AdmissionReview"}"#,
+        r#"apiVersion "admission.k8s.io/v2""#,
+    );
+    assert_invalid(
+        br#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}"#,
+        "has no request",
+    );
+    assert_invalid(
+        br#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": 7}}"#,
+        "request is malformed",
+    );
+    let mut doc: Value =
+        serde_json::from_slice(&review("admission.k8s.io/v1", "", "Pod", "CREATE", &pod()))
+            .unwrap();
+    doc["request"]["object"] = json!("a string");
+    assert_invalid(
+        &serde_json::to_vec(&doc).unwrap(),
+        "request.object is not a JSON object",
+    );
+}
+
+#[test]
+fn kind_labels_are_bounded() {
+    assert_eq!(kind_label("Deployment"), "Deployment");
+    assert_eq!(kind_label("CronJob"), "CronJob");
+    assert_eq!(kind_label("SomethingNew"), "other");
+}
+
+#[test]
+fn the_slow_encoding_gives_the_same_answer_as_the_fast_one() {
+    let admitted = admit(
+        &review("admission.k8s.io/v1", "", "Pod", "CREATE", &pod()),
+        &Config::default(),
+    )
+    .unwrap();
+    let fast = response_of(&admitted);
+    let patch = base64::engine::general_purpose::STANDARD
+        .decode(fast["response"]["patch"].as_str().unwrap())
+        .unwrap();
+    let mut stripped = fast.clone();
+    let response = stripped["response"].as_object_mut().unwrap();
+    response.remove("patch");
+    response.remove("patchType");
+    let slow = encode_response_slowly(&serde_json::to_vec(&stripped).unwrap(), &patch);
+    assert_eq!(serde_json::from_slice::<Value>(&slow).unwrap(), fast);
+}
