@@ -81,6 +81,10 @@ pub struct AppState {
     pub draining: Draining,
 }
 
+/// The path the API server calls (`clientConfig.service.path` in the
+/// MutatingWebhookConfiguration); sub-paths are accepted too, as Istio does.
+pub const INJECT_PATH: &str = "/inject";
+
 /// The webhook port's routes: `POST /inject` (and `/inject/...`, as Istio's
 /// injector accepts), `POST /preview`; everything else is 404.
 pub fn router(state: AppState) -> Router {
@@ -90,9 +94,9 @@ pub fn router(state: AppState) -> Router {
         state.metrics.clone(),
     );
     Router::new()
-        .route("/inject", post(inject))
-        .route("/inject/", post(inject))
-        .route("/inject/{*rest}", post(inject))
+        .route(INJECT_PATH, post(inject))
+        .route(&format!("{INJECT_PATH}/"), post(inject))
+        .route(&format!("{INJECT_PATH}/{{*rest}}"), post(inject))
         .route("/preview", post(preview))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
