@@ -9,6 +9,10 @@
 //!   patch and the sidecar's pod-port and app-container bookkeeping must not
 //!   degrade with object size).
 //!
+//! Beside them, for scale, parse+serialize of the injected object (larger
+//! than the input: the proxy container, its env, the volumes) and the
+//! webhook's per-request path (parse, inject, serialize the patch).
+//!
 //! Run: `cargo bench --bench inject -- --warm-up-time 1 --measurement-time 3`.
 
 use std::collections::BTreeMap;
@@ -98,12 +102,13 @@ fn bench_object(c: &mut Criterion, name: &str, object: &Value) {
     };
     let cfg = Config::default();
     // Measure an injection, never a skip.
-    match inject(object, &ctx, &cfg) {
-        Ok(Outcome::Injected { .. }) => {}
+    let mutated = match inject(object, &ctx, &cfg) {
+        Ok(Outcome::Injected { mutated, .. }) => mutated,
         Ok(Outcome::Skipped { reason }) => panic!("{name} fixture was skipped: {reason}"),
         Err(err) => panic!("{name} fixture was rejected: {err}"),
-    }
+    };
     let text = serde_json::to_string(object).expect("a JSON value serializes");
+    let injected_text = serde_json::to_string(&mutated).expect("a JSON value serializes");
 
     let mut group = c.benchmark_group(name);
     group.bench_function("inject", |b| {
@@ -112,6 +117,13 @@ fn bench_object(c: &mut Criterion, name: &str, object: &Value) {
     group.bench_function("parse+serialize", |b| {
         b.iter(|| {
             let value: Value = serde_json::from_str(black_box(&text)).expect("valid JSON");
+            serde_json::to_string(&value).expect("serializes")
+        })
+    });
+    // For scale: the injected object is larger than the input.
+    group.bench_function("parse+serialize-injected", |b| {
+        b.iter(|| {
+            let value: Value = serde_json::from_str(black_box(&injected_text)).expect("valid JSON");
             serde_json::to_string(&value).expect("serializes")
         })
     });
