@@ -1,14 +1,25 @@
-//! `outrigger serve`'s process: load the config and the serving certificate,
-//! listen on the webhook port (HTTPS) and the monitoring port (HTTP), keep
-//! both files fresh, and shut down gracefully.
+//! `outrigger serve`'s process: load the config, the CA and the serving
+//! certificate, listen on the webhook port (HTTPS), the CA service's port
+//! (gRPC over TLS, [`ca_service`]) and the monitoring port (HTTP), keep
+//! files and certificates fresh, run the cluster controllers when in a
+//! cluster ([`in_cluster`]), and shut down gracefully.
+//!
+//! One CA serves the whole process: standalone, the one in `--ca-dir`; in a
+//! cluster, the shared one the controllers load. It issues the webhook's
+//! serving certificate (unless files are given) and signs workload
+//! certificates, so one root is both the webhook's `caBundle` and the mesh's
+//! trust anchor.
 //!
 //! Shutdown, once the `shutdown` future given to [`serve`] completes (the CLI
 //! passes SIGTERM/SIGINT): `/readyz` turns false at once and HTTP/1.x
 //! responses start carrying `Connection: close` (see [`crate::webhook::drain`]);
 //! new connections are still accepted for `shutdown_delay`, while the
 //! Service's endpoints drain;
-//! then the listener closes and in-flight requests get up to
-//! `shutdown_grace` to finish; then [`serve`] returns.
+//! then the webhook and CA service listeners close and in-flight requests
+//! get up to `shutdown_grace` to finish; then [`serve`] returns.
+
+pub mod ca_service;
+pub mod in_cluster;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -24,25 +35,33 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
+use crate::ca::RootOptions;
+use crate::ca::grpc::config::ConfigError;
+use crate::ca::grpc::metrics::CaMetrics;
+use crate::cluster::ClusterArgs;
 use crate::config::Config;
 use crate::metrics::MetricsRegistry;
 use crate::webhook::drain::Draining;
 use crate::webhook::metrics::WebhookMetrics;
 use crate::webhook::monitoring::{self, Readiness};
 use crate::webhook::reload::{self, FileSet};
-use crate::webhook::standalone_ca::{CaError, StandaloneCa};
+use crate::webhook::standalone_ca::{self, CaError, StandaloneCa};
 use crate::webhook::tls::{self, CertResolver, ServingCert, TlsError};
 use crate::webhook::{AppState, Limits};
+pub use ca_service::CaServiceOptions;
+use ca_service::CaSupply;
+use in_cluster::ClusterFeeds;
 
 /// A TLS handshake taking longer than this is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Validity of a standalone serving certificate; renewed at two thirds.
 const STANDALONE_VALIDITY: Duration = Duration::from_secs(90 * 24 * 3600);
 
-/// Where the serving certificate comes from.
+/// Where the webhook's serving certificate comes from.
 #[derive(Debug, Clone)]
 pub enum TlsSource {
     /// PEM files, watched and reloaded.
@@ -52,15 +71,28 @@ pub enum TlsSource {
         /// The private key.
         key: PathBuf,
     },
-    /// A self-signed CA in `ca_dir` issues the certificate.
-    Standalone {
-        /// Where the CA lives (created on first start).
-        ca_dir: PathBuf,
-        /// DNS names and IP addresses to serve.
+    /// Issued by the process's CA: standalone, for `dns_names` (renewed at
+    /// two thirds of its life); in a cluster, by the controllers for the
+    /// Service's names (`dns_names` unused).
+    FromCa {
+        /// DNS names and IP addresses to serve (standalone).
         dns_names: Vec<String>,
-        /// Where to write the CA's PEM (the `caBundle`).
-        ca_bundle_out: Option<PathBuf>,
     },
+}
+
+/// Where the process's CA comes from.
+#[derive(Debug, Clone)]
+pub enum CaSource {
+    /// Standalone: a CA in a local directory, created on first start.
+    Directory {
+        /// The directory (Istio's cacerts layout).
+        dir: PathBuf,
+        /// How a new root is made (its trust domain).
+        root: RootOptions,
+    },
+    /// In a cluster: the controllers of [`crate::cluster`] load or create
+    /// the shared CA (checked with [`ClusterArgs::validate`] beforehand).
+    Cluster(Box<ClusterArgs>),
 }
 
 /// Everything `outrigger serve` is told.
@@ -70,8 +102,16 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
     /// The monitoring port's HTTP address (port 0: any free port).
     pub monitoring_listen: SocketAddr,
-    /// The serving certificate's source.
+    /// The webhook's serving certificate's source.
     pub tls: TlsSource,
+    /// The CA's source.
+    pub ca: CaSource,
+    /// Where to write the CA's root certificate (PEM: the webhook's
+    /// `caBundle` when the CA issues its certificate, and what clients of
+    /// the CA service trust).
+    pub ca_bundle_out: Option<PathBuf>,
+    /// The CA service (`None`: not started).
+    pub ca_service: Option<CaServiceOptions>,
     /// The engine's config file (`None`: the built-in defaults).
     pub config: Option<PathBuf>,
     /// Per-request limits.
@@ -83,7 +123,8 @@ pub struct ServeOptions {
     /// How often watched files are polled.
     pub reload_interval: Duration,
     /// A file to write the bound addresses to, as JSON
-    /// `{"listen": "...", "monitoring": "..."}`, once both are ready.
+    /// `{"listen": "...", "monitoring": "...", "ca": "..."}` (`ca` only with
+    /// the CA service), once all are bound.
     pub addresses_out: Option<PathBuf>,
     /// The process's metrics registry: the webhook registers its metrics
     /// here and `/metrics` serves everything in it, so the other parts of
@@ -118,6 +159,9 @@ pub enum ServeError {
     /// The standalone CA is unusable.
     #[error(transparent)]
     Ca(#[from] CaError),
+    /// The CA service's authenticator settings are unusable.
+    #[error("CA service: {0}")]
+    CaService(#[source] ConfigError),
     /// A port could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -136,24 +180,48 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let registry = options.registry.clone();
     let metrics = WebhookMetrics::register(&registry);
+    let ca_metrics = CaMetrics::new();
+    registry.register_with(|registry| ca_metrics.register(registry));
     let readiness = Arc::new(Readiness::default());
 
     let (config, config_files) = load_config(options.config.as_deref())?;
     let config = Arc::new(ArcSwap::from_pointee(config));
     readiness.set_config_loaded();
 
-    let (first_cert, renewal) = load_certificate(&options.tls).await?;
-    metrics.set_certificate_expiry(first_cert.not_after);
-    let resolver = Arc::new(CertResolver::new(first_cert));
+    // The CA service's authenticators first: a bad file stops start-up.
+    let ca_auth = match &options.ca_service {
+        Some(service) => {
+            Some(ca_service::authenticators(&service.config).map_err(ServeError::CaService)?)
+        }
+        None => None,
+    };
+    let standalone = match &options.ca {
+        CaSource::Directory { dir, root } => Some(load_standalone(
+            dir,
+            root,
+            options.ca_bundle_out.as_deref(),
+        )?),
+        CaSource::Cluster(_) => None,
+    };
+    let resolver = Arc::new(CertResolver::empty());
+    let renewal = load_certificate(&options.tls, standalone.as_ref(), &resolver, &metrics)?;
     let server_config = tls::server_config(resolver.clone())?;
-    readiness.set_certificate_loaded();
+    if standalone.is_some() {
+        // In a cluster, ready once the controllers' certificate is in.
+        readiness.set_certificate_loaded();
+    }
 
     let listener = bind(options.listen).await?;
     let monitoring_listener = bind(options.monitoring_listen).await?;
+    let ca_listener = match &options.ca_service {
+        Some(service) => Some(bind(service.listen).await?),
+        None => None,
+    };
     let listen = listener.local_addr().unwrap_or(options.listen);
     let monitoring_addr = monitoring_listener
         .local_addr()
         .unwrap_or(options.monitoring_listen);
+    let ca_addr = ca_listener.as_ref().and_then(|l| l.local_addr().ok());
 
     let mut background = Vec::new();
     if let Some(files) = config_files {
@@ -176,7 +244,42 @@ pub async fn serve(
             resolver.clone(),
             metrics.clone(),
         )),
+        Renewal::Cluster => {}
     }
+    let mut supply = standalone
+        .as_ref()
+        .map(|standalone| CaSupply::Ready(standalone.authority()));
+    if let CaSource::Cluster(args) = &options.ca {
+        let (feeds, controllers) = in_cluster::start((**args).clone(), &registry);
+        background.push(controllers);
+        let webhook_resolver = match options.tls {
+            TlsSource::FromCa { .. } => Some(resolver.clone()),
+            TlsSource::Files { .. } => None,
+        };
+        background.push(tokio::spawn(follow_cluster(
+            feeds.clone(),
+            webhook_resolver,
+            metrics.clone(),
+            readiness.clone(),
+            options.ca_bundle_out.clone(),
+        )));
+        supply = Some(CaSupply::Cluster(feeds));
+    }
+
+    let (stop_accepting, accepting) = watch::channel(false);
+    let ca_task = match (ca_listener, options.ca_service, ca_auth, supply) {
+        (Some(ca_listener), Some(service), Some(auth), Some(supply)) => {
+            Some(tokio::spawn(ca_service::run(
+                ca_listener,
+                service.config,
+                auth,
+                supply,
+                ca_metrics,
+                accepting.clone(),
+            )))
+        }
+        _ => None,
+    };
 
     let draining = Draining::default();
     let app = crate::webhook::router(AppState {
@@ -185,7 +288,6 @@ pub async fn serve(
         limits: options.limits,
         draining: draining.clone(),
     });
-    let (stop_accepting, accepting) = watch::channel(false);
     let webhook = tokio::spawn(accept_loop(
         listener,
         TlsAcceptor::from(server_config),
@@ -203,12 +305,13 @@ pub async fn serve(
             warn!(%error, "monitoring server failed");
         }
     });
-    info!(%listen, monitoring = %monitoring_addr, "serving");
+    info!(%listen, monitoring = %monitoring_addr, ca = ?ca_addr, "serving");
     if let Some(path) = &options.addresses_out {
-        let json = serde_json::json!({"listen": listen.to_string(), "monitoring": monitoring_addr.to_string()});
-        if let Err(error) =
-            crate::webhook::standalone_ca::write_atomic(path, json.to_string().as_bytes(), 0o644)
-        {
+        let mut json = serde_json::json!({"listen": listen.to_string(), "monitoring": monitoring_addr.to_string()});
+        if let Some(ca_addr) = ca_addr {
+            json["ca"] = serde_json::Value::String(ca_addr.to_string());
+        }
+        if let Err(error) = standalone_ca::write_atomic(path, json.to_string().as_bytes(), 0o644) {
             warn!(%error, "cannot write the bound addresses");
         }
     }
@@ -225,6 +328,9 @@ pub async fn serve(
     if let Err(error) = webhook.await {
         warn!(%error, "webhook accept loop ended abnormally");
     }
+    if let Some(ca_task) = ca_task {
+        stop_task("CA service", ca_task, options.shutdown_grace).await;
+    }
     for task in background {
         task.abort();
     }
@@ -232,6 +338,98 @@ pub async fn serve(
     let _ = monitoring.await;
     info!("shutdown complete");
     Ok(())
+}
+
+/// Waits up to `grace` for a stopping task, then aborts it.
+async fn stop_task(what: &'static str, mut task: JoinHandle<()>, grace: Duration) {
+    match tokio::time::timeout(grace, &mut task).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => warn!(part = what, %error, "ended abnormally"),
+        Err(_) => {
+            warn!(
+                part = what,
+                "shutdown: requests still in flight after the grace period; closing them"
+            );
+            task.abort();
+        }
+    }
+}
+
+/// Loads (or creates) the standalone CA, writes its root to `bundle_out`
+/// and logs it: the `caBundle` a MutatingWebhookConfiguration needs.
+fn load_standalone(
+    dir: &Path,
+    root: &RootOptions,
+    bundle_out: Option<&Path>,
+) -> Result<StandaloneCa, ServeError> {
+    let (ca, created) = StandaloneCa::load_or_create(dir, root)?;
+    if let Some(out) = bundle_out {
+        standalone_ca::write_atomic(out, ca.bundle_pem().as_bytes(), 0o644)?;
+    }
+    info!(
+        ca_dir = %dir.display(),
+        created,
+        ca_bundle_file = bundle_out.map(|p| p.display().to_string()),
+        ca_bundle = %base64::engine::general_purpose::STANDARD.encode(ca.bundle_pem()),
+        ca_pem = %ca.bundle_pem(),
+        "standalone mode: local CA loaded (ca_bundle is the caBundle value)"
+    );
+    Ok(ca)
+}
+
+/// Applies what the cluster controllers publish: the CA's root to
+/// `bundle_out`, each serving certificate to the webhook (when it serves
+/// the CA's certificate); ready once the first certificate is in.
+async fn follow_cluster(
+    mut feeds: ClusterFeeds,
+    resolver: Option<Arc<CertResolver>>,
+    metrics: WebhookMetrics,
+    readiness: Arc<Readiness>,
+    bundle_out: Option<PathBuf>,
+) {
+    let Some(ca) = in_cluster::first(&mut feeds.ca).await else {
+        return;
+    };
+    if let Some(out) = &bundle_out {
+        match standalone_ca::write_atomic(out, ca.root_pem().as_bytes(), 0o644) {
+            Ok(()) => info!(file = %out.display(), "cluster CA root written"),
+            Err(error) => warn!(%error, "cannot write the cluster CA root"),
+        }
+    }
+    let mut serving = feeds.serving;
+    let mut installed = false;
+    loop {
+        let issued = serving.borrow_and_update().clone();
+        if let Some(issued) = issued {
+            let applied = match &resolver {
+                None => Ok(()),
+                Some(resolver) => ServingCert::from_pem(
+                    issued.chain_pem.as_bytes(),
+                    issued.key_pem.expose().as_bytes(),
+                    "the cluster serving certificate",
+                )
+                .map(|cert| {
+                    metrics.set_certificate_expiry(cert.not_after);
+                    resolver.swap(cert);
+                }),
+            };
+            match applied {
+                Ok(()) => {
+                    if !installed {
+                        info!("cluster CA and serving certificate installed: ready");
+                        readiness.set_certificate_loaded();
+                        installed = true;
+                    }
+                }
+                Err(error) => {
+                    warn!(%error, "cluster serving certificate refused; keeping the previous one")
+                }
+            }
+        }
+        if serving.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
@@ -264,11 +462,20 @@ enum Renewal {
         ca: Box<StandaloneCa>,
         names: Vec<String>,
     },
+    /// The cluster controllers renew it ([`follow_cluster`] installs it).
+    Cluster,
 }
 
-async fn load_certificate(source: &TlsSource) -> Result<(ServingCert, Renewal), ServeError> {
-    match source {
-        TlsSource::Files { cert, key } => {
+/// Loads the first serving certificate into `resolver`, except in a
+/// cluster without files, where it comes later from the controllers.
+fn load_certificate(
+    source: &TlsSource,
+    standalone: Option<&StandaloneCa>,
+    resolver: &CertResolver,
+    metrics: &WebhookMetrics,
+) -> Result<Renewal, ServeError> {
+    match (source, standalone) {
+        (TlsSource::Files { cert, key }, _) => {
             let (files, contents) =
                 FileSet::read(vec![cert.clone(), key.clone()]).map_err(|source| {
                     TlsError::Read {
@@ -279,39 +486,25 @@ async fn load_certificate(source: &TlsSource) -> Result<(ServingCert, Renewal), 
             let what = format!("{} / {}", cert.display(), key.display());
             let serving = ServingCert::from_pem(&contents[0], &contents[1], &what)?;
             info!(files = %what, not_after = serving.not_after, "serving certificate loaded");
-            Ok((serving, Renewal::Files(files)))
+            metrics.set_certificate_expiry(serving.not_after);
+            resolver.swap(serving);
+            Ok(Renewal::Files(files))
         }
-        TlsSource::Standalone {
-            ca_dir,
-            dns_names,
-            ca_bundle_out,
-        } => {
-            let (ca, created) = StandaloneCa::load_or_create(ca_dir)?;
+        (TlsSource::FromCa { dns_names }, Some(ca)) => {
             let serving = ca.issue_serving(dns_names, STANDALONE_VALIDITY)?;
-            if let Some(out) = ca_bundle_out {
-                crate::webhook::standalone_ca::write_atomic(
-                    out,
-                    ca.bundle_pem().as_bytes(),
-                    0o644,
-                )?;
-            }
             info!(
-                ca_dir = %ca_dir.display(),
-                created,
                 dns_names = ?dns_names,
-                ca_bundle_file = ca_bundle_out.as_ref().map(|p| p.display().to_string()),
-                ca_bundle = %base64::engine::general_purpose::STANDARD.encode(ca.bundle_pem()),
-                ca_pem = %ca.bundle_pem(),
-                "standalone mode: serving certificate issued by the local CA (ca_bundle is the caBundle value)"
+                not_after = serving.not_after,
+                "standalone mode: serving certificate issued by the local CA"
             );
-            Ok((
-                serving,
-                Renewal::Standalone {
-                    ca: Box::new(ca),
-                    names: dns_names.clone(),
-                },
-            ))
+            metrics.set_certificate_expiry(serving.not_after);
+            resolver.swap(serving);
+            Ok(Renewal::Standalone {
+                ca: Box::new(ca.clone()),
+                names: dns_names.clone(),
+            })
         }
+        (TlsSource::FromCa { .. }, None) => Ok(Renewal::Cluster),
     }
 }
 
@@ -325,7 +518,10 @@ fn renew_standalone(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            let current = resolver.current();
+            let Some(current) = resolver.current() else {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                continue;
+            };
             let lifetime = (current.not_after - current.not_before).max(0);
             let renew_at = current.not_before + lifetime * 2 / 3;
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
@@ -349,7 +545,7 @@ fn renew_standalone(
     })
 }
 
-async fn wait_true(mut flag: watch::Receiver<bool>) {
+pub(crate) async fn wait_true(mut flag: watch::Receiver<bool>) {
     // An error means the sender is gone: stop too.
     let _ = flag.wait_for(|stop| *stop).await;
 }

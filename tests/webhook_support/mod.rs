@@ -40,6 +40,8 @@ pub struct Server {
     pub listen: SocketAddr,
     /// The monitoring address.
     pub monitoring: SocketAddr,
+    /// The CA service's (gRPC) address.
+    pub ca: SocketAddr,
 }
 
 impl Server {
@@ -68,6 +70,11 @@ impl Server {
                 "127.0.0.1:0",
                 "--monitoring-listen",
                 "127.0.0.1:0",
+                "--ca-listen",
+                "127.0.0.1:0",
+                // Standalone even when the tests run inside a pod.
+                "--cluster-mode",
+                "disabled",
             ])
             .arg("--addresses-out")
             .arg(&addresses)
@@ -83,6 +90,7 @@ impl Server {
             dir,
             listen: "0.0.0.0:0".parse().unwrap(),
             monitoring: "0.0.0.0:0".parse().unwrap(),
+            ca: "0.0.0.0:0".parse().unwrap(),
         };
         let started = Instant::now();
         loop {
@@ -90,6 +98,7 @@ impl Server {
                 let doc: Value = serde_json::from_str(&text).unwrap();
                 server.listen = doc["listen"].as_str().unwrap().parse().unwrap();
                 server.monitoring = doc["monitoring"].as_str().unwrap().parse().unwrap();
+                server.ca = doc["ca"].as_str().unwrap().parse().unwrap();
                 return server;
             }
             if let Some(status) = server.child.as_mut().unwrap().try_wait().unwrap() {
