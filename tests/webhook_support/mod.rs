@@ -63,6 +63,13 @@ impl Server {
     pub fn start(dir: PathBuf, args: &[String]) -> Server {
         let addresses = dir.join("addresses.json");
         let log = std::fs::File::create(dir.join("server.log")).unwrap();
+        // The CA service always has a CA: keep it in the test's directory,
+        // not in the working directory, when the test names none.
+        let default_ca_dir = if args.iter().any(|a| a == "--ca-dir") {
+            Vec::new()
+        } else {
+            vec!["--ca-dir".to_string(), dir.join("ca").display().to_string()]
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_outrigger"))
             .arg("serve")
             .args([
@@ -79,6 +86,7 @@ impl Server {
             .arg("--addresses-out")
             .arg(&addresses)
             .args(["--log-format", "json", "--log-level", "info"])
+            .args(default_ca_dir)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
