@@ -613,3 +613,6 @@ async fn accept_loop(
         warn!("shutdown: requests still in flight after the grace period; closing them");
     }
 }
+
+#[cfg(test)]
+mod tests;
