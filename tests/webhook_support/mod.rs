@@ -65,6 +65,11 @@ impl Server {
         let log = std::fs::File::create(dir.join("server.log")).unwrap();
         // The CA service always has a CA: keep it in the test's directory,
         // not in the working directory, when the test names none.
+        let default_log_format: &[&str] = if args.iter().any(|a| a == "--log-format") {
+            &[]
+        } else {
+            &["--log-format", "json"]
+        };
         let default_ca_dir = if args.iter().any(|a| a == "--ca-dir") {
             Vec::new()
         } else {
@@ -85,7 +90,8 @@ impl Server {
             ])
             .arg("--addresses-out")
             .arg(&addresses)
-            .args(["--log-format", "json", "--log-level", "info"])
+            .args(default_log_format)
+            .args(["--log-level", "info"])
             .args(default_ca_dir)
             .args(args)
             .stdin(Stdio::null())
