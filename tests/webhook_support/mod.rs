@@ -70,6 +70,12 @@ impl Server {
         } else {
             &["--log-format", "json"]
         };
+        // Standalone even when the tests run inside a pod.
+        let default_cluster_mode: &[&str] = if args.iter().any(|a| a == "--cluster-mode") {
+            &[]
+        } else {
+            &["--cluster-mode", "disabled"]
+        };
         let default_ca_dir = if args.iter().any(|a| a == "--ca-dir") {
             Vec::new()
         } else {
@@ -84,10 +90,8 @@ impl Server {
                 "127.0.0.1:0",
                 "--ca-listen",
                 "127.0.0.1:0",
-                // Standalone even when the tests run inside a pod.
-                "--cluster-mode",
-                "disabled",
             ])
+            .args(default_cluster_mode)
             .arg("--addresses-out")
             .arg(&addresses)
             .args(default_log_format)
