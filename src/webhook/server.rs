@@ -1,8 +1,8 @@
 //! `outrigger serve`'s process: load the config, the CA and the serving
 //! certificate, listen on the webhook port (HTTPS), the CA service's port
 //! (gRPC over TLS, [`ca_service`]) and the monitoring port (HTTP), keep
-//! files and certificates fresh, run the cluster controllers when in a
-//! cluster ([`in_cluster`]), and shut down gracefully.
+//! files and certificates fresh ([`certificate`]), run the cluster
+//! controllers when in a cluster ([`in_cluster`]), and shut down gracefully.
 //!
 //! One CA serves the whole process: standalone, the one in `--ca-dir`; in a
 //! cluster, the shared one the controllers load. It issues the webhook's
@@ -19,6 +19,7 @@
 //! get up to `shutdown_grace` to finish; then [`serve`] returns.
 
 pub mod ca_service;
+pub mod certificate;
 pub mod in_cluster;
 
 use std::net::SocketAddr;
@@ -28,7 +29,6 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use axum::Router;
-use base64::Engine as _;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -49,17 +49,14 @@ use crate::webhook::drain::Draining;
 use crate::webhook::metrics::WebhookMetrics;
 use crate::webhook::monitoring::{self, Readiness};
 use crate::webhook::reload::{self, FileSet};
-use crate::webhook::standalone_ca::{self, CaError, StandaloneCa};
-use crate::webhook::tls::{self, CertResolver, ServingCert, TlsError};
+use crate::webhook::standalone_ca::{self, CaError};
+use crate::webhook::tls::{self, CertResolver, TlsError};
 use crate::webhook::{AppState, Limits};
 pub use ca_service::CaServiceOptions;
 use ca_service::CaSupply;
-use in_cluster::ClusterFeeds;
 
 /// A TLS handshake taking longer than this is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Validity of a standalone serving certificate; renewed at two thirds.
-const STANDALONE_VALIDITY: Duration = Duration::from_secs(90 * 24 * 3600);
 
 /// Where the webhook's serving certificate comes from.
 #[derive(Debug, Clone)]
@@ -196,7 +193,7 @@ pub async fn serve(
         None => None,
     };
     let standalone = match &options.ca {
-        CaSource::Directory { dir, root } => Some(load_standalone(
+        CaSource::Directory { dir, root } => Some(certificate::load_standalone(
             dir,
             root,
             options.ca_bundle_out.as_deref(),
@@ -204,7 +201,8 @@ pub async fn serve(
         CaSource::Cluster(_) => None,
     };
     let resolver = Arc::new(CertResolver::empty());
-    let renewal = load_certificate(&options.tls, standalone.as_ref(), &resolver, &metrics)?;
+    let renewal =
+        certificate::load_certificate(&options.tls, standalone.as_ref(), &resolver, &metrics)?;
     let server_config = tls::server_config(resolver.clone())?;
     if standalone.is_some() {
         // In a cluster, ready once the controllers' certificate is in.
@@ -232,19 +230,16 @@ pub async fn serve(
         ));
     }
     match renewal {
-        Renewal::Files(files) => background.push(reload::watch_certificate(
+        certificate::Renewal::Files(files) => background.push(reload::watch_certificate(
             files,
             resolver.clone(),
             metrics.clone(),
             options.reload_interval,
         )),
-        Renewal::Standalone { ca, names } => background.push(renew_standalone(
-            ca,
-            names,
-            resolver.clone(),
-            metrics.clone(),
-        )),
-        Renewal::Cluster => {}
+        certificate::Renewal::Standalone { ca, names } => background.push(
+            certificate::renew_standalone(ca, names, resolver.clone(), metrics.clone()),
+        ),
+        certificate::Renewal::Cluster => {}
     }
     let mut supply = standalone
         .as_ref()
@@ -256,7 +251,7 @@ pub async fn serve(
             TlsSource::FromCa { .. } => Some(resolver.clone()),
             TlsSource::Files { .. } => None,
         };
-        background.push(tokio::spawn(follow_cluster(
+        background.push(tokio::spawn(in_cluster::follow(
             feeds.clone(),
             webhook_resolver,
             metrics.clone(),
@@ -355,83 +350,6 @@ async fn stop_task(what: &'static str, mut task: JoinHandle<()>, grace: Duration
     }
 }
 
-/// Loads (or creates) the standalone CA, writes its root to `bundle_out`
-/// and logs it: the `caBundle` a MutatingWebhookConfiguration needs.
-fn load_standalone(
-    dir: &Path,
-    root: &RootOptions,
-    bundle_out: Option<&Path>,
-) -> Result<StandaloneCa, ServeError> {
-    let (ca, created) = StandaloneCa::load_or_create(dir, root)?;
-    if let Some(out) = bundle_out {
-        standalone_ca::write_atomic(out, ca.bundle_pem().as_bytes(), 0o644)?;
-    }
-    info!(
-        ca_dir = %dir.display(),
-        created,
-        ca_bundle_file = bundle_out.map(|p| p.display().to_string()),
-        ca_bundle = %base64::engine::general_purpose::STANDARD.encode(ca.bundle_pem()),
-        ca_pem = %ca.bundle_pem(),
-        "standalone mode: local CA loaded (ca_bundle is the caBundle value)"
-    );
-    Ok(ca)
-}
-
-/// Applies what the cluster controllers publish: the CA's root to
-/// `bundle_out`, each serving certificate to the webhook (when it serves
-/// the CA's certificate); ready once the first certificate is in.
-async fn follow_cluster(
-    mut feeds: ClusterFeeds,
-    resolver: Option<Arc<CertResolver>>,
-    metrics: WebhookMetrics,
-    readiness: Arc<Readiness>,
-    bundle_out: Option<PathBuf>,
-) {
-    let Some(ca) = in_cluster::first(&mut feeds.ca).await else {
-        return;
-    };
-    if let Some(out) = &bundle_out {
-        match standalone_ca::write_atomic(out, ca.root_pem().as_bytes(), 0o644) {
-            Ok(()) => info!(file = %out.display(), "cluster CA root written"),
-            Err(error) => warn!(%error, "cannot write the cluster CA root"),
-        }
-    }
-    let mut serving = feeds.serving;
-    let mut installed = false;
-    loop {
-        let issued = serving.borrow_and_update().clone();
-        if let Some(issued) = issued {
-            let applied = match &resolver {
-                None => Ok(()),
-                Some(resolver) => ServingCert::from_pem(
-                    issued.chain_pem.as_bytes(),
-                    issued.key_pem.expose().as_bytes(),
-                    "the cluster serving certificate",
-                )
-                .map(|cert| {
-                    metrics.set_certificate_expiry(cert.not_after);
-                    resolver.swap(cert);
-                }),
-            };
-            match applied {
-                Ok(()) => {
-                    if !installed {
-                        info!("cluster CA and serving certificate installed: ready");
-                        readiness.set_certificate_loaded();
-                        installed = true;
-                    }
-                }
-                Err(error) => {
-                    warn!(%error, "cluster serving certificate refused; keeping the previous one")
-                }
-            }
-        }
-        if serving.changed().await.is_err() {
-            return;
-        }
-    }
-}
-
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
     TcpListener::bind(addr)
         .await
@@ -453,96 +371,6 @@ fn load_config(path: Option<&Path>) -> Result<(Config, Option<FileSet>), ServeEr
     })?;
     info!(file = %path.display(), "config loaded");
     Ok((config, Some(files)))
-}
-
-/// How the serving certificate is kept fresh.
-enum Renewal {
-    Files(FileSet),
-    Standalone {
-        ca: Box<StandaloneCa>,
-        names: Vec<String>,
-    },
-    /// The cluster controllers renew it ([`follow_cluster`] installs it).
-    Cluster,
-}
-
-/// Loads the first serving certificate into `resolver`, except in a
-/// cluster without files, where it comes later from the controllers.
-fn load_certificate(
-    source: &TlsSource,
-    standalone: Option<&StandaloneCa>,
-    resolver: &CertResolver,
-    metrics: &WebhookMetrics,
-) -> Result<Renewal, ServeError> {
-    match (source, standalone) {
-        (TlsSource::Files { cert, key }, _) => {
-            let (files, contents) =
-                FileSet::read(vec![cert.clone(), key.clone()]).map_err(|source| {
-                    TlsError::Read {
-                        path: format!("{} / {}", cert.display(), key.display()),
-                        source,
-                    }
-                })?;
-            let what = format!("{} / {}", cert.display(), key.display());
-            let serving = ServingCert::from_pem(&contents[0], &contents[1], &what)?;
-            info!(files = %what, not_after = serving.not_after, "serving certificate loaded");
-            metrics.set_certificate_expiry(serving.not_after);
-            resolver.swap(serving);
-            Ok(Renewal::Files(files))
-        }
-        (TlsSource::FromCa { dns_names }, Some(ca)) => {
-            let serving = ca.issue_serving(dns_names, STANDALONE_VALIDITY)?;
-            info!(
-                dns_names = ?dns_names,
-                not_after = serving.not_after,
-                "standalone mode: serving certificate issued by the local CA"
-            );
-            metrics.set_certificate_expiry(serving.not_after);
-            resolver.swap(serving);
-            Ok(Renewal::Standalone {
-                ca: Box::new(ca.clone()),
-                names: dns_names.clone(),
-            })
-        }
-        (TlsSource::FromCa { .. }, None) => Ok(Renewal::Cluster),
-    }
-}
-
-/// Re-issues the standalone serving certificate once two thirds of its
-/// validity have passed, so a long-running standalone server never expires.
-fn renew_standalone(
-    ca: Box<StandaloneCa>,
-    names: Vec<String>,
-    resolver: Arc<CertResolver>,
-    metrics: WebhookMetrics,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            let Some(current) = resolver.current() else {
-                tokio::time::sleep(Duration::from_secs(60)).await;
-                continue;
-            };
-            let lifetime = (current.not_after - current.not_before).max(0);
-            let renew_at = current.not_before + lifetime * 2 / 3;
-            let now = time::OffsetDateTime::now_utc().unix_timestamp();
-            let wait = u64::try_from(renew_at - now).unwrap_or(0);
-            tokio::time::sleep(Duration::from_secs(wait.clamp(60, 24 * 3600))).await;
-            if time::OffsetDateTime::now_utc().unix_timestamp() < renew_at {
-                continue;
-            }
-            match ca.issue_serving(&names, STANDALONE_VALIDITY) {
-                Ok(cert) => {
-                    metrics.set_certificate_expiry(cert.not_after);
-                    info!(
-                        not_after = cert.not_after,
-                        "standalone serving certificate renewed"
-                    );
-                    resolver.swap(cert);
-                }
-                Err(error) => warn!(%error, "cannot renew the standalone serving certificate"),
-            }
-        }
-    })
 }
 
 pub(crate) async fn wait_true(mut flag: watch::Receiver<bool>) {

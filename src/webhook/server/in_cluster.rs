@@ -9,6 +9,8 @@
 
 use std::sync::Arc;
 
+use std::path::PathBuf;
+
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -17,6 +19,10 @@ use crate::cluster::authority::{ClusterCa, IssuedCert};
 use crate::cluster::retry::Backoff;
 use crate::cluster::{self, ClusterArgs, ClusterMetrics, ServingCertSink, args::NAMESPACE_FILE};
 use crate::metrics::MetricsRegistry;
+use crate::webhook::metrics::WebhookMetrics;
+use crate::webhook::monitoring::Readiness;
+use crate::webhook::standalone_ca;
+use crate::webhook::tls::{CertResolver, ServingCert};
 
 /// What the in-cluster controllers publish, as they become available.
 #[derive(Clone)]
@@ -92,5 +98,60 @@ pub async fn first<T: Clone>(rx: &mut watch::Receiver<Option<T>>) -> Option<T> {
     match rx.wait_for(Option::is_some).await {
         Ok(value) => value.clone(),
         Err(_) => None,
+    }
+}
+
+/// Applies what the cluster controllers publish: the CA's root to
+/// `bundle_out`, each serving certificate to the webhook (when it serves
+/// the CA's certificate); ready once the first certificate is in.
+pub async fn follow(
+    mut feeds: ClusterFeeds,
+    resolver: Option<Arc<CertResolver>>,
+    metrics: WebhookMetrics,
+    readiness: Arc<Readiness>,
+    bundle_out: Option<PathBuf>,
+) {
+    let Some(ca) = first(&mut feeds.ca).await else {
+        return;
+    };
+    if let Some(out) = &bundle_out {
+        match standalone_ca::write_atomic(out, ca.root_pem().as_bytes(), 0o644) {
+            Ok(()) => info!(file = %out.display(), "cluster CA root written"),
+            Err(error) => warn!(%error, "cannot write the cluster CA root"),
+        }
+    }
+    let mut serving = feeds.serving;
+    let mut installed = false;
+    loop {
+        let issued = serving.borrow_and_update().clone();
+        if let Some(issued) = issued {
+            let applied = match &resolver {
+                None => Ok(()),
+                Some(resolver) => ServingCert::from_pem(
+                    issued.chain_pem.as_bytes(),
+                    issued.key_pem.expose().as_bytes(),
+                    "the cluster serving certificate",
+                )
+                .map(|cert| {
+                    metrics.set_certificate_expiry(cert.not_after);
+                    resolver.swap(cert);
+                }),
+            };
+            match applied {
+                Ok(()) => {
+                    if !installed {
+                        info!("cluster CA and serving certificate installed: ready");
+                        readiness.set_certificate_loaded();
+                        installed = true;
+                    }
+                }
+                Err(error) => {
+                    warn!(%error, "cluster serving certificate refused; keeping the previous one")
+                }
+            }
+        }
+        if serving.changed().await.is_err() {
+            return;
+        }
     }
 }

@@ -76,7 +76,7 @@ async fn in_a_cluster_the_webhook_is_ready_once_the_ca_and_its_certificate_are_i
     let metrics = WebhookMetrics::register(&MetricsRegistry::new());
     let dir = tempfile::tempdir().unwrap();
     let bundle = dir.path().join("bundle.pem");
-    let task = tokio::spawn(follow_cluster(
+    let task = tokio::spawn(super::in_cluster::follow(
         f.feeds.clone(),
         Some(resolver.clone()),
         metrics,
