@@ -257,3 +257,59 @@ async fn a_second_signal_during_the_drain_exits_at_once_non_zero() {
         server.log()
     );
 }
+
+/// A CA directory as earlier versions of standalone mode created it (rcgen,
+/// ECDSA P-256, O=outrigger, all four files) is loaded as it is after the
+/// upgrade: same caBundle, and the CA service signs with it.
+#[tokio::test]
+async fn a_ca_directory_from_earlier_versions_keeps_working() {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair,
+        KeyUsagePurpose,
+    };
+    let dir = test_dir("serve-ca-upgrade");
+    let ca_dir = dir.join("ca");
+    std::fs::create_dir_all(&ca_dir).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::default();
+    let mut name = DistinguishedName::new();
+    name.push(DnType::OrganizationName, "outrigger");
+    name.push(DnType::CommonName, "outrigger standalone CA");
+    params.distinguished_name = name;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + time::Duration::days(3650);
+    let cert = params.self_signed(&key).unwrap().pem();
+    std::fs::write(ca_dir.join("ca-key.pem"), key.serialize_pem()).unwrap();
+    for file in ["ca-cert.pem", "root-cert.pem", "cert-chain.pem"] {
+        std::fs::write(ca_dir.join(file), &cert).unwrap();
+    }
+    let tokens = dir.join("tokens.txt");
+    std::fs::write(&tokens, "good-token shop/frontend\n").unwrap();
+    let args = [
+        "--ca-dir".to_string(),
+        ca_dir.display().to_string(),
+        "--ca-bundle-out".to_string(),
+        dir.join("bundle.pem").display().to_string(),
+        "--static-token-file".to_string(),
+        tokens.display().to_string(),
+    ];
+    let server = Server::start(dir, &args);
+    assert_eq!(server.bundle(), cert);
+    let out = server.dir.join("issued");
+    let result = ca_request(&server, "good-token", &out);
+    assert!(
+        result.status.success(),
+        "{}\n{}",
+        text(&result),
+        server.log()
+    );
+    let root = std::fs::read_to_string(out.join("root-cert.pem")).unwrap();
+    assert_eq!(root.trim(), cert.trim());
+}
