@@ -36,6 +36,15 @@ async fn without_an_api_server_it_is_alive_not_ready_and_stops_on_sigterm() {
     assert_eq!(ready.status(), 503);
     let why = ready.text().await.unwrap();
     assert!(why.contains("serving certificate is not loaded"), "{why}");
+    // The controllers' and the CA service's metrics are on the same port.
+    let metrics = server.metrics().await;
+    for name in [
+        "outrigger_leader",
+        "outrigger_ca_signing_duration_seconds",
+        "outrigger_tls_certificate_expiry_timestamp_seconds",
+    ] {
+        assert!(metrics.contains(name), "{name} missing:\n{metrics}");
+    }
     // No certificate to serve yet: handshakes are refused, not hung.
     let webhook = webhook_support::client("")
         .post(server.url("/inject"))
