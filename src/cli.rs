@@ -57,11 +57,15 @@ pub enum Command {
 }
 
 /// Logs go to stderr so that stdout stays clean for previews and rules.
+/// Text logs are coloured only when stderr is a terminal, so files and log
+/// collectors get no escape codes.
 pub fn init_logging(global: &GlobalArgs) {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_new(&global.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match global.log_format {
         LogFormat::Text => builder.init(),

@@ -6,6 +6,11 @@ mod cli;
 
 use clap::Parser;
 
+/// mimalloc: the webhook allocates many small, short-lived objects per
+/// request; with it, an injection costs about 40% less (bench/webhook.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     cli::init_logging(&cli.global);

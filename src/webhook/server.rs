@@ -1,14 +1,26 @@
-//! `outrigger serve`'s process: load the config and the serving certificate,
-//! listen on the webhook port (HTTPS) and the monitoring port (HTTP), keep
-//! both files fresh, and shut down gracefully.
+//! `outrigger serve`'s process: load the config, the CA and the serving
+//! certificate, listen on the webhook port (HTTPS), the CA service's port
+//! (gRPC over TLS, [`ca_service`]) and the monitoring port (HTTP), keep
+//! files and certificates fresh ([`certificate`]), run the cluster
+//! controllers when in a cluster ([`in_cluster`]), and shut down gracefully.
+//!
+//! One CA serves the whole process: standalone, the one in `--ca-dir`; in a
+//! cluster, the shared one the controllers load. It issues the webhook's
+//! serving certificate (unless files are given) and signs workload
+//! certificates, so one root is both the webhook's `caBundle` and the mesh's
+//! trust anchor.
 //!
 //! Shutdown, once the `shutdown` future given to [`serve`] completes (the CLI
 //! passes SIGTERM/SIGINT): `/readyz` turns false at once and HTTP/1.x
 //! responses start carrying `Connection: close` (see [`crate::webhook::drain`]);
 //! new connections are still accepted for `shutdown_delay`, while the
 //! Service's endpoints drain;
-//! then the listener closes and in-flight requests get up to
-//! `shutdown_grace` to finish; then [`serve`] returns.
+//! then the webhook and CA service listeners close and in-flight requests
+//! get up to `shutdown_grace` to finish; then [`serve`] returns.
+
+pub mod ca_service;
+pub mod certificate;
+pub mod in_cluster;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -17,32 +29,36 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use axum::Router;
-use base64::Engine as _;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
+use crate::ca::RootOptions;
+use crate::ca::grpc::config::ConfigError;
+use crate::ca::grpc::metrics::CaMetrics;
+use crate::cluster::ClusterArgs;
 use crate::config::Config;
 use crate::metrics::MetricsRegistry;
 use crate::webhook::drain::Draining;
 use crate::webhook::metrics::WebhookMetrics;
 use crate::webhook::monitoring::{self, Readiness};
 use crate::webhook::reload::{self, FileSet};
-use crate::webhook::standalone_ca::{CaError, StandaloneCa};
-use crate::webhook::tls::{self, CertResolver, ServingCert, TlsError};
+use crate::webhook::standalone_ca::{self, CaError};
+use crate::webhook::tls::{self, CertResolver, TlsError};
 use crate::webhook::{AppState, Limits};
+pub use ca_service::CaServiceOptions;
+use ca_service::CaSupply;
 
 /// A TLS handshake taking longer than this is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Validity of a standalone serving certificate; renewed at two thirds.
-const STANDALONE_VALIDITY: Duration = Duration::from_secs(90 * 24 * 3600);
 
-/// Where the serving certificate comes from.
+/// Where the webhook's serving certificate comes from.
 #[derive(Debug, Clone)]
 pub enum TlsSource {
     /// PEM files, watched and reloaded.
@@ -52,15 +68,28 @@ pub enum TlsSource {
         /// The private key.
         key: PathBuf,
     },
-    /// A self-signed CA in `ca_dir` issues the certificate.
-    Standalone {
-        /// Where the CA lives (created on first start).
-        ca_dir: PathBuf,
-        /// DNS names and IP addresses to serve.
+    /// Issued by the process's CA: standalone, for `dns_names` (renewed at
+    /// two thirds of its life); in a cluster, by the controllers for the
+    /// Service's names (`dns_names` unused).
+    FromCa {
+        /// DNS names and IP addresses to serve (standalone).
         dns_names: Vec<String>,
-        /// Where to write the CA's PEM (the `caBundle`).
-        ca_bundle_out: Option<PathBuf>,
     },
+}
+
+/// Where the process's CA comes from.
+#[derive(Debug, Clone)]
+pub enum CaSource {
+    /// Standalone: a CA in a local directory, created on first start.
+    Directory {
+        /// The directory (Istio's cacerts layout).
+        dir: PathBuf,
+        /// How a new root is made (its trust domain).
+        root: RootOptions,
+    },
+    /// In a cluster: the controllers of [`crate::cluster`] load or create
+    /// the shared CA (checked with [`ClusterArgs::validate`] beforehand).
+    Cluster(Box<ClusterArgs>),
 }
 
 /// Everything `outrigger serve` is told.
@@ -70,8 +99,16 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
     /// The monitoring port's HTTP address (port 0: any free port).
     pub monitoring_listen: SocketAddr,
-    /// The serving certificate's source.
+    /// The webhook's serving certificate's source.
     pub tls: TlsSource,
+    /// The CA's source.
+    pub ca: CaSource,
+    /// Where to write the CA's root certificate (PEM: the webhook's
+    /// `caBundle` when the CA issues its certificate, and what clients of
+    /// the CA service trust).
+    pub ca_bundle_out: Option<PathBuf>,
+    /// The CA service (`None`: not started).
+    pub ca_service: Option<CaServiceOptions>,
     /// The engine's config file (`None`: the built-in defaults).
     pub config: Option<PathBuf>,
     /// Per-request limits.
@@ -83,7 +120,8 @@ pub struct ServeOptions {
     /// How often watched files are polled.
     pub reload_interval: Duration,
     /// A file to write the bound addresses to, as JSON
-    /// `{"listen": "...", "monitoring": "..."}`, once both are ready.
+    /// `{"listen": "...", "monitoring": "...", "ca": "..."}` (`ca` only with
+    /// the CA service), once all are bound.
     pub addresses_out: Option<PathBuf>,
     /// The process's metrics registry: the webhook registers its metrics
     /// here and `/metrics` serves everything in it, so the other parts of
@@ -118,6 +156,9 @@ pub enum ServeError {
     /// The standalone CA is unusable.
     #[error(transparent)]
     Ca(#[from] CaError),
+    /// The CA service's authenticator settings are unusable.
+    #[error("CA service: {0}")]
+    CaService(#[source] ConfigError),
     /// A port could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -136,24 +177,49 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let registry = options.registry.clone();
     let metrics = WebhookMetrics::register(&registry);
+    let ca_metrics = CaMetrics::new();
+    registry.register_with(|registry| ca_metrics.register(registry));
     let readiness = Arc::new(Readiness::default());
 
     let (config, config_files) = load_config(options.config.as_deref())?;
     let config = Arc::new(ArcSwap::from_pointee(config));
     readiness.set_config_loaded();
 
-    let (first_cert, renewal) = load_certificate(&options.tls).await?;
-    metrics.set_certificate_expiry(first_cert.not_after);
-    let resolver = Arc::new(CertResolver::new(first_cert));
+    // The CA service's authenticators first: a bad file stops start-up.
+    let ca_auth = match &options.ca_service {
+        Some(service) => {
+            Some(ca_service::authenticators(&service.config).map_err(ServeError::CaService)?)
+        }
+        None => None,
+    };
+    let standalone = match &options.ca {
+        CaSource::Directory { dir, root } => Some(certificate::load_standalone(
+            dir,
+            root,
+            options.ca_bundle_out.as_deref(),
+        )?),
+        CaSource::Cluster(_) => None,
+    };
+    let resolver = Arc::new(CertResolver::empty());
+    let renewal =
+        certificate::load_certificate(&options.tls, standalone.as_ref(), &resolver, &metrics)?;
     let server_config = tls::server_config(resolver.clone())?;
-    readiness.set_certificate_loaded();
+    if standalone.is_some() {
+        // In a cluster, ready once the controllers' certificate is in.
+        readiness.set_certificate_loaded();
+    }
 
     let listener = bind(options.listen).await?;
     let monitoring_listener = bind(options.monitoring_listen).await?;
+    let ca_listener = match &options.ca_service {
+        Some(service) => Some(bind(service.listen).await?),
+        None => None,
+    };
     let listen = listener.local_addr().unwrap_or(options.listen);
     let monitoring_addr = monitoring_listener
         .local_addr()
         .unwrap_or(options.monitoring_listen);
+    let ca_addr = ca_listener.as_ref().and_then(|l| l.local_addr().ok());
 
     let mut background = Vec::new();
     if let Some(files) = config_files {
@@ -164,19 +230,51 @@ pub async fn serve(
         ));
     }
     match renewal {
-        Renewal::Files(files) => background.push(reload::watch_certificate(
+        certificate::Renewal::Files(files) => background.push(reload::watch_certificate(
             files,
             resolver.clone(),
             metrics.clone(),
             options.reload_interval,
         )),
-        Renewal::Standalone { ca, names } => background.push(renew_standalone(
-            ca,
-            names,
-            resolver.clone(),
-            metrics.clone(),
-        )),
+        certificate::Renewal::Standalone { ca, names } => background.push(
+            certificate::renew_standalone(ca, names, resolver.clone(), metrics.clone()),
+        ),
+        certificate::Renewal::Cluster => {}
     }
+    let mut supply = standalone
+        .as_ref()
+        .map(|standalone| CaSupply::Ready(standalone.authority()));
+    if let CaSource::Cluster(args) = &options.ca {
+        let (feeds, controllers) = in_cluster::start((**args).clone(), &registry);
+        background.push(controllers);
+        let webhook_resolver = match options.tls {
+            TlsSource::FromCa { .. } => Some(resolver.clone()),
+            TlsSource::Files { .. } => None,
+        };
+        background.push(tokio::spawn(in_cluster::follow(
+            feeds.clone(),
+            webhook_resolver,
+            metrics.clone(),
+            readiness.clone(),
+            options.ca_bundle_out.clone(),
+        )));
+        supply = Some(CaSupply::Cluster(feeds));
+    }
+
+    let (stop_accepting, accepting) = watch::channel(false);
+    let ca_task = match (ca_listener, options.ca_service, ca_auth, supply) {
+        (Some(ca_listener), Some(service), Some(auth), Some(supply)) => {
+            Some(tokio::spawn(ca_service::run(
+                ca_listener,
+                service.config,
+                auth,
+                supply,
+                ca_metrics,
+                accepting.clone(),
+            )))
+        }
+        _ => None,
+    };
 
     let draining = Draining::default();
     let app = crate::webhook::router(AppState {
@@ -185,7 +283,6 @@ pub async fn serve(
         limits: options.limits,
         draining: draining.clone(),
     });
-    let (stop_accepting, accepting) = watch::channel(false);
     let webhook = tokio::spawn(accept_loop(
         listener,
         TlsAcceptor::from(server_config),
@@ -203,12 +300,13 @@ pub async fn serve(
             warn!(%error, "monitoring server failed");
         }
     });
-    info!(%listen, monitoring = %monitoring_addr, "serving");
+    info!(%listen, monitoring = %monitoring_addr, ca = ?ca_addr, "serving");
     if let Some(path) = &options.addresses_out {
-        let json = serde_json::json!({"listen": listen.to_string(), "monitoring": monitoring_addr.to_string()});
-        if let Err(error) =
-            crate::webhook::standalone_ca::write_atomic(path, json.to_string().as_bytes(), 0o644)
-        {
+        let mut json = serde_json::json!({"listen": listen.to_string(), "monitoring": monitoring_addr.to_string()});
+        if let Some(ca_addr) = ca_addr {
+            json["ca"] = serde_json::Value::String(ca_addr.to_string());
+        }
+        if let Err(error) = standalone_ca::write_atomic(path, json.to_string().as_bytes(), 0o644) {
             warn!(%error, "cannot write the bound addresses");
         }
     }
@@ -225,6 +323,9 @@ pub async fn serve(
     if let Err(error) = webhook.await {
         warn!(%error, "webhook accept loop ended abnormally");
     }
+    if let Some(ca_task) = ca_task {
+        stop_task("CA service", ca_task, options.shutdown_grace).await;
+    }
     for task in background {
         task.abort();
     }
@@ -232,6 +333,21 @@ pub async fn serve(
     let _ = monitoring.await;
     info!("shutdown complete");
     Ok(())
+}
+
+/// Waits up to `grace` for a stopping task, then aborts it.
+async fn stop_task(what: &'static str, mut task: JoinHandle<()>, grace: Duration) {
+    match tokio::time::timeout(grace, &mut task).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => warn!(part = what, %error, "ended abnormally"),
+        Err(_) => {
+            warn!(
+                part = what,
+                "shutdown: requests still in flight after the grace period; closing them"
+            );
+            task.abort();
+        }
+    }
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
@@ -257,99 +373,7 @@ fn load_config(path: Option<&Path>) -> Result<(Config, Option<FileSet>), ServeEr
     Ok((config, Some(files)))
 }
 
-/// How the serving certificate is kept fresh.
-enum Renewal {
-    Files(FileSet),
-    Standalone {
-        ca: Box<StandaloneCa>,
-        names: Vec<String>,
-    },
-}
-
-async fn load_certificate(source: &TlsSource) -> Result<(ServingCert, Renewal), ServeError> {
-    match source {
-        TlsSource::Files { cert, key } => {
-            let (files, contents) =
-                FileSet::read(vec![cert.clone(), key.clone()]).map_err(|source| {
-                    TlsError::Read {
-                        path: format!("{} / {}", cert.display(), key.display()),
-                        source,
-                    }
-                })?;
-            let what = format!("{} / {}", cert.display(), key.display());
-            let serving = ServingCert::from_pem(&contents[0], &contents[1], &what)?;
-            info!(files = %what, not_after = serving.not_after, "serving certificate loaded");
-            Ok((serving, Renewal::Files(files)))
-        }
-        TlsSource::Standalone {
-            ca_dir,
-            dns_names,
-            ca_bundle_out,
-        } => {
-            let (ca, created) = StandaloneCa::load_or_create(ca_dir)?;
-            let serving = ca.issue_serving(dns_names, STANDALONE_VALIDITY)?;
-            if let Some(out) = ca_bundle_out {
-                crate::webhook::standalone_ca::write_atomic(
-                    out,
-                    ca.bundle_pem().as_bytes(),
-                    0o644,
-                )?;
-            }
-            info!(
-                ca_dir = %ca_dir.display(),
-                created,
-                dns_names = ?dns_names,
-                ca_bundle_file = ca_bundle_out.as_ref().map(|p| p.display().to_string()),
-                ca_bundle = %base64::engine::general_purpose::STANDARD.encode(ca.bundle_pem()),
-                ca_pem = %ca.bundle_pem(),
-                "standalone mode: serving certificate issued by the local CA (ca_bundle is the caBundle value)"
-            );
-            Ok((
-                serving,
-                Renewal::Standalone {
-                    ca: Box::new(ca),
-                    names: dns_names.clone(),
-                },
-            ))
-        }
-    }
-}
-
-/// Re-issues the standalone serving certificate once two thirds of its
-/// validity have passed, so a long-running standalone server never expires.
-fn renew_standalone(
-    ca: Box<StandaloneCa>,
-    names: Vec<String>,
-    resolver: Arc<CertResolver>,
-    metrics: WebhookMetrics,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            let current = resolver.current();
-            let lifetime = (current.not_after - current.not_before).max(0);
-            let renew_at = current.not_before + lifetime * 2 / 3;
-            let now = time::OffsetDateTime::now_utc().unix_timestamp();
-            let wait = u64::try_from(renew_at - now).unwrap_or(0);
-            tokio::time::sleep(Duration::from_secs(wait.clamp(60, 24 * 3600))).await;
-            if time::OffsetDateTime::now_utc().unix_timestamp() < renew_at {
-                continue;
-            }
-            match ca.issue_serving(&names, STANDALONE_VALIDITY) {
-                Ok(cert) => {
-                    metrics.set_certificate_expiry(cert.not_after);
-                    info!(
-                        not_after = cert.not_after,
-                        "standalone serving certificate renewed"
-                    );
-                    resolver.swap(cert);
-                }
-                Err(error) => warn!(%error, "cannot renew the standalone serving certificate"),
-            }
-        }
-    })
-}
-
-async fn wait_true(mut flag: watch::Receiver<bool>) {
+pub(crate) async fn wait_true(mut flag: watch::Receiver<bool>) {
     // An error means the sender is gone: stop too.
     let _ = flag.wait_for(|stop| *stop).await;
 }
@@ -417,3 +441,6 @@ async fn accept_loop(
         warn!("shutdown: requests still in flight after the grace period; closing them");
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,12 +4,12 @@
 //!
 //! Every new handshake asks [`CertResolver`] for the current certificate, so
 //! a swap takes effect on the next connection and never touches established
-//! ones. What feeds the swaps (files on disk, or the standalone CA) lives in
-//! `server` and [`crate::webhook::reload`].
+//! ones. What feeds the swaps (files on disk, the standalone CA, or the
+//! cluster's shared CA) lives in `server` and [`crate::webhook::reload`].
 
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
+use arc_swap::ArcSwapOption;
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -167,8 +167,12 @@ pub fn validity(cert: &CertificateDer<'_>) -> Result<(i64, i64), String> {
 }
 
 /// Hands every new handshake the current serving certificate.
+///
+/// It may start empty (in a cluster, the certificate comes from the shared
+/// CA once the controllers have loaded it): until the first
+/// [`swap`](Self::swap), handshakes fail and `/readyz` says not ready.
 pub struct CertResolver {
-    current: ArcSwap<ServingCert>,
+    current: ArcSwapOption<ServingCert>,
 }
 
 impl std::fmt::Debug for CertResolver {
@@ -183,24 +187,31 @@ impl CertResolver {
     /// Starts with `cert`.
     pub fn new(cert: ServingCert) -> Self {
         CertResolver {
-            current: ArcSwap::from_pointee(cert),
+            current: ArcSwapOption::from_pointee(cert),
+        }
+    }
+
+    /// Starts with no certificate: handshakes fail until the first swap.
+    pub fn empty() -> Self {
+        CertResolver {
+            current: ArcSwapOption::empty(),
         }
     }
 
     /// Serves `cert` to every connection from now on.
     pub fn swap(&self, cert: ServingCert) {
-        self.current.store(Arc::new(cert));
+        self.current.store(Some(Arc::new(cert)));
     }
 
-    /// The certificate being served.
-    pub fn current(&self) -> Arc<ServingCert> {
+    /// The certificate being served, if any yet.
+    pub fn current(&self) -> Option<Arc<ServingCert>> {
         self.current.load_full()
     }
 }
 
 impl ResolvesServerCert for CertResolver {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.load().key.clone())
+        self.current.load().as_ref().map(|cert| cert.key.clone())
     }
 }
 

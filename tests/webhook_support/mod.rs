@@ -40,6 +40,8 @@ pub struct Server {
     pub listen: SocketAddr,
     /// The monitoring address.
     pub monitoring: SocketAddr,
+    /// The CA service's (gRPC) address.
+    pub ca: SocketAddr,
 }
 
 impl Server {
@@ -61,6 +63,24 @@ impl Server {
     pub fn start(dir: PathBuf, args: &[String]) -> Server {
         let addresses = dir.join("addresses.json");
         let log = std::fs::File::create(dir.join("server.log")).unwrap();
+        // The CA service always has a CA: keep it in the test's directory,
+        // not in the working directory, when the test names none.
+        let default_log_format: &[&str] = if args.iter().any(|a| a == "--log-format") {
+            &[]
+        } else {
+            &["--log-format", "json"]
+        };
+        // Standalone even when the tests run inside a pod.
+        let default_cluster_mode: &[&str] = if args.iter().any(|a| a == "--cluster-mode") {
+            &[]
+        } else {
+            &["--cluster-mode", "disabled"]
+        };
+        let default_ca_dir = if args.iter().any(|a| a == "--ca-dir") {
+            Vec::new()
+        } else {
+            vec!["--ca-dir".to_string(), dir.join("ca").display().to_string()]
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_outrigger"))
             .arg("serve")
             .args([
@@ -68,10 +88,15 @@ impl Server {
                 "127.0.0.1:0",
                 "--monitoring-listen",
                 "127.0.0.1:0",
+                "--ca-listen",
+                "127.0.0.1:0",
             ])
+            .args(default_cluster_mode)
             .arg("--addresses-out")
             .arg(&addresses)
-            .args(["--log-format", "json", "--log-level", "info"])
+            .args(default_log_format)
+            .args(["--log-level", "info"])
+            .args(default_ca_dir)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -83,6 +108,7 @@ impl Server {
             dir,
             listen: "0.0.0.0:0".parse().unwrap(),
             monitoring: "0.0.0.0:0".parse().unwrap(),
+            ca: "0.0.0.0:0".parse().unwrap(),
         };
         let started = Instant::now();
         loop {
@@ -90,6 +116,7 @@ impl Server {
                 let doc: Value = serde_json::from_str(&text).unwrap();
                 server.listen = doc["listen"].as_str().unwrap().parse().unwrap();
                 server.monitoring = doc["monitoring"].as_str().unwrap().parse().unwrap();
+                server.ca = doc["ca"].as_str().unwrap().parse().unwrap();
                 return server;
             }
             if let Some(status) = server.child.as_mut().unwrap().try_wait().unwrap() {

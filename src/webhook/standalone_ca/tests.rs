@@ -1,13 +1,18 @@
 //! The standalone CA: persistence, the directory layout, and serving
 //! certificates checked by an independent verifier (webpki, via rustls).
 
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
 use std::os::unix::fs::PermissionsExt as _;
 use std::sync::Arc;
 
 use rustls::RootCertStore;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::ServerCertVerifier as _;
-use rustls_pki_types::{ServerName, UnixTime};
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use time::OffsetDateTime;
 
 use super::*;
 
@@ -28,7 +33,7 @@ fn mode(path: &Path) -> u32 {
 #[test]
 fn created_once_then_reused_with_istios_layout() {
     let dir = tempdir("reuse").join("ca");
-    let (first, created) = StandaloneCa::load_or_create(&dir).unwrap();
+    let (first, created) = StandaloneCa::load_or_create(&dir, &RootOptions::default()).unwrap();
     assert!(created);
     for file in [CA_CERT, CA_KEY, ROOT_CERT, CERT_CHAIN] {
         assert!(dir.join(file).is_file(), "{file} missing");
@@ -38,7 +43,7 @@ fn created_once_then_reused_with_istios_layout() {
     let root = std::fs::read_to_string(dir.join(ROOT_CERT)).unwrap();
     assert_eq!(root, first.bundle_pem());
 
-    let (second, created) = StandaloneCa::load_or_create(&dir).unwrap();
+    let (second, created) = StandaloneCa::load_or_create(&dir, &RootOptions::default()).unwrap();
     assert!(!created);
     assert_eq!(second.bundle_pem(), first.bundle_pem());
     // A certificate issued by the reloaded CA chains to the original root.
@@ -52,7 +57,7 @@ fn created_once_then_reused_with_istios_layout() {
 #[test]
 fn serving_certificates_carry_dns_and_ip_names() {
     let dir = tempdir("names");
-    let (ca, _) = StandaloneCa::load_or_create(&dir).unwrap();
+    let (ca, _) = StandaloneCa::load_or_create(&dir, &RootOptions::default()).unwrap();
     let names = vec![
         "outrigger.outrigger-system.svc".to_string(),
         "localhost".to_string(),
@@ -71,9 +76,9 @@ fn serving_certificates_carry_dns_and_ip_names() {
 #[test]
 fn half_a_signing_pair_is_refused() {
     let dir = tempdir("half");
-    StandaloneCa::load_or_create(&dir).unwrap();
+    StandaloneCa::load_or_create(&dir, &RootOptions::default()).unwrap();
     std::fs::remove_file(dir.join(CA_KEY)).unwrap();
-    let err = StandaloneCa::load_or_create(&dir).unwrap_err();
+    let err = StandaloneCa::load_or_create(&dir, &RootOptions::default()).unwrap_err();
     assert!(
         err.to_string()
             .contains("has ca-cert.pem but not ca-key.pem"),
@@ -86,11 +91,15 @@ fn half_a_signing_pair_is_refused() {
 fn a_key_from_another_ca_is_refused() {
     let one = tempdir("one");
     let two = tempdir("two");
-    StandaloneCa::load_or_create(&one).unwrap();
-    StandaloneCa::load_or_create(&two).unwrap();
+    StandaloneCa::load_or_create(&one, &RootOptions::default()).unwrap();
+    StandaloneCa::load_or_create(&two, &RootOptions::default()).unwrap();
     std::fs::copy(two.join(CA_KEY), one.join(CA_KEY)).unwrap();
-    let err = StandaloneCa::load_or_create(&one).unwrap_err();
-    assert!(err.to_string().contains("does not belong"), "{err}");
+    let err = StandaloneCa::load_or_create(&one, &RootOptions::default()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("ca-key.pem does not match ca-cert.pem"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&one);
     let _ = std::fs::remove_dir_all(&two);
 }
@@ -98,17 +107,17 @@ fn a_key_from_another_ca_is_refused() {
 #[test]
 fn a_garbage_key_is_refused_with_the_expected_form() {
     let dir = tempdir("garbage");
-    StandaloneCa::load_or_create(&dir).unwrap();
+    StandaloneCa::load_or_create(&dir, &RootOptions::default()).unwrap();
     std::fs::write(dir.join(CA_KEY), "not a key").unwrap();
-    let err = StandaloneCa::load_or_create(&dir).unwrap_err();
-    assert!(err.to_string().contains("PKCS#8 PEM private key"), "{err}");
+    let err = StandaloneCa::load_or_create(&dir, &RootOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("PRIVATE KEY (PKCS#8)"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn debug_output_elides_the_key() {
     let dir = tempdir("debug");
-    let (ca, _) = StandaloneCa::load_or_create(&dir).unwrap();
+    let (ca, _) = StandaloneCa::load_or_create(&dir, &RootOptions::default()).unwrap();
     let debug = format!("{ca:?}");
     assert!(debug.contains("[elided]"), "{debug}");
     assert!(!debug.contains("PRIVATE"), "{debug}");

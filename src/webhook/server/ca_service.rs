@@ -1,0 +1,158 @@
+//! The CA service (`IstioCertificateService` over gRPC, [`crate::ca::grpc`])
+//! as a part of `outrigger serve`: started on its own port with the same CA
+//! as the rest of the process, and stopped with the webhook.
+//!
+//! Standalone, the CA is the one in `--ca-dir` and the service issues its
+//! own serving certificate from it ([`crate::ca::grpc::run`]). In a cluster,
+//! it starts once the shared CA is ready, serves the certificate the
+//! cluster controllers issue for the Service (swapped in place on renewal),
+//! and authenticates tokens with TokenReview besides the configured
+//! authenticators.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use super::in_cluster::{ClusterFeeds, first};
+use crate::ca::CertificateAuthority;
+use crate::ca::grpc::auth::{AuthChain, Authenticator};
+use crate::ca::grpc::config::ConfigError;
+use crate::ca::grpc::metrics::CaMetrics;
+use crate::ca::grpc::signer::AuthoritySigner;
+use crate::ca::grpc::{self, CaService, CaServiceConfig};
+use crate::cluster::token_review::{CacheSettings, TokenReviewAuthenticator};
+
+/// The CA service's part of `outrigger serve`'s options.
+#[derive(Debug, Clone)]
+pub struct CaServiceOptions {
+    /// The gRPC (TLS) address (port 0: any free port).
+    pub listen: SocketAddr,
+    /// Trust domain, serving names (standalone) and authenticators.
+    pub config: CaServiceConfig,
+}
+
+/// Where the service's CA comes from.
+pub enum CaSupply {
+    /// Standalone: the CA is loaded already.
+    Ready(Arc<CertificateAuthority>),
+    /// In a cluster: from the controllers, when they have it.
+    Cluster(ClusterFeeds),
+}
+
+/// The configured authenticators (client certificates, JWKS, static
+/// tokens); built at start-up so that a bad `--static-token-file` or
+/// `--jwks-file` stops it with the file's error.
+pub fn authenticators(config: &CaServiceConfig) -> Result<AuthChain, ConfigError> {
+    config.auth_chain(Vec::new())
+}
+
+/// Serves the CA service on `listener` until `stop` turns true, with `auth`
+/// (from [`authenticators`]; in a cluster, TokenReview joins them). Errors
+/// are logged: the webhook keeps serving whatever happens here.
+pub async fn run(
+    listener: TcpListener,
+    config: CaServiceConfig,
+    auth: AuthChain,
+    supply: CaSupply,
+    metrics: CaMetrics,
+    stop: watch::Receiver<bool>,
+) {
+    let stopped = super::wait_true(stop.clone());
+    let result = match supply {
+        CaSupply::Ready(ca) => grpc::run(listener, config, ca, auth, metrics, stopped)
+            .await
+            .map_err(|e| error_chain(&e)),
+        CaSupply::Cluster(feeds) => {
+            tokio::select! {
+                () = super::wait_true(stop) => return,
+                result = run_in_cluster(listener, config, feeds, metrics, stopped) => result,
+            }
+        }
+    };
+    if let Err(message) = result {
+        error!(error = %message, "the CA service stopped with an error");
+    }
+}
+
+/// The cluster case: waits for the client, the CA and the first serving
+/// certificate, then serves, following serving-certificate renewals.
+async fn run_in_cluster(
+    listener: TcpListener,
+    config: CaServiceConfig,
+    mut feeds: ClusterFeeds,
+    metrics: CaMetrics,
+    stopped: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let Some(client) = first(&mut feeds.client).await else {
+        return Err("the in-cluster controllers stopped before connecting".into());
+    };
+    let Some(cluster_ca) = first(&mut feeds.ca).await else {
+        return Err("the in-cluster controllers stopped before the CA was ready".into());
+    };
+    let Some(issued) = first(&mut feeds.serving).await else {
+        return Err(
+            "the in-cluster controllers stopped before issuing a serving certificate".into(),
+        );
+    };
+    // The controllers' CA is the same material: load the CA core's view of
+    // it once for signing (the PEMs were checked when the CA was loaded).
+    let ca = CertificateAuthority::from_pem(cluster_ca.authority().to_pem())
+        .map(Arc::new)
+        .map_err(|e| format!("the cluster CA: {e}"))?;
+    let review: Arc<dyn Authenticator> = Arc::new(TokenReviewAuthenticator::new(
+        client,
+        config.audiences.clone(),
+        CacheSettings::default(),
+    ));
+    let auth = config
+        .auth_chain(vec![review])
+        .map_err(|e| error_chain(&e))?;
+    let serving = grpc::ServingCert::from_pem(&issued.chain_pem, issued.key_pem.expose())
+        .map(Arc::new)
+        .map_err(|e| format!("the cluster serving certificate: {e}"))?;
+    let tls = grpc::tls_config(Arc::clone(&serving), ca.root_pem())
+        .map_err(|e| format!("the CA service's TLS: {e}"))?;
+    let signer = Arc::new(AuthoritySigner::new(ca, &config.trust_domain));
+    let service = CaService::new(signer, auth, metrics);
+    let follow = tokio::spawn(follow_serving(feeds.serving, serving));
+    info!(auth = ?service, "CA service starting with the cluster CA");
+    let result = grpc::serve(listener, tls, service, stopped)
+        .await
+        .map_err(|e| error_chain(&e));
+    follow.abort();
+    result
+}
+
+/// Swaps each renewed serving certificate into the CA service's TLS.
+async fn follow_serving(
+    mut serving: watch::Receiver<Option<crate::cluster::authority::IssuedCert>>,
+    cert: Arc<grpc::ServingCert>,
+) {
+    while serving.changed().await.is_ok() {
+        let Some(issued) = serving.borrow_and_update().clone() else {
+            continue;
+        };
+        match cert.replace_pem(&issued.chain_pem, issued.key_pem.expose()) {
+            Ok(()) => info!(validity = ?cert.validity(), "CA service serving certificate renewed"),
+            Err(error) => {
+                warn!(%error, "renewed serving certificate refused by the CA service; keeping the previous one")
+            }
+        }
+    }
+}
+
+/// An error and its causes, `: `-separated (these errors keep the detail in
+/// their sources).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
