@@ -172,17 +172,29 @@ pub fn write_bundle(
     issued: &IssuedCertificate,
     root_pem: &str,
 ) -> Result<(), StoreError> {
+    write_credentials(dir, issued.key.expose(), &issued.chain.to_pem(), root_pem)
+}
+
+/// Writes a workload's credentials in the layout of Istio's per-account
+/// Secrets (`key.pem` 0600, `cert-chain.pem`, `root-cert.pem`), creating
+/// `dir` (0700) if needed. The three files are staged first and then renamed
+/// into place, so a failure leaves no half-written set behind.
+pub fn write_credentials(
+    dir: &Path,
+    key_pem: &str,
+    chain_pem: &str,
+    root_pem: &str,
+) -> Result<(), StoreError> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
         .map_err(io_err(dir))?;
-    let chain = issued.chain.to_pem();
     write_all_atomic(
         dir,
         &[
-            (KEY, issued.key.expose(), 0o600),
-            (CERT_CHAIN, &chain, 0o644),
+            (KEY, key_pem, 0o600),
+            (CERT_CHAIN, chain_pem, 0o644),
             (ROOT_CERT, root_pem, 0o644),
         ],
         true,

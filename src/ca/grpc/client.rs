@@ -6,7 +6,6 @@
 //! wrapper over [`request_certificate`].
 
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -53,6 +52,9 @@ pub enum ClientError {
     /// The CA answered with an empty chain.
     #[error("the CA answered with an empty certificate chain")]
     EmptyChain,
+    /// The credentials could not be written.
+    #[error("cannot write the credentials")]
+    Write(#[source] crate::ca::store::StoreError),
     /// Key or CSR generation failed.
     #[error("cannot generate the key and CSR")]
     Generate(#[source] rcgen::Error),
@@ -288,60 +290,13 @@ pub async fn request_certificate(options: &RequestOptions) -> Result<Written, Cl
         })
         .collect();
     let dir = &options.out_dir;
-    let files = [
-        ("key.pem", key.0.as_str(), true),
-        ("cert-chain.pem", joined.as_str(), false),
-        ("root-cert.pem", root.as_str(), false),
-    ];
-    let mut staged = Vec::new();
-    for (name, content, private) in files {
-        let tmp = dir.join(format!(".{name}.tmp"));
-        if let Err(err) = write_file(&tmp, content, private) {
-            for (tmp, _) in &staged {
-                let _ = std::fs::remove_file(tmp);
-            }
-            return Err(err);
-        }
-        staged.push((tmp, dir.join(name)));
-    }
-    for (tmp, dest) in &staged {
-        std::fs::rename(tmp, dest).map_err(|source| ClientError::Io {
-            path: dest.clone(),
-            action: "write",
-            source,
-        })?;
-    }
+    crate::ca::store::write_credentials(dir, &key.0, &joined, &root).map_err(ClientError::Write)?;
     Ok(Written {
         key: dir.join("key.pem"),
         cert_chain: dir.join("cert-chain.pem"),
         root_cert: dir.join("root-cert.pem"),
         chain_len: chain.len(),
     })
-}
-
-fn write_file(path: &Path, content: &str, private: bool) -> Result<(), ClientError> {
-    let io = |source| ClientError::Io {
-        path: path.to_path_buf(),
-        action: "write",
-        source,
-    };
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(if private { 0o600 } else { 0o644 });
-    }
-    let mut file = options.open(path).map_err(io)?;
-    #[cfg(unix)]
-    if private {
-        // The file may have existed with a wider mode.
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(io)?;
-    }
-    file.write_all(content.as_bytes()).map_err(io)?;
-    file.sync_all().map_err(io)
 }
 
 #[cfg(test)]
