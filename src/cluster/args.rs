@@ -67,7 +67,9 @@ pub struct ClusterArgs {
     #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
     pub serving_cert_ttl: Duration,
 
-    /// SPIFFE trust domain of the per-ServiceAccount certificates.
+    /// SPIFFE trust domain of every workload identity: the CA service's
+    /// certificates, the `istio.<sa>` Secrets, and the Organization of a new
+    /// root.
     #[arg(long, default_value = "cluster.local")]
     pub trust_domain: String,
 
