@@ -30,6 +30,7 @@ use tracing::debug;
 
 use crate::config::Config;
 pub use decision::{IGNORED_NAMESPACES, Rule};
+pub(crate) use inputs::canonical_resources;
 pub use kubeform::kube_inject_form;
 pub use workload::pod_location;
 

@@ -153,6 +153,9 @@ pub struct Settings {
     pub lifecycle: Value,
     /// `values.global.proxy.resources` (quantities as written).
     pub resources: Value,
+    /// `resources` in canonical quantities: what every pod without a
+    /// resource annotation gets, computed once here rather than per pod.
+    pub proxy_resources: Value,
     /// `values.pilot.env.ENABLE_NATIVE_SIDECARS` (default true).
     pub native_sidecars: bool,
     /// `values.sidecarInjectorWebhook.rewriteAppHTTPProbe`.
@@ -326,6 +329,10 @@ impl Settings {
         } else {
             mesh_trust
         };
+        let resources = r
+            .get(&format!("{p}.resources"))
+            .cloned()
+            .unwrap_or(Value::Null);
         Ok(Settings {
             hub: r.string(&format!("{g}.hub"))?,
             tag: r.string(&format!("{g}.tag"))?,
@@ -398,10 +405,8 @@ impl Settings {
                 .get(&format!("{p}.lifecycle"))
                 .cloned()
                 .unwrap_or(Value::Null),
-            resources: r
-                .get(&format!("{p}.resources"))
-                .cloned()
-                .unwrap_or(Value::Null),
+            proxy_resources: crate::inject::canonical_resources(&resources),
+            resources,
             native_sidecars: native,
             rewrite_probes: r.boolean("values.sidecarInjectorWebhook.rewriteAppHTTPProbe")?,
             proxy_config,

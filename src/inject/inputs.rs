@@ -130,7 +130,20 @@ pub fn resources(s: &Settings, annotations: &BTreeMap<String, String>) -> Value 
                 }
             }
         }
-    } else if let Value::Object(res) = &s.resources {
+    } else {
+        // The same for every pod: canonicalized once, when the settings
+        // were resolved.
+        return s.proxy_resources.clone();
+    }
+    Value::Object(out)
+}
+
+/// `values.global.proxy.resources` in canonical quantities (null
+/// quantities left out), as an object: the proxy's resources when no pod
+/// annotation sets any. Computed once per [`Settings`].
+pub fn canonical_resources(resources: &Value) -> Value {
+    let mut out = Map::new();
+    if let Value::Object(res) = resources {
         for (section, v) in res {
             if let Value::Object(q) = v {
                 let m: Map<String, Value> = q

@@ -238,8 +238,9 @@ pub fn inject_pod(
         && let Some(spec) = merged.get_mut("spec")
     {
         let mut found = probes::rewrite_app_probes(spec, status_port);
-        if !found.is_empty() || existing_probers(spec).is_some() {
-            if let Some(Value::Object(old)) = existing_probers(spec) {
+        let existing = existing_probers(spec);
+        if !found.is_empty() || existing.is_some() {
+            if let Some(Value::Object(old)) = existing {
                 for (k, v) in old {
                     found.entry(k).or_insert(v);
                 }

@@ -54,19 +54,25 @@ fn rewrite(handler: &mut Value, path: &str, status_port: i64, container: &Value)
     }
     let mut prober = Map::new();
     let mut scheme_https = false;
-    for kind in ["httpGet", "tcpSocket", "grpc"] {
-        if let Some(Value::Object(action)) = h.get(kind) {
-            let mut action = action.clone();
-            let port = action.get("port").cloned().unwrap_or(Value::Null);
-            let resolved = resolve_port(&port, container)?;
-            action.insert("port".into(), resolved);
-            scheme_https = action.get("scheme").and_then(Value::as_str) == Some("HTTPS");
-            prober.insert(kind.into(), Value::Object(action));
-            break;
-        }
-    }
-    if prober.is_empty() {
-        return None;
+    // The first handler kind present is the one probed. Its port is resolved
+    // first (an unresolvable port leaves the handler as it is); then the
+    // action is moved into the prober, not copied: the handler gets a new
+    // `httpGet` below, and `tcpSocket`/`grpc` are dropped from it anyway.
+    let (kind, resolved) = ["httpGet", "tcpSocket", "grpc"]
+        .into_iter()
+        .find_map(|kind| match h.get(kind) {
+            Some(Value::Object(action)) => Some((kind, action)),
+            _ => None,
+        })
+        .map(|(kind, action)| {
+            let port = action.get("port").unwrap_or(&Value::Null);
+            (kind, resolve_port(port, container))
+        })?;
+    let resolved = resolved?;
+    if let Some(Value::Object(mut action)) = h.remove(kind) {
+        action.insert("port".into(), resolved);
+        scheme_https = action.get("scheme").and_then(Value::as_str) == Some("HTTPS");
+        prober.insert(kind.into(), Value::Object(action));
     }
     if let Some(t) = h.get("timeoutSeconds").filter(|t| t.as_i64() != Some(0)) {
         prober.insert("timeoutSeconds".into(), t.clone());
