@@ -4,6 +4,11 @@
 //! no async. The webhook, the CLI preview and the tests all call [`inject`].
 //!
 //! See Istio's `pkg/kube/inject` for the behaviour this reproduces.
+//!
+//! Dependencies: `config`, and the pure argument parser of [`crate::iptables`]
+//! (with `config.trafficCapture: outrigger`, the capture flags are checked by
+//! the very parser `outrigger iptables` uses, so that no pod is given an init
+//! container that would refuse its own arguments). Nothing here does IO.
 
 mod annotations;
 mod capture;
