@@ -6,8 +6,9 @@
 //! own serving certificate from it ([`crate::ca::grpc::run`]). In a cluster,
 //! it starts once the shared CA is ready, serves the certificate the
 //! cluster controllers issue for the Service (swapped in place on renewal),
-//! and authenticates tokens with TokenReview besides the configured
-//! authenticators.
+//! and authenticates tokens locally against the API server's issuer keys
+//! ([`crate::cluster::jwks`], unless `--jwks-file` gives them) and then, as
+//! the fallback, with TokenReview, besides the configured authenticators.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use crate::ca::grpc::config::ConfigError;
 use crate::ca::grpc::metrics::CaMetrics;
 use crate::ca::grpc::signer::AuthoritySigner;
 use crate::ca::grpc::{self, CaService, CaServiceConfig};
+use crate::cluster::jwks::{self, ClusterJwt, IssuerSource};
 use crate::cluster::token_review::{CacheSettings, TokenReviewAuthenticator};
 
 /// The CA service's part of `outrigger serve`'s options.
@@ -103,13 +105,26 @@ async fn run_in_cluster(
         .map(Arc::new)
         .map_err(|e| format!("the cluster CA: {e}"))?;
     let review: Arc<dyn Authenticator> = Arc::new(TokenReviewAuthenticator::new(
-        client,
+        client.clone(),
         config.audiences.clone(),
         CacheSettings::default(),
     ));
-    let auth = config
-        .auth_chain(vec![review])
-        .map_err(|e| error_chain(&e))?;
+    // Local JWT first, TokenReview as the fallback. A --jwks-file is the
+    // local JWT (it wins over fetching); else the keys come from the API
+    // server and are kept fresh by a task that lives as long as the service.
+    let (extra, fetcher) = if config.jwks_file.is_some() {
+        (vec![review], None)
+    } else {
+        let jwt = Arc::new(ClusterJwt::new(
+            config.jwt_policy(),
+            IssuerSource::from_flag(&config.jwt_issuer),
+        ));
+        let fetcher = tokio::spawn(jwks::run(client, Arc::clone(&jwt), jwks::REFRESH_PERIOD));
+        let jwt: Arc<dyn Authenticator> = jwt;
+        (vec![jwt, review], Some(fetcher))
+    };
+    let fetcher = AbortOnDrop(fetcher);
+    let auth = config.auth_chain(extra).map_err(|e| error_chain(&e))?;
     let serving = grpc::ServingCert::from_pem(&issued.chain_pem, issued.key_pem.expose())
         .map(Arc::new)
         .map_err(|e| format!("the cluster serving certificate: {e}"))?;
@@ -123,7 +138,20 @@ async fn run_in_cluster(
         .await
         .map_err(|e| error_chain(&e));
     follow.abort();
+    drop(fetcher);
     result
+}
+
+/// Stops the JWKS fetcher whichever way the service ends (even on an early
+/// `?` return).
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
+    }
 }
 
 /// Swaps each renewed serving certificate into the CA service's TLS.
