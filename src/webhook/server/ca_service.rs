@@ -109,20 +109,7 @@ async fn run_in_cluster(
         config.audiences.clone(),
         CacheSettings::default(),
     ));
-    // Local JWT first, TokenReview as the fallback. A --jwks-file is the
-    // local JWT (it wins over fetching); else the keys come from the API
-    // server and are kept fresh by a task that lives as long as the service.
-    let (extra, fetcher) = if config.jwks_file.is_some() {
-        (vec![review], None)
-    } else {
-        let jwt = Arc::new(ClusterJwt::new(
-            config.jwt_policy(),
-            IssuerSource::from_flag(&config.jwt_issuer),
-        ));
-        let fetcher = tokio::spawn(jwks::run(client, Arc::clone(&jwt), jwks::REFRESH_PERIOD));
-        let jwt: Arc<dyn Authenticator> = jwt;
-        (vec![jwt, review], Some(fetcher))
-    };
+    let (extra, fetcher) = cluster_token_authenticators(&config, client, review);
     let fetcher = AbortOnDrop(fetcher);
     let auth = config.auth_chain(extra).map_err(|e| error_chain(&e))?;
     let serving = grpc::ServingCert::from_pem(&issued.chain_pem, issued.key_pem.expose())
@@ -140,6 +127,31 @@ async fn run_in_cluster(
     follow.abort();
     drop(fetcher);
     result
+}
+
+/// The cluster's token authenticators, in chain order: local JWT first,
+/// `review` (TokenReview) as the fallback for tokens it cannot verify. A
+/// `--jwks-file` is the local JWT (it wins over fetching, and the config's
+/// chain adds it); else a [`ClusterJwt`] fed from the API server, kept fresh
+/// by the returned task (abort it with the service).
+fn cluster_token_authenticators(
+    config: &CaServiceConfig,
+    client: kube::Client,
+    review: Arc<dyn Authenticator>,
+) -> (
+    Vec<Arc<dyn Authenticator>>,
+    Option<tokio::task::JoinHandle<()>>,
+) {
+    if config.jwks_file.is_some() {
+        return (vec![review], None);
+    }
+    let jwt = Arc::new(ClusterJwt::new(
+        config.jwt_policy(),
+        IssuerSource::from_flag(&config.jwt_issuer),
+    ));
+    let fetcher = tokio::spawn(jwks::run(client, Arc::clone(&jwt), jwks::REFRESH_PERIOD));
+    let jwt: Arc<dyn Authenticator> = jwt;
+    (vec![jwt, review], Some(fetcher))
 }
 
 /// Stops the JWKS fetcher whichever way the service ends (even on an early
@@ -183,4 +195,67 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{Request, Response};
+    use kube::client::Body;
+
+    fn mock_client() -> kube::Client {
+        let (service, _handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        kube::Client::new(service, "default")
+    }
+
+    fn review(client: &kube::Client) -> Arc<dyn Authenticator> {
+        Arc::new(TokenReviewAuthenticator::new(
+            client.clone(),
+            Vec::new(),
+            CacheSettings::default(),
+        ))
+    }
+
+    #[tokio::test]
+    async fn in_a_cluster_fetched_jwt_comes_before_token_review() {
+        let config = CaServiceConfig::default();
+        let client = mock_client();
+        let (extra, fetcher) =
+            cluster_token_authenticators(&config, client.clone(), review(&client));
+        let names: Vec<_> = extra.iter().map(|a| a.name()).collect();
+        assert_eq!(names, vec!["jwt", "token-review"]);
+        let fetcher = fetcher.expect("the keys are fetched from the API server");
+        fetcher.abort();
+        let chain = config.auth_chain(extra).unwrap();
+        assert_eq!(
+            format!("{chain:?}"),
+            r#"["client-cert", "jwt", "token-review"]"#
+        );
+    }
+
+    #[tokio::test]
+    async fn a_jwks_file_wins_over_fetching() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jwks.json");
+        std::fs::write(
+            &path,
+            r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"k","x":"MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4","y":"4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM"}]}"#,
+        )
+        .unwrap();
+        let config = CaServiceConfig {
+            jwks_file: Some(path),
+            ..CaServiceConfig::default()
+        };
+        let client = mock_client();
+        let (extra, fetcher) =
+            cluster_token_authenticators(&config, client.clone(), review(&client));
+        assert!(fetcher.is_none(), "no fetcher with --jwks-file");
+        let names: Vec<_> = extra.iter().map(|a| a.name()).collect();
+        assert_eq!(names, vec!["token-review"]);
+        let chain = config.auth_chain(extra).unwrap();
+        assert_eq!(
+            format!("{chain:?}"),
+            r#"["client-cert", "jwt", "token-review"]"#
+        );
+    }
 }
