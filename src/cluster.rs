@@ -15,6 +15,7 @@ pub mod ca_bundle;
 pub mod ca_secret;
 pub mod driver;
 pub mod error;
+pub mod jwks;
 pub mod leader;
 pub mod metrics;
 pub mod retry;

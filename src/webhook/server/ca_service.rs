@@ -6,8 +6,9 @@
 //! own serving certificate from it ([`crate::ca::grpc::run`]). In a cluster,
 //! it starts once the shared CA is ready, serves the certificate the
 //! cluster controllers issue for the Service (swapped in place on renewal),
-//! and authenticates tokens with TokenReview besides the configured
-//! authenticators.
+//! and authenticates tokens locally against the API server's issuer keys
+//! ([`crate::cluster::jwks`], unless `--jwks-file` gives them) and then, as
+//! the fallback, with TokenReview, besides the configured authenticators.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use crate::ca::grpc::config::ConfigError;
 use crate::ca::grpc::metrics::CaMetrics;
 use crate::ca::grpc::signer::AuthoritySigner;
 use crate::ca::grpc::{self, CaService, CaServiceConfig};
+use crate::cluster::jwks::{self, ClusterJwt, IssuerSource};
 use crate::cluster::token_review::{CacheSettings, TokenReviewAuthenticator};
 
 /// The CA service's part of `outrigger serve`'s options.
@@ -103,13 +105,13 @@ async fn run_in_cluster(
         .map(Arc::new)
         .map_err(|e| format!("the cluster CA: {e}"))?;
     let review: Arc<dyn Authenticator> = Arc::new(TokenReviewAuthenticator::new(
-        client,
+        client.clone(),
         config.audiences.clone(),
         CacheSettings::default(),
     ));
-    let auth = config
-        .auth_chain(vec![review])
-        .map_err(|e| error_chain(&e))?;
+    let (extra, fetcher) = cluster_token_authenticators(&config, client, review);
+    let fetcher = AbortOnDrop(fetcher);
+    let auth = config.auth_chain(extra).map_err(|e| error_chain(&e))?;
     let serving = grpc::ServingCert::from_pem(&issued.chain_pem, issued.key_pem.expose())
         .map(Arc::new)
         .map_err(|e| format!("the cluster serving certificate: {e}"))?;
@@ -123,7 +125,45 @@ async fn run_in_cluster(
         .await
         .map_err(|e| error_chain(&e));
     follow.abort();
+    drop(fetcher);
     result
+}
+
+/// The cluster's token authenticators, in chain order: local JWT first,
+/// `review` (TokenReview) as the fallback for tokens it cannot verify. A
+/// `--jwks-file` is the local JWT (it wins over fetching, and the config's
+/// chain adds it); else a [`ClusterJwt`] fed from the API server, kept fresh
+/// by the returned task (abort it with the service).
+fn cluster_token_authenticators(
+    config: &CaServiceConfig,
+    client: kube::Client,
+    review: Arc<dyn Authenticator>,
+) -> (
+    Vec<Arc<dyn Authenticator>>,
+    Option<tokio::task::JoinHandle<()>>,
+) {
+    if config.jwks_file.is_some() {
+        return (vec![review], None);
+    }
+    let jwt = Arc::new(ClusterJwt::new(
+        config.jwt_policy(),
+        IssuerSource::from_flag(&config.jwt_issuer),
+    ));
+    let fetcher = tokio::spawn(jwks::run(client, Arc::clone(&jwt), jwks::REFRESH_PERIOD));
+    let jwt: Arc<dyn Authenticator> = jwt;
+    (vec![jwt, review], Some(fetcher))
+}
+
+/// Stops the JWKS fetcher whichever way the service ends (even on an early
+/// `?` return).
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
+    }
 }
 
 /// Swaps each renewed serving certificate into the CA service's TLS.
@@ -155,4 +195,67 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{Request, Response};
+    use kube::client::Body;
+
+    fn mock_client() -> kube::Client {
+        let (service, _handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        kube::Client::new(service, "default")
+    }
+
+    fn review(client: &kube::Client) -> Arc<dyn Authenticator> {
+        Arc::new(TokenReviewAuthenticator::new(
+            client.clone(),
+            Vec::new(),
+            CacheSettings::default(),
+        ))
+    }
+
+    #[tokio::test]
+    async fn in_a_cluster_fetched_jwt_comes_before_token_review() {
+        let config = CaServiceConfig::default();
+        let client = mock_client();
+        let (extra, fetcher) =
+            cluster_token_authenticators(&config, client.clone(), review(&client));
+        let names: Vec<_> = extra.iter().map(|a| a.name()).collect();
+        assert_eq!(names, vec!["jwt", "token-review"]);
+        let fetcher = fetcher.expect("the keys are fetched from the API server");
+        fetcher.abort();
+        let chain = config.auth_chain(extra).unwrap();
+        assert_eq!(
+            format!("{chain:?}"),
+            r#"["client-cert", "jwt", "token-review"]"#
+        );
+    }
+
+    #[tokio::test]
+    async fn a_jwks_file_wins_over_fetching() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jwks.json");
+        std::fs::write(
+            &path,
+            r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"k","x":"MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4","y":"4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM"}]}"#,
+        )
+        .unwrap();
+        let config = CaServiceConfig {
+            jwks_file: Some(path),
+            ..CaServiceConfig::default()
+        };
+        let client = mock_client();
+        let (extra, fetcher) =
+            cluster_token_authenticators(&config, client.clone(), review(&client));
+        assert!(fetcher.is_none(), "no fetcher with --jwks-file");
+        let names: Vec<_> = extra.iter().map(|a| a.name()).collect();
+        assert_eq!(names, vec!["token-review"]);
+        let chain = config.auth_chain(extra).unwrap();
+        assert_eq!(
+            format!("{chain:?}"),
+            r#"["client-cert", "jwt", "token-review"]"#
+        );
+    }
 }
