@@ -112,7 +112,7 @@ async fn an_explicit_issuer_skips_discovery() {
     let key = jwt::IssuerKey::es256("kid-1");
     let (client, verifier) = Scenario::new().get(JWKS_PATH, jwks_reply(&[&key])).start();
     let fixed = "https://issuer.from.flag";
-    let local = ClusterJwt::new(JwtPolicy::default(), IssuerSource::from_flag(fixed));
+    let local = ClusterJwt::new(JwtPolicy::default(), IssuerSource::from_flag(Some(fixed)));
     jwks::refresh(&client, &local).await.unwrap();
     assert_eq!(local.issuer().as_deref(), Some(fixed));
     assert_eq!(

@@ -13,7 +13,6 @@ use clap::Args;
 use outrigger::ca::RootOptions;
 use outrigger::ca::grpc::CaServiceConfig;
 use outrigger::ca::grpc::auth::DEFAULT_AUDIENCE;
-use outrigger::ca::grpc::auth::jwt::DEFAULT_ISSUER;
 use outrigger::cluster::ClusterArgs;
 use outrigger::metrics::MetricsRegistry;
 use outrigger::webhook::Limits;
@@ -78,10 +77,12 @@ struct ServeFlags {
     /// file (the API server's `/openid/v1/jwks`).
     #[arg(long, value_name = "FILE")]
     jwks_file: Option<PathBuf>,
-    /// CA service: the only accepted issuer (`iss`) of JWTs checked with
-    /// --jwks-file.
-    #[arg(long, value_name = "URL", default_value = DEFAULT_ISSUER)]
-    jwt_issuer: String,
+    /// CA service: the only accepted issuer (`iss`) of JWTs checked
+    /// locally. Default: with --jwks-file, Kubernetes' default issuer
+    /// (https://kubernetes.default.svc.cluster.local); in a cluster, the
+    /// issuer the API server's discovery document names.
+    #[arg(long, value_name = "URL")]
+    jwt_issuer: Option<String>,
     /// CA service: an accepted token audience (repeatable; JWT and
     /// TokenReview).
     #[arg(long = "token-audience", value_name = "AUDIENCE", default_value = DEFAULT_AUDIENCE)]

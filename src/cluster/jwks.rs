@@ -24,7 +24,7 @@ use tonic::async_trait;
 use tracing::{info, warn};
 
 use super::retry::Backoff;
-use crate::ca::grpc::auth::jwt::{DEFAULT_ISSUER, Jwks, JwksError, JwtAuthenticator, JwtPolicy};
+use crate::ca::grpc::auth::jwt::{Jwks, JwksError, JwtAuthenticator, JwtPolicy};
 use crate::ca::grpc::auth::{AuthError, Authenticator, Caller, Credentials};
 
 /// The API server's OIDC discovery document.
@@ -47,15 +47,12 @@ pub enum IssuerSource {
 }
 
 impl IssuerSource {
-    /// The source for a `--jwt-issuer` value. The flag has a default
-    /// ([`DEFAULT_ISSUER`]) that the CLI cannot tell from an explicit value,
-    /// so the default means "discover" and any other value is taken as
-    /// given (the flag wins over discovery).
-    pub fn from_flag(flag: &str) -> Self {
-        if flag == DEFAULT_ISSUER {
-            Self::Discover
-        } else {
-            Self::Fixed(flag.to_string())
+    /// The source for `--jwt-issuer`: a value given explicitly wins over
+    /// discovery; without one, the issuer is discovered.
+    pub fn from_flag(flag: Option<&str>) -> Self {
+        match flag {
+            Some(issuer) => Self::Fixed(issuer.to_string()),
+            None => Self::Discover,
         }
     }
 }
@@ -286,12 +283,9 @@ mod tests {
 
     #[test]
     fn explicit_issuer_flag_wins_and_the_default_discovers() {
+        assert_eq!(IssuerSource::from_flag(None), IssuerSource::Discover);
         assert_eq!(
-            IssuerSource::from_flag(DEFAULT_ISSUER),
-            IssuerSource::Discover
-        );
-        assert_eq!(
-            IssuerSource::from_flag("https://issuer.example"),
+            IssuerSource::from_flag(Some("https://issuer.example")),
             IssuerSource::Fixed("https://issuer.example".into())
         );
     }

@@ -31,8 +31,10 @@ pub struct CaServiceConfig {
     pub client_certificates: bool,
     /// Verify ServiceAccount JWTs locally against this JWKS file.
     pub jwks_file: Option<PathBuf>,
-    /// The only accepted JWT issuer.
-    pub jwt_issuer: String,
+    /// The only accepted JWT issuer, when given; otherwise Kubernetes'
+    /// default issuer for `jwks_file`, and the API server's discovered issuer
+    /// in a cluster.
+    pub jwt_issuer: Option<String>,
     /// Accepted token audiences (JWT and TokenReview).
     pub audiences: Vec<String>,
     /// Standalone mode: the static token file (see
@@ -48,7 +50,7 @@ impl Default for CaServiceConfig {
             serving_ips: Vec::new(),
             client_certificates: true,
             jwks_file: None,
-            jwt_issuer: DEFAULT_ISSUER.to_string(),
+            jwt_issuer: None,
             audiences: vec![DEFAULT_AUDIENCE.to_string()],
             static_token_file: None,
         }
@@ -104,7 +106,10 @@ impl CaServiceConfig {
     /// The JWT policy these settings describe.
     pub fn jwt_policy(&self) -> JwtPolicy {
         JwtPolicy {
-            issuer: self.jwt_issuer.clone(),
+            issuer: self
+                .jwt_issuer
+                .clone()
+                .unwrap_or_else(|| DEFAULT_ISSUER.to_string()),
             audiences: self.audiences.clone(),
             ..JwtPolicy::default()
         }

@@ -147,7 +147,7 @@ fn cluster_token_authenticators(
     }
     let jwt = Arc::new(ClusterJwt::new(
         config.jwt_policy(),
-        IssuerSource::from_flag(&config.jwt_issuer),
+        IssuerSource::from_flag(config.jwt_issuer.as_deref()),
     ));
     let fetcher = tokio::spawn(jwks::run(client, Arc::clone(&jwt), jwks::REFRESH_PERIOD));
     let jwt: Arc<dyn Authenticator> = jwt;
