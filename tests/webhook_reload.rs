@@ -12,11 +12,13 @@ use outrigger::inject::{self, Context, Outcome};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use rustls_pki_types::ServerName;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
-use webhook_support::{PATIENCE, Server, client, pod, replace_file, review, tls_config};
+use webhook_support::{
+    PATIENCE, Server, client, pod, read_response_status, replace_file, review, tls_config,
+};
 
 /// A test CA and serving pairs for `localhost` issued by it.
 struct TestCa {
@@ -81,36 +83,6 @@ async fn request_on(tls: &mut TlsStream<TcpStream>) -> String {
     tls.write_all(head.as_bytes()).await.unwrap();
     tls.write_all(&body).await.unwrap();
     read_response_status(tls).await
-}
-
-/// Reads one whole HTTP/1.1 response (headers and `Content-Length` body),
-/// returning its status line.
-async fn read_response_status(tls: &mut TlsStream<TcpStream>) -> String {
-    let mut data = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let header_end = loop {
-        if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
-            break end + 4;
-        }
-        let n = tls.read(&mut chunk).await.unwrap();
-        assert!(n > 0, "connection closed before the response headers");
-        data.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&data[..header_end]).to_string();
-    let length: usize = head
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse().unwrap())
-        })
-        .expect("a Content-Length header");
-    while data.len() < header_end + length {
-        let n = tls.read(&mut chunk).await.unwrap();
-        assert!(n > 0, "connection closed inside the response body");
-        data.extend_from_slice(&chunk[..n]);
-    }
-    head.lines().next().unwrap_or_default().to_string()
 }
 
 #[tokio::test]

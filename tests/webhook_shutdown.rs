@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use rustls_pki_types::ServerName;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
-use webhook_support::{PATIENCE, Server, pod, review, tls_config};
+use webhook_support::{PATIENCE, Server, pod, read_response_status, review, tls_config};
 
 async fn connect(server: &Server) -> TlsStream<TcpStream> {
     let connector = TlsConnector::from(Arc::new(tls_config(&server.bundle(), &[b"http/1.1"])));
@@ -27,35 +27,6 @@ fn request_head(body_len: usize) -> String {
     format!(
         "POST /inject HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {body_len}\r\n\r\n"
     )
-}
-
-/// Reads one whole HTTP/1.1 response; returns its status line.
-async fn read_response_status(tls: &mut TlsStream<TcpStream>) -> String {
-    let mut data = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let header_end = loop {
-        if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
-            break end + 4;
-        }
-        let n = tls.read(&mut chunk).await.unwrap();
-        assert!(n > 0, "connection closed before the response headers");
-        data.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&data[..header_end]).to_string();
-    let length: usize = head
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse().unwrap())
-        })
-        .expect("a Content-Length header");
-    while data.len() < header_end + length {
-        let n = tls.read(&mut chunk).await.unwrap();
-        assert!(n > 0, "connection closed inside the response body");
-        data.extend_from_slice(&chunk[..n]);
-    }
-    head.lines().next().unwrap_or_default().to_string()
 }
 
 /// A connection that has already carried one full exchange, so the server

@@ -323,3 +323,40 @@ pub fn replace_file(path: &Path, contents: &[u8]) {
     std::fs::write(&tmp, contents).unwrap();
     std::fs::rename(&tmp, path).unwrap();
 }
+
+/// Reads one whole HTTP/1.1 response (headers and `Content-Length` body)
+/// from a raw TLS stream; returns its status line. For tests that must hold
+/// a connection open across a reload or a shutdown.
+pub async fn read_response_status(
+    tls: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+) -> String {
+    let mut data = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let header_end = loop {
+        if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+        let n = tokio::io::AsyncReadExt::read(tls, &mut chunk)
+            .await
+            .unwrap();
+        assert!(n > 0, "connection closed before the response headers");
+        data.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&data[..header_end]).to_string();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().unwrap())
+        })
+        .expect("a Content-Length header");
+    while data.len() < header_end + length {
+        let n = tokio::io::AsyncReadExt::read(tls, &mut chunk)
+            .await
+            .unwrap();
+        assert!(n > 0, "connection closed inside the response body");
+        data.extend_from_slice(&chunk[..n]);
+    }
+    head.lines().next().unwrap_or_default().to_string()
+}
