@@ -25,9 +25,12 @@ use hyper::Request;
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, ServerName};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+
+#[path = "review.rs"]
+mod review;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Scenario {
@@ -65,109 +68,6 @@ struct Args {
     /// What to post.
     #[arg(long, value_enum)]
     scenario: Scenario,
-}
-
-/// A typical Deployment as the API server sends it in a CREATE review.
-fn deployment(opted_out: bool) -> Value {
-    let mut template_annotations =
-        json!({"prometheus.io/scrape": "true", "prometheus.io/port": "9090"});
-    if opted_out {
-        template_annotations["sidecar.istio.io/inject"] = json!("false");
-    }
-    json!({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {
-            "name": "checkout",
-            "namespace": "shop",
-            "labels": {"app": "checkout", "version": "v3", "team": "payments"},
-            "annotations": {"deployment.kubernetes.io/revision": "1"}
-        },
-        "spec": {
-            "replicas": 3,
-            "revisionHistoryLimit": 10,
-            "progressDeadlineSeconds": 600,
-            "selector": {"matchLabels": {"app": "checkout"}},
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
-            "template": {
-                "metadata": {
-                    "labels": {"app": "checkout", "version": "v3"},
-                    "annotations": template_annotations
-                },
-                "spec": {
-                    "serviceAccountName": "checkout",
-                    "terminationGracePeriodSeconds": 30,
-                    "dnsPolicy": "ClusterFirst",
-                    "restartPolicy": "Always",
-                    "schedulerName": "default-scheduler",
-                    "securityContext": {"runAsNonRoot": true, "fsGroup": 2000},
-                    "containers": [{
-                        "name": "checkout",
-                        "image": "registry.example.com/shop/checkout:3.14.1",
-                        "imagePullPolicy": "IfNotPresent",
-                        "args": ["--port=8080", "--metrics-port=9090", "--log-level=info"],
-                        "ports": [
-                            {"name": "http", "containerPort": 8080, "protocol": "TCP"},
-                            {"name": "metrics", "containerPort": 9090, "protocol": "TCP"}
-                        ],
-                        "env": [
-                            {"name": "DATABASE_URL", "valueFrom": {"secretKeyRef": {"name": "checkout-db", "key": "url"}}},
-                            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}},
-                            {"name": "CART_SERVICE", "value": "cart.shop.svc.cluster.local:8080"},
-                            {"name": "PAYMENT_SERVICE", "value": "payment.shop.svc.cluster.local:8080"}
-                        ],
-                        "resources": {
-                            "requests": {"cpu": "250m", "memory": "256Mi"},
-                            "limits": {"cpu": "1", "memory": "512Mi"}
-                        },
-                        "readinessProbe": {
-                            "httpGet": {"path": "/ready", "port": 8080, "scheme": "HTTP"},
-                            "initialDelaySeconds": 5, "periodSeconds": 10, "timeoutSeconds": 1,
-                            "successThreshold": 1, "failureThreshold": 3
-                        },
-                        "livenessProbe": {
-                            "httpGet": {"path": "/healthz", "port": 8080, "scheme": "HTTP"},
-                            "initialDelaySeconds": 15, "periodSeconds": 20, "timeoutSeconds": 1,
-                            "successThreshold": 1, "failureThreshold": 3
-                        },
-                        "volumeMounts": [
-                            {"name": "config", "mountPath": "/etc/checkout", "readOnly": true},
-                            {"name": "tmp", "mountPath": "/tmp"}
-                        ],
-                        "terminationMessagePath": "/dev/termination-log",
-                        "terminationMessagePolicy": "File"
-                    }],
-                    "volumes": [
-                        {"name": "config", "configMap": {"name": "checkout-config", "defaultMode": 420}},
-                        {"name": "tmp", "emptyDir": {}}
-                    ]
-                }
-            }
-        }
-    })
-}
-
-fn review(scenario: Scenario) -> Bytes {
-    let review = json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "7c1ab3f2-5d0e-4f7b-9a38-2b8e6c4d1f90",
-            "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
-            "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
-            "requestKind": {"group": "apps", "version": "v1", "kind": "Deployment"},
-            "requestResource": {"group": "apps", "version": "v1", "resource": "deployments"},
-            "name": "checkout",
-            "namespace": "shop",
-            "operation": "CREATE",
-            "userInfo": {"username": "kubernetes-admin", "groups": ["system:masters", "system:authenticated"]},
-            "object": deployment(scenario == Scenario::Skip),
-            "oldObject": null,
-            "dryRun": false,
-            "options": {"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1", "fieldManager": "kubectl-client-side-apply"}
-        }
-    });
-    Bytes::from(serde_json::to_vec(&review).expect("serializable"))
 }
 
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
@@ -316,7 +216,7 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let args = Arc::new(Args::parse());
-    let body = review(args.scenario);
+    let body = Bytes::from(review::review(args.scenario == Scenario::Skip));
     if args.print_body {
         println!("{}", String::from_utf8_lossy(&body));
         return Ok(());

@@ -1,0 +1,35 @@
+//! The server's own work per review, without TLS or HTTP: `admit()` of the
+//! exact request `bench/webhook` posts, for (a) a full injection and (b) the
+//! skip floor. The webhook throughput target (injection ≥ 70% of the skip
+//! floor, end to end) leaves the injecting review only a few tens of
+//! microseconds more than the skipped one; this shows where they go.
+//!
+//! Run: `cargo bench --bench admit -- --warm-up-time 1 --measurement-time 3`.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use outrigger::config::Config;
+use outrigger::webhook::admission::admit;
+
+/// As in the server: allocation-heavy JSON work depends on the allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[path = "../bench/review.rs"]
+mod review;
+
+fn benches(c: &mut Criterion) {
+    let config = Config::default();
+    let mut group = c.benchmark_group("admit");
+    for (name, opted_out, expected) in [("inject", false, "injected"), ("skip", true, "skipped")] {
+        let body = review::review(opted_out);
+        let answered = admit(&body, &config).expect("the bench review is well formed");
+        assert_eq!(answered.summary.verdict.word(), expected, "{name}");
+        group.bench_function(name, |b| b.iter(|| admit(black_box(&body), &config)));
+    }
+    group.finish();
+}
+
+criterion_group!(admit_benches, benches);
+criterion_main!(admit_benches);
