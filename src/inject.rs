@@ -184,21 +184,78 @@ pub(crate) fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
 /// Injects the sidecar into `object` (any supported kind, or a `kind: List`
 /// of them), or says why not.
 pub fn inject(object: &Value, ctx: &Context, cfg: &Config) -> Result<Outcome, InjectError> {
-    let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
-    if kind == "List" {
+    if object.get("kind").and_then(Value::as_str) == Some("List") {
         return inject_list(object, ctx, cfg);
     }
-    let Some((meta_ptr, spec_ptr)) = pod_location(kind) else {
-        return Ok(Outcome::Skipped {
-            reason: SkipReason::new(
-                "unsupported-kind",
-                if kind.is_empty() {
-                    "the object has no kind, so it has no pod template".to_string()
-                } else {
-                    format!("kind {kind} has no pod template")
-                },
-            ),
+    Ok(match inject_one(object, ctx, cfg)? {
+        Prepared::Skipped(reason) => Outcome::Skipped { reason },
+        Prepared::Injected { mutated, decision } => Outcome::Injected {
+            patch: patch::diff(object, &mutated),
+            mutated,
+            decision,
+        },
+    })
+}
+
+/// The engine's answer when only the patch is wanted.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PatchOutcome {
+    /// The object gets the sidecar.
+    Injected {
+        /// RFC 6902 operations that inject the object.
+        patch: json_patch::Patch,
+        /// Why.
+        decision: Decision,
+    },
+    /// The object is left as it is.
+    Skipped {
+        /// Why.
+        reason: SkipReason,
+    },
+}
+
+/// [`inject`] for callers that need only the patch (the webhook): the same
+/// decision and the same patch, without keeping the injected object (its
+/// added parts are moved into the patch rather than copied).
+pub fn inject_patch(
+    object: &Value,
+    ctx: &Context,
+    cfg: &Config,
+) -> Result<PatchOutcome, InjectError> {
+    if object.get("kind").and_then(Value::as_str) == Some("List") {
+        return Ok(match inject_list(object, ctx, cfg)? {
+            Outcome::Injected {
+                patch, decision, ..
+            } => PatchOutcome::Injected { patch, decision },
+            Outcome::Skipped { reason } => PatchOutcome::Skipped { reason },
         });
+    }
+    Ok(match inject_one(object, ctx, cfg)? {
+        Prepared::Skipped(reason) => PatchOutcome::Skipped { reason },
+        Prepared::Injected { mutated, decision } => PatchOutcome::Injected {
+            patch: patch::diff_into(object, mutated),
+            decision,
+        },
+    })
+}
+
+/// One object (not a List), injected but not yet diffed.
+enum Prepared {
+    Injected { mutated: Value, decision: Decision },
+    Skipped(SkipReason),
+}
+
+fn inject_one(object: &Value, ctx: &Context, cfg: &Config) -> Result<Prepared, InjectError> {
+    let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
+    let Some((meta_ptr, spec_ptr)) = pod_location(kind) else {
+        return Ok(Prepared::Skipped(SkipReason::new(
+            "unsupported-kind",
+            if kind.is_empty() {
+                "the object has no kind, so it has no pod template".to_string()
+            } else {
+                format!("kind {kind} has no pod template")
+            },
+        )));
     };
     let Some(spec) = at(object, spec_ptr).filter(|p| p.is_object()) else {
         return Err(InjectError(format!(
@@ -238,7 +295,7 @@ pub fn inject(object: &Value, ctx: &Context, cfg: &Config) -> Result<Outcome, In
         Ok(rule) => rule,
         Err(reason) => {
             debug!(namespace = %namespace, kind, reason = reason.name(), "skipped");
-            return Ok(Outcome::Skipped { reason });
+            return Ok(Prepared::Skipped(reason));
         }
     };
     let wl = workload::Workload::of(object, &namespace);
@@ -258,21 +315,17 @@ pub fn inject(object: &Value, ctx: &Context, cfg: &Config) -> Result<Outcome, In
     let status = match pipeline::inject_pod(&annos, &labels, spec, &mut pod, &wl, s)? {
         pipeline::PodOutcome::Injected(status) => status,
         pipeline::PodOutcome::AlreadyInjected => {
-            return Ok(Outcome::Skipped {
-                reason: SkipReason::new(
-                    "already-injected",
-                    "the pod's sidecar.istio.io/status annotation already records this injection",
-                ),
-            });
+            return Ok(Prepared::Skipped(SkipReason::new(
+                "already-injected",
+                "the pod's sidecar.istio.io/status annotation already records this injection",
+            )));
         }
     };
     for (ptr, key) in [(meta_ptr, "metadata"), (spec_ptr, "spec")] {
         set_pointer(&mut mutated, ptr, pod[key].take());
     }
-    let patch = patch::diff(object, &mutated);
     debug!(namespace = %namespace, kind, rule = ?rule, "injected");
-    Ok(Outcome::Injected {
-        patch,
+    Ok(Prepared::Injected {
         mutated,
         decision: Decision {
             rule: rule.sentence().to_string(),

@@ -3,14 +3,15 @@
 //! the patch applied to the original gives `mutated`; injecting `mutated`
 //! again is an `already-injected` skip; the patch has no `remove`; fields
 //! unknown to Kubernetes' schema survive untouched; `managedFields` never
-//! appear in the patch.
+//! appear in the patch; the webhook's patch-only path (`inject_patch`) gives
+//! the very same patch and decision.
 
 mod support;
 
 use std::path::Path;
 
 use outrigger::config::Config;
-use outrigger::inject::{Context, Outcome, inject};
+use outrigger::inject::{Context, Outcome, PatchOutcome, inject, inject_patch};
 use serde_json::{Value, json};
 use support::conformance::{case_config, load_cases, yaml_docs};
 
@@ -83,14 +84,28 @@ fn patch_paths(patch: &json_patch::Patch) -> Vec<(String, String)> {
 /// Checks every invariant for one object; returns the problems.
 fn check(name: &str, object: &Value, cfg: &Config, problems: &mut Vec<String>) -> bool {
     let ctx = Context::default();
-    let (patch, mutated) = match inject(object, &ctx, cfg) {
-        Ok(Outcome::Injected { patch, mutated, .. }) => (patch, mutated),
+    let (patch, mutated, decision) = match inject(object, &ctx, cfg) {
+        Ok(Outcome::Injected {
+            patch,
+            mutated,
+            decision,
+        }) => (patch, mutated, decision),
         Ok(Outcome::Skipped { .. }) => return false,
         Err(e) => {
             problems.push(format!("{name}: unexpected error {e}"));
             return false;
         }
     };
+    match inject_patch(object, &ctx, cfg) {
+        Ok(PatchOutcome::Injected {
+            patch: p,
+            decision: d,
+        }) if p == patch && d == decision => {}
+        Ok(PatchOutcome::Injected { .. }) => problems.push(format!(
+            "{name}: inject_patch gives another patch or decision than inject"
+        )),
+        other => problems.push(format!("{name}: inject_patch did not inject: {other:?}")),
+    }
     let mut applied = object.clone();
     match json_patch::patch(&mut applied, &patch) {
         Ok(()) if applied == mutated => {}

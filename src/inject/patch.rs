@@ -2,135 +2,273 @@
 //! object. Lists of named items (containers, volumes, env vars) are diffed
 //! by name, so inserting the proxy is an `add` at its index rather than a
 //! rewrite of every following container. The patch has no `remove`.
+//!
+//! Two ways to get the values into the operations: [`diff`] copies them
+//! (the caller keeps the mutated object, as the preview does), while
+//! [`diff_into`] moves them out of a mutated object the caller no longer
+//! needs (the webhook): the injected containers are most of the patch, and
+//! copying then dropping them was a third of the webhook's engine cost.
 
 use json_patch::jsonptr::{PointerBuf, Token};
 use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation, ReplaceOperation};
 use serde_json::Value;
 
-/// The operations that turn `original` into `mutated`.
+/// The operations that turn `original` into `mutated`, which is left as
+/// it was.
 pub fn diff(original: &Value, mutated: &Value) -> Patch {
-    let mut ops = Vec::new();
-    let mut path = Path::default();
-    diff_value(original, mutated, &mut path, &mut ops);
-    Patch(ops)
+    let mut walk = Walk {
+        path: Path::default(),
+        ops: Vec::new(),
+    };
+    walk.value(original, &mut Source::Borrowed(mutated));
+    Patch(walk.ops)
 }
 
-/// One step of the path being walked, borrowed from the documents: the
-/// walk allocates nothing; a pointer is built only for an operation.
-#[derive(Clone, Copy)]
-enum Step<'a> {
-    Key(&'a str),
-    Index(usize),
+/// The operations that turn `original` into `mutated`, moving the values
+/// the patch carries out of `mutated`.
+pub fn diff_into(original: &Value, mut mutated: Value) -> Patch {
+    let mut walk = Walk {
+        path: Path::default(),
+        ops: Vec::new(),
+    };
+    walk.value(original, &mut Source::Owned(&mut mutated));
+    Patch(walk.ops)
 }
 
+/// Where the mutated side's values come from: borrowed (copied into the
+/// patch) or owned (moved into it).
+enum Source<'a> {
+    Borrowed(&'a Value),
+    Owned(&'a mut Value),
+}
+
+impl Source<'_> {
+    fn get(&self) -> &Value {
+        match self {
+            Source::Borrowed(v) => v,
+            Source::Owned(v) => v,
+        }
+    }
+    /// The value, for an operation.
+    fn take(&mut self) -> Value {
+        match self {
+            Source::Borrowed(v) => (*v).clone(),
+            Source::Owned(v) => v.take(),
+        }
+    }
+    /// The child under `key`, as a source of the same kind.
+    fn child(&mut self, key: &str) -> Option<Source<'_>> {
+        match self {
+            Source::Borrowed(v) => v.get(key).map(Source::Borrowed),
+            Source::Owned(v) => v.get_mut(key).map(Source::Owned),
+        }
+    }
+    /// The children of a list, as sources of the same kind.
+    fn items(&mut self) -> Vec<Source<'_>> {
+        match self {
+            Source::Borrowed(Value::Array(l)) => l.iter().map(Source::Borrowed).collect(),
+            Source::Owned(Value::Array(l)) => l.iter_mut().map(Source::Owned).collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The RFC 6901 pointer of the node being walked, kept escaped as the walk
+/// goes down and cut back as it returns: an operation's path is one copy.
 #[derive(Default)]
-struct Path<'a>(Vec<Step<'a>>);
+struct Path(String);
 
-impl<'a> Path<'a> {
-    /// The RFC 6901 pointer, written into one string sized up front
-    /// (`PointerBuf::from_tokens` grows its string token by token and
-    /// allocates a string per index: most of the patch's cost per operation).
-    fn pointer(&self) -> PointerBuf {
-        use std::fmt::Write as _;
-        let len = self
-            .0
-            .iter()
-            .map(|step| match *step {
-                // Room for a few `~0`/`~1` escapes; rarely needed.
-                Step::Key(k) => 1 + k.len() + 4,
-                Step::Index(_) => 1 + 20,
-            })
-            .sum();
-        let mut text = String::with_capacity(len);
-        for step in &self.0 {
-            text.push('/');
-            match *step {
-                Step::Key(k) => {
-                    for ch in k.chars() {
-                        match ch {
-                            '~' => text.push_str("~0"),
-                            '/' => text.push_str("~1"),
-                            other => text.push(other),
-                        }
-                    }
-                }
-                Step::Index(i) => {
-                    // Writing to a String cannot fail.
-                    let _ = write!(text, "{i}");
+impl Path {
+    fn push_key(&mut self, key: &str) -> usize {
+        let len = self.0.len();
+        self.0.push('/');
+        if key.bytes().any(|b| b == b'~' || b == b'/') {
+            for ch in key.chars() {
+                match ch {
+                    '~' => self.0.push_str("~0"),
+                    '/' => self.0.push_str("~1"),
+                    other => self.0.push(other),
                 }
             }
+        } else {
+            self.0.push_str(key);
         }
-        // Every key is escaped above, so the text parses; should it not, the
-        // crate's own (slower) construction gives the same pointer.
-        PointerBuf::parse(text).unwrap_or_else(|_| {
-            PointerBuf::from_tokens(self.0.iter().map(|step| match *step {
-                Step::Key(k) => Token::new(k),
-                Step::Index(i) => Token::from(i),
-            }))
+        len
+    }
+    fn push_index(&mut self, index: usize) -> usize {
+        use std::fmt::Write as _;
+        let len = self.0.len();
+        // Writing to a String cannot fail.
+        let _ = write!(self.0, "/{index}");
+        len
+    }
+    fn is_root(&self) -> bool {
+        self.0.is_empty()
+    }
+    fn pointer(&self) -> PointerBuf {
+        // Every key is escaped on the way down, so the text parses; should
+        // it not, the tokens are rebuilt from it one by one.
+        PointerBuf::parse(self.0.clone()).unwrap_or_else(|_| {
+            PointerBuf::from_tokens(
+                self.0
+                    .split('/')
+                    .skip(1)
+                    .map(|t| Token::new(t.replace("~1", "/").replace("~0", "~"))),
+            )
         })
     }
-    fn with<R>(&mut self, step: Step<'a>, f: impl FnOnce(&mut Self) -> R) -> R {
-        self.0.push(step);
-        let r = f(self);
-        self.0.pop();
-        r
+}
+
+/// One diff in progress: where it is, and the operations so far.
+struct Walk {
+    path: Path,
+    ops: Vec<PatchOperation>,
+}
+
+impl Walk {
+    fn add(&mut self, value: Value) {
+        let path = self.path.pointer();
+        self.ops
+            .push(PatchOperation::Add(AddOperation { path, value }));
     }
-}
 
-fn add(path: &Path, value: &Value) -> PatchOperation {
-    PatchOperation::Add(AddOperation {
-        path: path.pointer(),
-        value: value.clone(),
-    })
-}
+    fn replace(&mut self, value: Value) {
+        let path = self.path.pointer();
+        self.ops
+            .push(PatchOperation::Replace(ReplaceOperation { path, value }));
+    }
 
-fn replace(path: &Path, value: &Value) -> PatchOperation {
-    PatchOperation::Replace(ReplaceOperation {
-        path: path.pointer(),
-        value: value.clone(),
-    })
-}
+    fn key(&mut self, key: &str, f: impl FnOnce(&mut Self)) {
+        let len = self.path.push_key(key);
+        f(self);
+        self.path.0.truncate(len);
+    }
 
-fn diff_value<'a>(a: &'a Value, b: &'a Value, path: &mut Path<'a>, ops: &mut Vec<PatchOperation>) {
-    // Containers and objects are walked (each node once); only leaves and
-    // mismatched kinds are compared whole.
-    match (a, b) {
-        (Value::Object(ma), Value::Object(mb)) => {
-            // The same keys in the same order (most objects): pair the
-            // values up without a lookup per key.
-            if ma.len() == mb.len() && ma.keys().zip(mb.keys()).all(|(x, y)| x == y) {
-                for ((k, va), vb) in ma.iter().zip(mb.values()) {
-                    if va != vb {
-                        path.with(Step::Key(k), |path| diff_value(va, vb, path, ops));
+    fn index(&mut self, index: usize, f: impl FnOnce(&mut Self)) {
+        let len = self.path.push_index(index);
+        f(self);
+        self.path.0.truncate(len);
+    }
+
+    fn value(&mut self, a: &Value, b: &mut Source) {
+        // Containers and objects are walked (each node once); only leaves
+        // and mismatched kinds are compared whole.
+        match (a, b.get()) {
+            (Value::Object(ma), Value::Object(mb)) => {
+                // The same keys in the same order (most objects): pair the
+                // values up without a lookup per key.
+                let same_keys =
+                    ma.len() == mb.len() && ma.keys().zip(mb.keys()).all(|(x, y)| x == y);
+                // A key that disappears (a rewritten probe's tcpSocket, a
+                // consumed annotation) replaces its parent: the patch never
+                // carries a `remove`.
+                if !same_keys && !self.path.is_root() && ma.keys().any(|k| !mb.contains_key(k)) {
+                    let whole = b.take();
+                    self.replace(whole);
+                    return;
+                }
+                let added: Vec<String> = if same_keys {
+                    Vec::new()
+                } else {
+                    mb.keys()
+                        .filter(|k| !ma.contains_key(*k))
+                        .cloned()
+                        .collect()
+                };
+                for (k, va) in ma {
+                    match b.child(k) {
+                        Some(mut vb) => {
+                            if *va != *vb.get() {
+                                self.key(k, |walk| walk.value(va, &mut vb));
+                            }
+                        }
+                        // Only reachable at the root, which cannot be replaced.
+                        None => self.key(k, |walk| {
+                            let path = walk.path.pointer();
+                            walk.ops
+                                .push(PatchOperation::Remove(RemoveOperation { path }));
+                        }),
                     }
                 }
-                return;
+                for k in &added {
+                    if let Some(mut vb) = b.child(k) {
+                        let value = vb.take();
+                        self.key(k, |walk| walk.add(value));
+                    }
+                }
             }
-            // A key that disappears (a rewritten probe's tcpSocket, a
-            // consumed annotation) replaces its parent: the patch never
-            // carries a `remove`.
-            if !path.0.is_empty() && ma.keys().any(|k| !mb.contains_key(k)) {
-                ops.push(replace(path, b));
-                return;
+            (Value::Array(la), Value::Array(lb)) => {
+                if let Some(plan) = ArrayPlan::of(la, lb) {
+                    let mut items = b.items();
+                    self.array(la, &mut items, plan);
+                } else {
+                    let whole = b.take();
+                    self.replace(whole);
+                }
             }
-            for (k, va) in ma {
-                path.with(Step::Key(k), |path| match mb.get(k) {
-                    Some(vb) => diff_value(va, vb, path, ops),
-                    // Only reachable at the root, which cannot be replaced.
-                    None => ops.push(PatchOperation::Remove(RemoveOperation {
-                        path: path.pointer(),
-                    })),
-                });
+            (_, vb) if a == vb => {}
+            _ => {
+                let whole = b.take();
+                self.replace(whole);
             }
-            for (k, vb) in mb {
-                if !ma.contains_key(k) {
-                    path.with(Step::Key(k), |path| ops.push(add(path, vb)));
+        }
+    }
+
+    fn array(&mut self, a: &[Value], b: &mut [Source], plan: ArrayPlan) {
+        match plan {
+            ArrayPlan::NamedInsertion => {
+                let mut i = 0;
+                for (j, vb) in b.iter_mut().enumerate() {
+                    if i < a.len() && item_key(&a[i]) == item_key(vb.get()) {
+                        if a[i] != *vb.get() {
+                            let va = &a[i];
+                            self.index(j, |walk| walk.value(va, vb));
+                        }
+                        i += 1;
+                    } else {
+                        let value = vb.take();
+                        self.index(j, |walk| walk.add(value));
+                    }
+                }
+            }
+            ArrayPlan::Positional => {
+                for (j, (va, vb)) in a.iter().zip(b.iter_mut()).enumerate() {
+                    // Most items of a list (env vars, mounts, untouched
+                    // containers) are unchanged: a plain comparison is far
+                    // cheaper than a walk.
+                    if *va != *vb.get() {
+                        self.index(j, |walk| walk.value(va, vb));
+                    }
                 }
             }
         }
-        (Value::Array(la), Value::Array(lb)) => diff_array(la, lb, path, ops),
-        _ if a == b => {}
-        _ => ops.push(replace(path, b)),
+    }
+}
+
+/// How two lists are paired up; `None` from [`ArrayPlan::of`] means the
+/// list is replaced whole.
+enum ArrayPlan {
+    /// `b` is `a` with named items inserted: walk by name.
+    NamedInsertion,
+    /// The same length: pair item i with item i.
+    Positional,
+}
+
+impl ArrayPlan {
+    fn of(a: &[Value], b: &[Value]) -> Option<ArrayPlan> {
+        // Same length and the same names (or none) at every index: both the
+        // by-name and the positional walk pair item i with item i, so take
+        // the positional one without collecting and sorting names (the
+        // common case: an app container's unchanged env list).
+        let same_names =
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| item_key(x) == item_key(y));
+        if !same_names && is_named_insertion(a, b) {
+            Some(ArrayPlan::NamedInsertion)
+        } else if a.len() == b.len() {
+            Some(ArrayPlan::Positional)
+        } else {
+            None
+        }
     }
 }
 
@@ -156,47 +294,6 @@ fn is_named_insertion(a: &[Value], b: &[Value]) -> bool {
     ka.iter().all(|k| it.any(|x| x == k))
 }
 
-fn diff_array<'a>(
-    a: &'a [Value],
-    b: &'a [Value],
-    path: &mut Path<'a>,
-    ops: &mut Vec<PatchOperation>,
-) {
-    // Same length and the same names (or none) at every index: both the
-    // by-name and the positional walk pair item i with item i, so take the
-    // positional one without collecting and sorting names (the common case:
-    // an app container's unchanged env list).
-    let same_names = a.len() == b.len() && a.iter().zip(b).all(|(x, y)| item_key(x) == item_key(y));
-    if !same_names && is_named_insertion(a, b) {
-        let mut i = 0;
-        for (j, vb) in b.iter().enumerate() {
-            path.with(Step::Index(j), |path| {
-                if i < a.len() && item_key(&a[i]) == item_key(vb) {
-                    if a[i] != *vb {
-                        diff_value(&a[i], vb, path, ops);
-                    }
-                    i += 1;
-                } else {
-                    ops.push(add(path, vb));
-                }
-            });
-        }
-    } else if a.len() == b.len() {
-        for (j, (va, vb)) in a.iter().zip(b).enumerate() {
-            // Most items of a list (env vars, mounts, untouched containers)
-            // are unchanged: a plain comparison is far cheaper than a walk.
-            if va != vb {
-                path.with(Step::Index(j), |path| diff_value(va, vb, path, ops));
-            }
-        }
-    } else {
-        ops.push(PatchOperation::Replace(ReplaceOperation {
-            path: path.pointer(),
-            value: Value::Array(b.to_vec()),
-        }));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::diff;
@@ -217,22 +314,36 @@ mod tests {
 
     #[test]
     fn pointers_match_the_crate_encoding() {
-        use super::{Path, Step};
+        use super::Path;
         use json_patch::jsonptr::{PointerBuf, Token};
-        let steps = [
-            Step::Key("spec"),
-            Step::Key("a/b~c"),
-            Step::Index(12),
-            Step::Key(""),
-            Step::Key("~1/~0"),
-        ];
-        let path = Path(steps.to_vec());
-        let expected = PointerBuf::from_tokens(steps.iter().map(|s| match *s {
-            Step::Key(k) => Token::new(k),
-            Step::Index(i) => Token::from(i),
-        }));
+        let mut path = Path::default();
+        path.push_key("spec");
+        path.push_key("a/b~c");
+        path.push_index(12);
+        path.push_key("");
+        path.push_key("~1/~0");
+        let expected = PointerBuf::from_tokens([
+            Token::new("spec"),
+            Token::new("a/b~c"),
+            Token::from(12usize),
+            Token::new(""),
+            Token::new("~1/~0"),
+        ]);
         assert_eq!(path.pointer(), expected);
         assert_eq!(path.pointer().as_str(), "/spec/a~1b~0c/12//~01~1~00");
+    }
+
+    #[test]
+    fn moving_diff_equals_copying_diff() {
+        let a = json!({"m": {"k": 1, "gone": 2}, "c": [{"name": "app", "x": 1}], "l": [1, 2],
+                       "keep": {"a": [1, {"b": "c"}]}});
+        let b = json!({"m": {"k": 2}, "c": [{"name": "init", "y": [1]}, {"name": "app", "x": 2}],
+                       "l": [1, 2, 3], "keep": {"a": [1, {"b": "c"}]}, "new/key": {"z": null}});
+        let copied = diff(&a, &b);
+        assert_eq!(super::diff_into(&a, b.clone()), copied);
+        let mut applied = a.clone();
+        json_patch::patch(&mut applied, &copied).unwrap();
+        assert_eq!(applied, b);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use kube::core::response::StatusSummary;
 use serde_json::Value;
 
 use crate::config::Config;
-use crate::inject::{self, Context, Outcome};
+use crate::inject::{self, Context, PatchOutcome};
 
 /// The `apiVersion`s of `AdmissionReview` this webhook answers.
 pub const SUPPORTED_VERSIONS: [&str; 2] = ["admission.k8s.io/v1", "admission.k8s.io/v1beta1"];
@@ -184,12 +184,12 @@ pub fn admit(body: &[u8], config: &Config) -> Result<Admitted, ReviewError> {
                 namespace: request.namespace.clone().filter(|ns| !ns.is_empty()),
                 namespace_labels: None,
             };
-            match inject::inject(&object, &ctx, config) {
-                Ok(Outcome::Injected { patch: p, .. }) => {
+            match inject::inject_patch(&object, &ctx, config) {
+                Ok(PatchOutcome::Injected { patch: p, .. }) => {
                     patch = Some(p);
                     Verdict::Injected
                 }
-                Ok(Outcome::Skipped { reason }) => Verdict::Skipped(reason.name()),
+                Ok(PatchOutcome::Skipped { reason }) => Verdict::Skipped(reason.name()),
                 Err(err) => {
                     let message = err.to_string();
                     response = response.deny(&message);

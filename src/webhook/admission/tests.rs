@@ -6,6 +6,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::inject::Outcome;
 
 fn pod() -> Value {
     json!({
