@@ -95,7 +95,7 @@ impl Path {
         // Annotation and label keys often hold a `/`: copy the runs
         // between the characters to escape, not character by character.
         let mut rest = key;
-        while let Some(at) = rest.find(['~', '/']) {
+        while let Some(at) = rest.bytes().position(|b| b == b'~' || b == b'/') {
             self.0.push_str(&rest[..at]);
             self.0.push_str(if rest.as_bytes()[at] == b'~' {
                 "~0"
