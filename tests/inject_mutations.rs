@@ -9,6 +9,9 @@
 //! - an injection's patch, applied to the mutant, gives `mutated`, and the
 //!   webhook's base64 patch is that same patch.
 //!
+//! And whole reviews damaged byte by byte are answered or refused by the
+//! webhook, never with a panic.
+//!
 //! The generator is seeded, so a failure names a reproducible case.
 //! `MUTATION_SEED` and `MUTATION_ROUNDS` (mutants per fixture, default 48)
 //! run other or longer series.
@@ -452,5 +455,71 @@ fn mutated_inputs_never_panic_and_both_paths_agree() {
         "{} of {checked} mutants (seed {seed}):\n{}",
         problems.len(),
         problems.join("\n")
+    );
+}
+
+/// Byte-level damage to a whole review (flipped, dropped, duplicated and
+/// inserted bytes, truncation): the webhook answers or refuses, never
+/// panics, and a refusal says what is wrong.
+#[test]
+fn damaged_review_bytes_never_panic_the_webhook() {
+    let cfg = Config::default();
+    let object = fixtures()
+        .into_iter()
+        .find(|f| f.object.get("kind").and_then(Value::as_str) == Some("Deployment"))
+        .expect("a Deployment fixture")
+        .object;
+    let review = serde_json::to_vec(&json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "00000000-0000-0000-0000-000000000002",
+            "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+            "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
+            "namespace": "default",
+            "operation": "CREATE",
+            "userInfo": {"username": "test"},
+            "object": object,
+        }
+    }))
+    .expect("serializable");
+    let mut rng = Rng(0x0dd_b17e5 | 1);
+    let interesting = b"{}[]\",:\\0-e.tfn \x00\xff\xc3";
+    let mut problems = Vec::new();
+    let (mut answered, mut refused) = (0, 0);
+    for round in 0..20_000 {
+        let mut body = review.clone();
+        for _ in 0..=rng.below(4) {
+            let at = rng.below(body.len());
+            match rng.below(5) {
+                0 => body[at] = *rng.pick(interesting),
+                1 => {
+                    body.remove(at);
+                }
+                2 => body.insert(at, *rng.pick(interesting)),
+                3 => {
+                    let end = (at + rng.below(64)).min(body.len());
+                    let copy = body[at..end].to_vec();
+                    body.splice(at..at, copy);
+                }
+                _ => body.truncate(at),
+            }
+            if body.is_empty() {
+                break;
+            }
+        }
+        match catch_unwind(AssertUnwindSafe(|| admit(&body, &cfg))) {
+            Err(_) => problems.push(format!("round {round}: admit panicked")),
+            Ok(Ok(_)) => answered += 1,
+            Ok(Err(e)) if e.to_string().trim().is_empty() => {
+                problems.push(format!("round {round}: a refusal without a message"))
+            }
+            Ok(Err(_)) => refused += 1,
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(
+        answered > 100 && refused > 100,
+        "answered {answered}, refused {refused}"
     );
 }
