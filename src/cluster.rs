@@ -1,5 +1,5 @@
 //! In-cluster operation: everything that talks to the Kubernetes API (kube
-//! crate). The replicas share one CA through a Secret ([`ca_secret`]), issue
+//! crate), from building the client ([`connect`]) on. The replicas share one CA through a Secret ([`ca_secret`]), issue
 //! their own serving certificate ([`serving_cert`]), keep the webhook's
 //! caBundle ([`ca_bundle`]), distribute the root to every namespace
 //! ([`root_configmaps`]) and write per-ServiceAccount certificate Secrets
@@ -13,6 +13,7 @@ pub mod args;
 pub mod authority;
 pub mod ca_bundle;
 pub mod ca_secret;
+pub mod connect;
 pub mod driver;
 pub mod error;
 pub mod jwks;
@@ -29,82 +30,18 @@ use std::sync::Arc;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Api, Client, Config};
-use thiserror::Error;
+use kube::{Api, Client};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 pub use args::ClusterArgs;
 use authority::ClusterCa;
+pub use connect::{ConnectError, connect, try_connect};
 use leader::{Elector, LeaderGate, LeaseConfig};
 pub use metrics::ClusterMetrics;
-use retry::Backoff;
+use retry::until_ok;
 use sa_secrets::{SecretsConfig, SecretsContext};
 pub use serving_cert::ServingCertSink;
-
-/// Why a Kubernetes client could not be built (retried by [`run`]).
-#[derive(Debug, Error)]
-pub enum ConnectError {
-    /// The kubeconfig file could not be read or parsed.
-    #[error("reading kubeconfig {path} failed")]
-    Kubeconfig {
-        /// The --kubeconfig path.
-        path: String,
-        /// The parser's error.
-        #[source]
-        source: kube::config::KubeconfigError,
-    },
-    /// Neither in-cluster config nor a default kubeconfig was usable.
-    #[error("no Kubernetes configuration found (not in a pod, no --kubeconfig, no ~/.kube/config)")]
-    Infer(#[source] kube::config::InferConfigError),
-    /// The client could not be built from the configuration.
-    #[error("building the Kubernetes client failed")]
-    Client(#[source] kube::Error),
-}
-
-/// Builds the API client: `--kubeconfig` if given, else in-cluster
-/// configuration, else the default kubeconfig.
-pub async fn connect(args: &ClusterArgs) -> Result<Client, ConnectError> {
-    // kube's rustls client uses the process-wide provider: make it ring
-    // (the project's provider) unless the server already installed one.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let config = match &args.kubeconfig {
-        Some(path) => {
-            let kubeconfig_error = |source| ConnectError::Kubeconfig {
-                path: path.display().to_string(),
-                source,
-            };
-            let kubeconfig = Kubeconfig::read_from(path).map_err(kubeconfig_error)?;
-            Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                .await
-                .map_err(kubeconfig_error)?
-        }
-        None => Config::infer().await.map_err(ConnectError::Infer)?,
-    };
-    Client::try_from(config).map_err(ConnectError::Client)
-}
-
-/// Retries `attempt` with backoff until it succeeds, logging each failure
-/// with `what`. Used for the start-up steps nothing can run without.
-async fn until_ok<T, E, F, Fut>(what: &'static str, mut attempt: F) -> T
-where
-    E: std::error::Error,
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, E>>,
-{
-    let mut backoff = Backoff::default_controller();
-    loop {
-        match attempt().await {
-            Ok(value) => return value,
-            Err(error) => {
-                let delay = backoff.next_delay();
-                warn!(step = what, error = %error, source = ?std::error::Error::source(&error).map(ToString::to_string), retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), "in-cluster start-up step failed; retrying");
-                tokio::time::sleep(delay).await;
-            }
-        }
-    }
-}
 
 /// Runs everything in-cluster, forever: connects (retrying), loads or
 /// creates the shared CA (retrying) and publishes it on `ca_ready` (for the
@@ -125,7 +62,7 @@ pub async fn run(
 ) {
     let namespace_file = std::fs::read_to_string(args::NAMESPACE_FILE).ok();
     let namespace = args.resolve_namespace(namespace_file.as_deref());
-    let client = until_ok("connect", || connect(&args)).await;
+    let client = connect(&args).await;
     info!(namespace = %namespace, "connected to the Kubernetes API server");
     run_with_client(client, namespace, args, metrics, serving, ca_ready).await;
 }
@@ -236,26 +173,6 @@ mod tests {
                 .get_matches_from(argv),
         )
         .unwrap()
-    }
-
-    #[tokio::test]
-    async fn connect_reads_the_given_kubeconfig() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config");
-        let missing = path.display().to_string();
-        let Err(err) = connect(&args(&["--kubeconfig", &missing])).await else {
-            panic!("a missing kubeconfig must be refused");
-        };
-        assert!(err.to_string().contains(&missing), "{err}");
-        std::fs::write(
-            &path,
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:6443\n    insecure-skip-tls-verify: true\nusers:\n- name: u\n  user:\n    token: t\ncontexts:\n- name: x\n  context:\n    cluster: c\n    user: u\n    namespace: mesh\ncurrent-context: x\n",
-        )
-        .unwrap();
-        let Ok(client) = connect(&args(&["--kubeconfig", &missing])).await else {
-            panic!("a valid kubeconfig must give a client");
-        };
-        assert_eq!(client.default_namespace(), "mesh");
     }
 
     #[test]
