@@ -7,9 +7,10 @@
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use thiserror::Error;
+use tracing::warn;
 
 use super::ClusterArgs;
-use super::retry::until_ok;
+use super::retry::Backoff;
 
 /// Why a Kubernetes client could not be built (retried by [`connect`]).
 #[derive(Debug, Error)]
@@ -56,7 +57,22 @@ pub async fn try_connect(args: &ClusterArgs) -> Result<Client, ConnectError> {
 /// Builds the API client, retrying [`try_connect`] with the controllers'
 /// backoff (each failure logged) until it works.
 pub async fn connect(args: &ClusterArgs) -> Client {
-    until_ok("connect", || try_connect(args)).await
+    let mut backoff = Backoff::default_controller();
+    loop {
+        match try_connect(args).await {
+            Ok(client) => return client,
+            Err(error) => {
+                let delay = backoff.next_delay();
+                warn!(
+                    %error,
+                    source = ?std::error::Error::source(&error).map(ToString::to_string),
+                    retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                    "cannot reach the Kubernetes API server; retrying"
+                );
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
