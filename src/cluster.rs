@@ -51,20 +51,30 @@ pub use serving_cert::ServingCertSink;
 ///
 /// Never returns an error and never panics on API failures: every failure
 /// (409, 500, timeouts, a malformed Secret) is logged and retried with
-/// backoff, so the webhook keeps serving. Spawn it next to the server; call
-/// it only when [`ClusterArgs::wants_cluster`] says so, after
+/// backoff, so the webhook keeps serving. When `shutdown` completes, the
+/// controllers stop and the leader gives its lease up
+/// ([`Elector::step_down`]), then this returns. Spawn it next to the server;
+/// call it only when [`ClusterArgs::wants_cluster`] says so, after
 /// [`ClusterArgs::validate`].
 pub async fn run(
     args: ClusterArgs,
     metrics: ClusterMetrics,
     serving: Arc<dyn ServingCertSink>,
     ca_ready: watch::Sender<Option<Arc<ClusterCa>>>,
+    shutdown: impl Future<Output = ()>,
 ) {
     let namespace_file = std::fs::read_to_string(args::NAMESPACE_FILE).ok();
     let namespace = args.resolve_namespace(namespace_file.as_deref());
-    let client = connect(&args).await;
+    tokio::pin!(shutdown);
+    let client = tokio::select! {
+        client = connect(&args) => client,
+        () = &mut shutdown => return,
+    };
     info!(namespace = %namespace, "connected to the Kubernetes API server");
-    run_with_client(client, namespace, args, metrics, serving, ca_ready).await;
+    run_with_client(
+        client, namespace, args, metrics, serving, ca_ready, shutdown,
+    )
+    .await;
 }
 
 /// [`run`] past connecting: with a given client and namespace (tests drive
@@ -76,29 +86,36 @@ pub async fn run_with_client(
     metrics: ClusterMetrics,
     serving: Arc<dyn ServingCertSink>,
     ca_ready: watch::Sender<Option<Arc<ClusterCa>>>,
+    shutdown: impl Future<Output = ()>,
 ) {
-    let ca = match &args.cacerts_dir {
-        Some(dir) => {
-            until_ok("load cacerts directory", || async {
-                ca_secret::load_from_dir(dir)
-            })
-            .await
-        }
-        None => {
-            let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
-            let (ca, origin) = until_ok("load or create the CA Secret", || {
-                ca_secret::load_or_create(&secrets, &namespace, &args.trust_domain)
-            })
-            .await;
-            info!(namespace = %namespace, ?origin, "CA ready");
-            ca
+    tokio::pin!(shutdown);
+    let load_ca = async {
+        match &args.cacerts_dir {
+            Some(dir) => {
+                until_ok("load cacerts directory", || async {
+                    ca_secret::load_from_dir(dir)
+                })
+                .await
+            }
+            None => {
+                let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+                let (ca, origin) = until_ok("load or create the CA Secret", || {
+                    ca_secret::load_or_create(&secrets, &namespace, &args.trust_domain)
+                })
+                .await;
+                info!(namespace = %namespace, ?origin, "CA ready");
+                ca
+            }
         }
     };
-    let ca = Arc::new(ca);
+    let ca = tokio::select! {
+        ca = load_ca => Arc::new(ca),
+        () = &mut shutdown => return,
+    };
     ca_ready.send_replace(Some(Arc::clone(&ca)));
     let root_pem = ca.root_pem().to_string();
 
-    let (gate, election) = if args.leader_elect {
+    let (gate, mut election) = if args.leader_elect {
         let (switch, gate) = LeaderGate::manual(false);
         let hostname = std::env::var("HOSTNAME").ok();
         let cfg = LeaseConfig {
@@ -109,14 +126,15 @@ pub async fn run_with_client(
             retry_period: args.lease_retry_period,
         };
         let elector = Elector::new(Api::<Lease>::namespaced(client.clone(), &namespace), cfg);
-        (gate, Some(elector.run(switch, metrics.clone())))
+        (gate, Some((elector, switch)))
     } else {
         metrics.set_leader(true);
         (LeaderGate::always(), None)
     };
-    let election = async {
-        if let Some(election) = election {
-            election.await;
+    let campaign_metrics = metrics.clone();
+    let election_loop = async {
+        if let Some((elector, switch)) = election.as_mut() {
+            elector.campaign(switch, &campaign_metrics).await;
         }
     };
 
@@ -145,7 +163,7 @@ pub async fn run_with_client(
         client: client.clone(),
         ca,
         gate,
-        metrics,
+        metrics: metrics.clone(),
         config: SecretsConfig {
             trust_domain: args.trust_domain.clone(),
             ttl: args.secret_ttl,
@@ -155,8 +173,20 @@ pub async fn run_with_client(
     let secrets_loop =
         secrets.run_with_triggers(sa_secrets::watch_triggers(&client), args.resync_period);
 
-    tokio::join!(election, serving_loop, bundle_loop, root_loop, secrets_loop);
-    warn!("in-cluster controllers stopped: their watch streams ended");
+    let stopped_by_shutdown = tokio::select! {
+        _ = async {
+            tokio::join!(election_loop, serving_loop, bundle_loop, root_loop, secrets_loop)
+        } => false,
+        () = &mut shutdown => true,
+    };
+    if !stopped_by_shutdown {
+        warn!("in-cluster controllers stopped: their watch streams ended");
+    }
+    // Every controller's loop is dropped: no write is in flight any more, so
+    // the lease can be handed over.
+    if let Some((elector, switch)) = election.as_mut() {
+        elector.step_down(switch, &metrics).await;
+    }
 }
 
 #[cfg(test)]
@@ -182,6 +212,12 @@ mod tests {
         let (sink, _) = watch::channel(None);
         // Only built, never polled: this checks the future is Send + 'static
         // so the server can tokio::spawn it.
-        assert_send(run(args, ClusterMetrics::default(), Arc::new(sink), tx));
+        assert_send(run(
+            args,
+            ClusterMetrics::default(),
+            Arc::new(sink),
+            tx,
+            std::future::pending(),
+        ));
     }
 }

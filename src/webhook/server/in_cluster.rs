@@ -44,9 +44,14 @@ impl std::fmt::Debug for ClusterFeeds {
     }
 }
 
-/// Registers the cluster metrics and spawns the controllers; they run until
-/// the returned task is aborted, retrying every API failure.
-pub fn start(args: ClusterArgs, registry: &MetricsRegistry) -> (ClusterFeeds, JoinHandle<()>) {
+/// Registers the cluster metrics and spawns the controllers; they run,
+/// retrying every API failure, until `shutdown` turns true: then they stop,
+/// the leader releases its lease, and the returned task ends.
+pub fn start(
+    args: ClusterArgs,
+    registry: &MetricsRegistry,
+    shutdown: watch::Receiver<bool>,
+) -> (ClusterFeeds, JoinHandle<()>) {
     let metrics = ClusterMetrics::default();
     registry.register_with(|registry| metrics.register(registry));
     let (ca_tx, ca) = watch::channel(None);
@@ -55,11 +60,16 @@ pub fn start(args: ClusterArgs, registry: &MetricsRegistry) -> (ClusterFeeds, Jo
     let task = tokio::spawn(async move {
         let namespace_file = std::fs::read_to_string(NAMESPACE_FILE).ok();
         let namespace = args.resolve_namespace(namespace_file.as_deref());
-        let client = cluster::connect(&args).await;
+        let stopped = super::wait_true(shutdown);
+        tokio::pin!(stopped);
+        let client = tokio::select! {
+            client = cluster::connect(&args) => client,
+            () = &mut stopped => return,
+        };
         info!(namespace = %namespace, "connected to the Kubernetes API server");
         client_tx.send_replace(Some(client.clone()));
         let sink: Arc<dyn ServingCertSink> = Arc::new(serving_tx);
-        cluster::run_with_client(client, namespace, args, metrics, sink, ca_tx).await;
+        cluster::run_with_client(client, namespace, args, metrics, sink, ca_tx, stopped).await;
     });
     (
         ClusterFeeds {
