@@ -1,9 +1,10 @@
 //! In-cluster operation: everything that talks to the Kubernetes API (kube
-//! crate), from building the client ([`connect`]) on. The replicas share one CA through a Secret ([`ca_secret`]), issue
-//! their own serving certificate ([`serving_cert`]), keep the webhook's
-//! caBundle ([`ca_bundle`]), distribute the root to every namespace
-//! ([`root_configmaps`]) and write per-ServiceAccount certificate Secrets
-//! ([`sa_secrets`]); only the lease holder ([`leader`]) writes.
+//! crate), from building the client ([`connect()`]) on. The replicas share one
+//! CA through a Secret ([`ca_secret`]), issue their own serving certificate
+//! ([`serving_cert`]), keep the webhook's caBundle ([`ca_bundle`]),
+//! distribute the root to every namespace ([`root_configmaps`]) and write
+//! per-ServiceAccount certificate Secrets ([`sa_secrets`]); only the lease
+//! holder ([`leader`]) writes, and hands the lease over when it stops.
 //!
 //! Reconcile decisions are pure functions next to each controller; the IO
 //! loops are thin ([`driver`]) and never return an error that would stop the
@@ -43,7 +44,7 @@ use retry::until_ok;
 use sa_secrets::{SecretsConfig, SecretsContext};
 pub use serving_cert::ServingCertSink;
 
-/// Runs everything in-cluster, forever: connects (retrying), loads or
+/// Runs everything in-cluster until `shutdown`: connects (retrying), loads or
 /// creates the shared CA (retrying) and publishes it on `ca_ready` (for the
 /// gRPC CA service), then runs the serving certificate loop (into
 /// `serving`), leader election and the caBundle, root ConfigMap and

@@ -1,6 +1,6 @@
 //! Capped exponential backoff for the controllers' retries: API errors (409,
 //! 500, timeouts) are logged and tried again later, never fatal; and
-//! [`until_ok`], the retry loop of the start-up steps.
+//! `until_ok`, the retry loop of the start-up steps.
 
 use std::time::Duration;
 
