@@ -106,7 +106,7 @@ pub enum ConfigError {
     /// `config.trafficCapture: outrigger` with an init image that is not
     /// outrigger's: the injected `istio-init` container could not start.
     #[error(
-        "config.trafficCapture is outrigger, but values.global.proxy_init.image is {image:?}, not outrigger's image (Istio's proxyv2 has no outrigger binary), so injected pods could not start: set values.global.proxy_init.image to outrigger's image (a reference such as registry.example.com/outrigger:0.1.0, or a name under values.global.hub and values.global.tag), or set config.trafficCapture to istio-iptables"
+        "config.trafficCapture is outrigger, but values.global.proxy_init.image is {image:?}, which is not outrigger's image (Istio's proxyv2, its default, has no outrigger binary), so injected pods could not start: set values.global.proxy_init.image to outrigger's image (a reference such as registry.example.com/outrigger:0.1.0, or a name under values.global.hub and values.global.tag), or set config.trafficCapture to istio-iptables"
     )]
     CaptureImage {
         /// `values.global.proxy_init.image` as configured.
