@@ -5,85 +5,16 @@
 //! accepted, so the series is known to start from something valid.
 
 // Only the ES256 key is needed here.
+#[path = "support/damage.rs"]
+mod damage;
 #[allow(dead_code)]
 #[path = "ca_grpc/jwt.rs"]
 mod jwt;
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
-
+use damage::{ANY_BYTE, series};
 use outrigger::ca::grpc::auth::jwt::{Jwks, JwtAuthenticator, JwtPolicy};
 use outrigger::ca::{CaPem, CertificateAuthority, PrivateKeyPem, RootOptions, SpiffeId};
 
-/// xorshift64*: small and seeded.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
-/// One to four random edits of `input`, using bytes from `alphabet`.
-fn damage(input: &[u8], alphabet: &[u8], rng: &mut Rng) -> Vec<u8> {
-    let mut out = input.to_vec();
-    for _ in 0..=rng.below(4) {
-        if out.is_empty() {
-            break;
-        }
-        let at = rng.below(out.len());
-        match rng.below(5) {
-            0 => out[at] = alphabet[rng.below(alphabet.len())],
-            1 => {
-                out.remove(at);
-            }
-            2 => out.insert(at, alphabet[rng.below(alphabet.len())]),
-            3 => {
-                let end = (at + rng.below(32)).min(out.len());
-                let copy = out[at..end].to_vec();
-                out.splice(at..at, copy);
-            }
-            _ => out.truncate(at),
-        }
-    }
-    out
-}
-
-/// Runs `check` on `rounds` damaged copies of `input`; returns the number
-/// refused, and panics listing any round that panicked or was refused
-/// without a message.
-fn series(
-    what: &str,
-    input: &[u8],
-    alphabet: &[u8],
-    rounds: usize,
-    seed: u64,
-    mut check: impl FnMut(&[u8]) -> Result<(), String>,
-) -> usize {
-    let mut rng = Rng(seed | 1);
-    let mut problems = Vec::new();
-    let mut refused = 0;
-    for round in 0..rounds {
-        let damaged = damage(input, alphabet, &mut rng);
-        match catch_unwind(AssertUnwindSafe(|| check(&damaged))) {
-            Err(_) => problems.push(format!("{what} round {round}: panicked")),
-            Ok(Err(message)) if message.trim().is_empty() => {
-                problems.push(format!("{what} round {round}: refused without a message"))
-            }
-            Ok(Err(_)) => refused += 1,
-            Ok(Ok(())) => {}
-        }
-    }
-    assert!(problems.is_empty(), "{}", problems.join("\n"));
-    refused
-}
-
-const ANY_BYTE: &[u8] = b"\x00\x01\x02\x03\x04\x05\x06\x07\x0a\x0c\x13\x16\x17\x1e\x30\x31\x80\x81\x82\xa0\xa3\xff-\n=A";
 const BASE64URL: &[u8] = b"AQZaz09-_.=+/ {}\"";
 
 fn caller() -> SpiffeId {
