@@ -3,231 +3,263 @@
 //! operations' keys in serde's order, compact, serde_json's escapes and
 //! number text), at a fraction of the cost.
 //!
-//! An injecting review's patch is several kilobytes of mostly plain ASCII
-//! strings (container specs, annotations). serde_json escapes strings one
-//! byte at a time behind its generic serializer; here runs of bytes that need
-//! no escaping are found eight at a time and copied at once. This was the
-//! largest cost of encoding an injecting review's response.
-
-use std::io::Write as _;
+//! An injecting review's patch is several kilobytes in a few hundred mostly
+//! short, plain ASCII strings (keys, names, images, paths). serde_json
+//! escapes strings one byte at a time behind its generic serializer, and
+//! `Vec::push` checks capacity on every byte it adds; here each string gets
+//! one capacity check, and plain text is checked and stored eight bytes at a
+//! time. This was the largest cost of encoding an injecting review's response.
 
 use json_patch::{Patch, PatchOperation};
 use serde_json::{Number, Value};
 
-/// Room reserved up front for a patch's text: an injection's patch is a
-/// few kilobytes, so this saves the first several reallocations.
+/// Room made up front for a patch's text: an injection's patch is a few
+/// kilobytes, so this saves the first several reallocations.
 const INITIAL_CAPACITY: usize = 8 * 1024;
 
 /// The patch as serde_json would write it (`serde_json::to_vec`).
 pub(super) fn patch_to_vec(patch: &Patch) -> Vec<u8> {
-    let mut out = Vec::with_capacity(INITIAL_CAPACITY);
-    write_patch(patch, &mut out);
-    out
-}
-
-/// Appends the patch to `out`, as serde_json would write it.
-pub(super) fn write_patch(patch: &Patch, out: &mut Vec<u8>) {
-    out.push(b'[');
+    let mut out = Out::with_capacity(INITIAL_CAPACITY);
+    out.put_slice(b"[");
     for (i, op) in patch.iter().enumerate() {
         if i > 0 {
-            out.push(b',');
+            out.put_slice(b",");
         }
-        write_operation(op, out);
+        out.operation(op);
     }
-    out.push(b']');
+    out.put_slice(b"]");
+    out.into_vec()
 }
 
-/// One operation: `{"op":NAME` then its fields in declaration order, which
-/// is the order serde's internally tagged enum writes them.
-fn write_operation(op: &PatchOperation, out: &mut Vec<u8>) {
-    match op {
-        PatchOperation::Add(op) => write_path_value(b"add", op.path.as_str(), &op.value, out),
-        PatchOperation::Replace(op) => {
-            write_path_value(b"replace", op.path.as_str(), &op.value, out);
-        }
-        PatchOperation::Test(op) => write_path_value(b"test", op.path.as_str(), &op.value, out),
-        PatchOperation::Remove(op) => {
-            out.extend_from_slice(b"{\"op\":\"remove\",\"path\":");
-            write_str(op.path.as_str(), out);
-            out.push(b'}');
-        }
-        PatchOperation::Move(op) => {
-            write_from_path(b"move", op.from.as_str(), op.path.as_str(), out)
-        }
-        PatchOperation::Copy(op) => {
-            write_from_path(b"copy", op.from.as_str(), op.path.as_str(), out)
+/// Any JSON value as serde_json would write it (`serde_json::to_vec`).
+#[cfg(test)]
+pub(super) fn value_to_vec(value: &Value) -> Vec<u8> {
+    let mut out = Out::with_capacity(64);
+    out.value(value);
+    out.into_vec()
+}
+
+/// The text written so far. Every string makes room for itself and its
+/// quotes once; its text then goes in as whole eight-byte words (fixed-size
+/// copies, no call to `memcpy` and no per-byte capacity check), the last,
+/// partial word as the string's last eight bytes over what is already
+/// written.
+struct Out {
+    buf: Vec<u8>,
+}
+
+impl Out {
+    fn with_capacity(capacity: usize) -> Self {
+        Out {
+            buf: Vec::with_capacity(capacity),
         }
     }
-}
 
-fn write_path_value(name: &[u8], path: &str, value: &Value, out: &mut Vec<u8>) {
-    out.extend_from_slice(b"{\"op\":\"");
-    out.extend_from_slice(name);
-    out.extend_from_slice(b"\",\"path\":");
-    write_str(path, out);
-    out.extend_from_slice(b",\"value\":");
-    write_value(value, out);
-    out.push(b'}');
-}
+    fn into_vec(self) -> Vec<u8> {
+        self.buf
+    }
 
-fn write_from_path(name: &[u8], from: &str, path: &str, out: &mut Vec<u8>) {
-    out.extend_from_slice(b"{\"op\":\"");
-    out.extend_from_slice(name);
-    out.extend_from_slice(b"\",\"from\":");
-    write_str(from, out);
-    out.extend_from_slice(b",\"path\":");
-    write_str(path, out);
-    out.push(b'}');
-}
+    #[inline]
+    fn put_slice(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
 
-/// Any JSON value, compact, objects in their map's iteration order (the
-/// order serde_json serializes them in).
-pub(super) fn write_value(value: &Value, out: &mut Vec<u8>) {
-    match value {
-        Value::Null => out.extend_from_slice(b"null"),
-        Value::Bool(true) => out.extend_from_slice(b"true"),
-        Value::Bool(false) => out.extend_from_slice(b"false"),
-        Value::Number(n) => write_number(n, out),
-        Value::String(s) => write_str(s, out),
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_value(item, out);
+    /// One operation: `{"op":NAME` then its fields in declaration order,
+    /// which is the order serde's internally tagged enum writes them.
+    fn operation(&mut self, op: &PatchOperation) {
+        match op {
+            PatchOperation::Add(op) => self.path_value(b"add", op.path.as_str(), &op.value),
+            PatchOperation::Replace(op) => {
+                self.path_value(b"replace", op.path.as_str(), &op.value);
             }
-            out.push(b']');
-        }
-        Value::Object(map) => {
-            out.push(b'{');
-            for (i, (key, item)) in map.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_str(key, out);
-                out.push(b':');
-                write_value(item, out);
+            PatchOperation::Test(op) => self.path_value(b"test", op.path.as_str(), &op.value),
+            PatchOperation::Remove(op) => {
+                self.put_slice(b"{\"op\":\"remove\",\"path\":");
+                self.string(op.path.as_str());
+                self.put_slice(b"}");
             }
-            out.push(b'}');
+            PatchOperation::Move(op) => self.two_paths(b"move", op.from.as_str(), op.path.as_str()),
+            PatchOperation::Copy(op) => self.two_paths(b"copy", op.from.as_str(), op.path.as_str()),
         }
     }
-}
 
-/// A number as serde_json writes it: integers through `itoa`, as serde_json
-/// does; floats through serde_json's own `Display`, which is the text its
-/// serializer writes (the shortest form that reads back the same).
-fn write_number(n: &Number, out: &mut Vec<u8>) {
-    let mut buffer = itoa::Buffer::new();
-    if let Some(u) = n.as_u64() {
-        out.extend_from_slice(buffer.format(u).as_bytes());
-    } else if let Some(i) = n.as_i64() {
-        out.extend_from_slice(buffer.format(i).as_bytes());
-    } else {
-        // Writing into a Vec cannot fail.
-        let _ = write!(out, "{n}");
+    fn path_value(&mut self, name: &[u8], path: &str, value: &Value) {
+        self.put_slice(b"{\"op\":\"");
+        self.put_slice(name);
+        self.put_slice(b"\",\"path\":");
+        self.string(path);
+        self.put_slice(b",\"value\":");
+        self.value(value);
+        self.put_slice(b"}");
     }
-}
 
-/// A quoted JSON string with serde_json's escapes: `\"`, `\\`, the short
-/// forms `\b \t \n \f \r`, and `\u00xx` (lowercase hex) for the other
-/// control characters. Everything else, including non-ASCII UTF-8 and DEL,
-/// is copied as is.
-///
-/// Most strings of a patch (keys, names, images, paths) need no escape and
-/// are short, so the common case is one check and one copy.
-pub(super) fn write_str(s: &str, out: &mut Vec<u8>) {
-    let bytes = s.as_bytes();
-    out.reserve(bytes.len() + 2);
-    out.push(b'"');
-    if needs_no_escape(bytes) {
-        out.extend_from_slice(bytes);
-    } else {
-        write_escaped(bytes, out);
+    fn two_paths(&mut self, name: &[u8], from: &str, path: &str) {
+        self.put_slice(b"{\"op\":\"");
+        self.put_slice(name);
+        self.put_slice(b"\",\"from\":");
+        self.string(from);
+        self.put_slice(b",\"path\":");
+        self.string(path);
+        self.put_slice(b"}");
     }
-    out.push(b'"');
-}
 
-/// Whether no byte of `bytes` needs an escape: eight bytes at a time, the
-/// last (partial) word checked as the overlapping final eight bytes.
-fn needs_no_escape(bytes: &[u8]) -> bool {
-    let Some(last) = bytes.last_chunk::<8>() else {
-        return bytes.iter().fold(0, |acc, &b| acc | ESCAPE[usize::from(b)]) == 0;
-    };
-    let mut rest = bytes;
-    while let Some((word, tail)) = rest.split_first_chunk::<8>() {
-        if word_needs_escape(u64::from_le_bytes(*word)) {
-            return false;
+    /// Any JSON value, compact, objects in their map's iteration order (the
+    /// order serde_json serializes them in).
+    fn value(&mut self, value: &Value) {
+        match value {
+            Value::Null => self.put_slice(b"null"),
+            Value::Bool(true) => self.put_slice(b"true"),
+            Value::Bool(false) => self.put_slice(b"false"),
+            Value::Number(n) => self.number(n),
+            Value::String(s) => self.string(s),
+            Value::Array(items) => {
+                self.put_slice(b"[");
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        self.put_slice(b",");
+                    }
+                    self.value(item);
+                }
+                self.put_slice(b"]");
+            }
+            Value::Object(map) => {
+                self.put_slice(b"{");
+                for (i, (key, item)) in map.iter().enumerate() {
+                    if i > 0 {
+                        self.put_slice(b",");
+                    }
+                    self.string(key);
+                    self.put_slice(b":");
+                    self.value(item);
+                }
+                self.put_slice(b"}");
+            }
         }
-        rest = tail;
     }
-    !word_needs_escape(u64::from_le_bytes(*last))
-}
 
-/// The contents of a string with at least one byte to escape: runs of plain
-/// words copied at once, words with a special byte done byte by byte.
-fn write_escaped(bytes: &[u8], out: &mut Vec<u8>) {
-    // `bytes[start..i]` is the pending run of bytes that need no escape.
-    let mut start = 0;
-    let mut i = 0;
-    loop {
-        while let Some(word) = bytes.get(i..).and_then(<[u8]>::first_chunk::<8>) {
+    /// A number as serde_json writes it: integers through `itoa`, as
+    /// serde_json does; floats through serde_json's own `Display`, which is
+    /// the text its serializer writes (the shortest form that reads back the
+    /// same).
+    fn number(&mut self, n: &Number) {
+        let mut buffer = itoa::Buffer::new();
+        if let Some(u) = n.as_u64() {
+            self.put_slice(buffer.format(u).as_bytes());
+        } else if let Some(i) = n.as_i64() {
+            self.put_slice(buffer.format(i).as_bytes());
+        } else {
+            self.put_slice(n.to_string().as_bytes());
+        }
+    }
+
+    /// A quoted JSON string with serde_json's escapes: `\"`, `\\`, the short
+    /// forms `\b \t \n \f \r`, and `\u00xx` (lowercase hex) for the other
+    /// control characters. Everything else, including non-ASCII UTF-8 and
+    /// DEL, is copied as is.
+    #[inline]
+    fn string(&mut self, s: &str) {
+        let bytes = s.as_bytes();
+        // The quotes, the text, and a word of slack for the word stores.
+        self.buf.reserve(bytes.len() + 2 + 8);
+        self.buf.push(b'"');
+        if !self.plain(bytes) {
+            self.escaped(bytes);
+        }
+        self.buf.push(b'"');
+    }
+
+    /// Appends `bytes` if none needs an escape; says whether it did (if
+    /// not, nothing was appended).
+    #[inline]
+    fn plain(&mut self, bytes: &[u8]) -> bool {
+        let start = self.buf.len();
+        let Some(last) = bytes.last_chunk::<8>() else {
+            // Fewer than eight bytes: gathered into one word padded with
+            // spaces, stored whole, and the padding dropped.
+            let mut word = 0u64;
+            for (i, &byte) in bytes.iter().enumerate() {
+                word |= u64::from(byte) << (8 * i);
+            }
+            word |= SPACES & !((1u64 << (8 * bytes.len())) - 1);
+            if word_needs_escape(word) {
+                return false;
+            }
+            self.buf.extend_from_slice(&word.to_le_bytes());
+            self.buf.truncate(start + bytes.len());
+            return true;
+        };
+        let mut rest = bytes;
+        while let Some((word, tail)) = rest.split_first_chunk::<8>() {
             if word_needs_escape(u64::from_le_bytes(*word)) {
-                break;
+                self.buf.truncate(start);
+                return false;
             }
-            i += 8;
+            self.buf.extend_from_slice(word);
+            rest = tail;
         }
-        let end = bytes.len().min(i + 8);
-        if i >= end {
-            break;
-        }
-        for (j, &byte) in bytes.iter().enumerate().take(end).skip(i) {
-            let escape = ESCAPE[usize::from(byte)];
-            if escape != 0 {
-                out.extend_from_slice(&bytes[start..j]);
-                write_escape(byte, escape, out);
-                start = j + 1;
+        if !rest.is_empty() {
+            if word_needs_escape(u64::from_le_bytes(*last)) {
+                self.buf.truncate(start);
+                return false;
             }
+            // `last` repeats the 8 - rest.len() bytes before `rest`.
+            self.buf.truncate(self.buf.len() + rest.len() - 8);
+            self.buf.extend_from_slice(last);
         }
-        i = end;
+        true
     }
-    out.extend_from_slice(&bytes[start..]);
+
+    /// The contents of a string with at least one byte to escape: plain
+    /// words appended at once, words with a special byte byte by byte.
+    fn escaped(&mut self, bytes: &[u8]) {
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            if let Some((word, tail)) = rest.split_first_chunk::<8>()
+                && !word_needs_escape(u64::from_le_bytes(*word))
+            {
+                self.buf.extend_from_slice(word);
+                rest = tail;
+                continue;
+            }
+            let (chunk, tail) = rest.split_at(rest.len().min(8));
+            for &byte in chunk {
+                match ESCAPE[usize::from(byte)] {
+                    0 => self.buf.push(byte),
+                    UU => {
+                        const HEX: &[u8; 16] = b"0123456789abcdef";
+                        self.buf.extend_from_slice(&[
+                            b'\\',
+                            b'u',
+                            b'0',
+                            b'0',
+                            HEX[usize::from(byte >> 4)],
+                            HEX[usize::from(byte & 0xf)],
+                        ]);
+                    }
+                    short => self.buf.extend_from_slice(&[b'\\', short]),
+                }
+            }
+            rest = tail;
+        }
+    }
 }
 
+/// Eight spaces, which need no escape: the padding of a short string's word.
+const SPACES: u64 = u64::from_ne_bytes([b' '; 8]);
 const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
 const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
 
 /// Whether any of the eight bytes of `word` is a control character, `"`
-/// or `\`. Exact (no false positives): the classic "has a zero byte" and
-/// "has a byte less than n" tests, which may misplace which byte matched
-/// but never misreport whether one did.
+/// or `\`. Exact (no false positives): the classic "has a byte less than
+/// n" and "has a zero byte" tests, which may misplace which byte matched but
+/// never misreport whether one did. Their `& !x & 0x80..` parts are shared:
+/// XOR with `"` or `\` (both below 0x80) keeps each byte's high bit.
+#[inline]
 fn word_needs_escape(word: u64) -> bool {
-    let control = word.wrapping_sub(ONES * 0x20) & !word;
-    let quote = {
-        let x = word ^ (ONES * u64::from(b'"'));
-        x.wrapping_sub(ONES) & !x
-    };
-    let backslash = {
-        let x = word ^ (ONES * u64::from(b'\\'));
-        x.wrapping_sub(ONES) & !x
-    };
-    (control | quote | backslash) & HIGHS != 0
-}
-
-fn write_escape(byte: u8, escape: u8, out: &mut Vec<u8>) {
-    if escape == UU {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        out.extend_from_slice(&[
-            b'\\',
-            b'u',
-            b'0',
-            b'0',
-            HEX[usize::from(byte >> 4)],
-            HEX[usize::from(byte & 0xf)],
-        ]);
-    } else {
-        out.extend_from_slice(&[b'\\', escape]);
-    }
+    let control = word.wrapping_sub(ONES * 0x20);
+    let quote = (word ^ (ONES * u64::from(b'"'))).wrapping_sub(ONES);
+    let backslash = (word ^ (ONES * u64::from(b'\\'))).wrapping_sub(ONES);
+    (control | quote | backslash) & !word & HIGHS != 0
 }
 
 /// `\u00xx`.

@@ -1,4 +1,4 @@
-//! [`super::write_patch`] against serde_json itself: every test compares the
+//! [`super::patch_to_vec`] against serde_json itself: every test compares the
 //! hand-written text with `serde_json::to_vec` of the same value, byte for
 //! byte, over targeted edge cases, the engine's golden patches and many
 //! generated patches.
@@ -9,8 +9,7 @@ use serde_json::{Map, Number, Value, json};
 use super::*;
 
 fn assert_value_like_serde(value: &Value) {
-    let mut ours = Vec::new();
-    write_value(value, &mut ours);
+    let ours = value_to_vec(value);
     let theirs = serde_json::to_vec(value).unwrap();
     assert_eq!(
         String::from_utf8_lossy(&ours),
