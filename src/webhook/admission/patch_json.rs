@@ -156,7 +156,9 @@ impl Out {
     /// forms `\b \t \n \f \r`, and `\u00xx` (lowercase hex) for the other
     /// control characters. Everything else, including non-ASCII UTF-8 and
     /// DEL, is copied as is.
-    #[inline]
+    // Inlined into its few callers: a call per string was a tenth of the
+    // cost of a patch's text.
+    #[inline(always)]
     fn string(&mut self, s: &str) {
         let bytes = s.as_bytes();
         // The quotes, the text, and a word of slack for the word stores.
@@ -170,7 +172,7 @@ impl Out {
 
     /// Appends `bytes` if none needs an escape; says whether it did (if
     /// not, nothing was appended).
-    #[inline]
+    #[inline(always)]
     fn plain(&mut self, bytes: &[u8]) -> bool {
         let start = self.buf.len();
         let Some(last) = bytes.last_chunk::<8>() else {
