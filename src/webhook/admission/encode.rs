@@ -23,6 +23,9 @@ struct WireReview<'a> {
     response: &'a AdmissionResponse,
 }
 
+/// Room for the response review without its patch (uid, status, warnings).
+const ENVELOPE_CAPACITY: usize = 512;
+
 /// Serializes the response review, with the patch (if any) base64-encoded.
 ///
 /// The base64 text is spliced in as is: its alphabet never needs JSON
@@ -36,20 +39,25 @@ pub(super) fn encode_response(
         kind: &response.types.kind,
         response,
     };
+    let text = patch.map(patch_json::patch_to_vec);
+    // The whole answer in one allocation: the envelope is a few hundred
+    // bytes, the patch's base64 is known to the byte.
+    let patch_room = text.as_ref().map_or(0, |t| encoded_len(t.len()) + 40);
+    let mut out = Vec::with_capacity(ENVELOPE_CAPACITY + patch_room);
     // Plain structs, strings and maps: serialization cannot fail.
-    let mut out = serde_json::to_vec(&wire).unwrap_or_default();
-    let Some(patch) = patch else {
+    if serde_json::to_writer(&mut out, &wire).is_err() {
+        out.clear();
+    }
+    let Some(text) = text else {
         return out;
     };
-    let patch = patch_json::patch_to_vec(patch);
     // `out` ends with the response object's `}` and the review's `}`.
     if !out.ends_with(b"}}") {
-        return encode_response_slowly(&out, &patch);
+        return encode_response_slowly(&out, &text);
     }
     out.truncate(out.len() - 2);
-    out.reserve(encoded_len(patch.len()) + 40);
     out.extend_from_slice(b",\"patch\":\"");
-    append_base64(&patch, &mut out);
+    append_base64(&text, &mut out);
     out.extend_from_slice(b"\",\"patchType\":\"JSONPatch\"}}");
     out
 }
