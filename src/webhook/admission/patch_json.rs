@@ -5,10 +5,11 @@
 //!
 //! An injecting review's patch is several kilobytes in a few hundred mostly
 //! short, plain ASCII strings (keys, names, images, paths). serde_json
-//! escapes strings one byte at a time behind its generic serializer, and
-//! `Vec::push` checks capacity on every byte it adds; here each string gets
-//! one capacity check, and plain text is checked and stored eight bytes at a
-//! time. This was the largest cost of encoding an injecting review's response.
+//! escapes strings one byte at a time behind its generic serializer; here a
+//! string reserves its room once, and its text is checked and stored eight
+//! bytes at a time. Serializing the patch was the largest cost of encoding an
+//! injecting review's response (bench/webhook's patch: 106k instructions
+//! through serde_json, 69k here).
 
 use json_patch::{Patch, PatchOperation};
 use serde_json::{Number, Value};
@@ -39,11 +40,10 @@ pub(super) fn value_to_vec(value: &Value) -> Vec<u8> {
     out.into_vec()
 }
 
-/// The text written so far. Every string makes room for itself and its
+/// The text written so far. Every string reserves room for itself and its
 /// quotes once; its text then goes in as whole eight-byte words (fixed-size
-/// copies, no call to `memcpy` and no per-byte capacity check), the last,
-/// partial word as the string's last eight bytes over what is already
-/// written.
+/// copies, no call to `memcpy`, no per-byte work), the last, partial word as
+/// the string's last eight bytes over what is already written.
 struct Out {
     buf: Vec<u8>,
 }
