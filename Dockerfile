@@ -28,12 +28,15 @@ LABEL org.opencontainers.image.title="outrigger" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.source="https://example.invalid/outrigger"
-# iptables for the init-container role; ca-certificates for API server TLS.
+# iptables for the init-container role; procps for the optional
+# `enable-core-dump` init container (its `sysctl`), which runs from this
+# image when `config.trafficCapture: outrigger` makes it the init image;
+# ca-certificates for API server TLS.
 # Versions are not pinned: Debian replaces pinned versions on security
 # updates, which would break rebuilds of this image.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends iptables ca-certificates \
+    && apt-get install -y --no-install-recommends iptables procps ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=builder /usr/local/bin/outrigger /usr/local/bin/outrigger
 # Non-root by default (the distroless "nonroot" UID); the init container

@@ -245,6 +245,9 @@ async fn main() -> Result<(), String> {
     drop(probe);
 
     let start = Instant::now() + Duration::from_millis(200);
+    // This process's CPU time over the run (set-up included: connections
+    // are already open, so it is small), to show what the generator costs.
+    let cpu_start = cpu_time::ProcessTime::now();
     let end = start + Duration::from_secs_f64(args.seconds);
     let workers: Vec<_> = (0..args.connections)
         .map(|i| {
@@ -273,6 +276,7 @@ async fn main() -> Result<(), String> {
         .saturating_duration_since(start)
         .as_secs_f64()
         .max(args.seconds);
+    let generator_cpu_us = cpu_start.elapsed().as_secs_f64() * 1e6;
     latencies.sort_unstable();
     let out = json!({
         "scenario": format!("{:?}", args.scenario).to_lowercase(),
@@ -287,6 +291,7 @@ async fn main() -> Result<(), String> {
         "p50_ms": percentile(&latencies, 50.0),
         "p99_ms": percentile(&latencies, 99.0),
         "max_ms": latencies.last().map_or(f64::NAN, |m| *m as f64 / 1000.0),
+        "generator_cpu_us_per_request": (generator_cpu_us / latencies.len().max(1) as f64 * 10.0).round() / 10.0,
     });
     println!("{out}");
     Ok(())

@@ -74,6 +74,7 @@ pub mod identity;
 pub mod inspect;
 pub mod issue;
 pub mod keys;
+pub mod renew;
 pub mod store;
 
 pub use authority::{
@@ -84,4 +85,5 @@ pub use csr::CsrError;
 pub use identity::{IdentityError, SpiffeId};
 pub use issue::{CertChain, IssueError, IssuePolicy, IssuedCertificate};
 pub use keys::{KeyAlgorithm, KeyError, PrivateKeyPem};
+pub use renew::RenewError;
 pub use store::StoreError;

@@ -1,9 +1,10 @@
 //! In-cluster operation: everything that talks to the Kubernetes API (kube
-//! crate). The replicas share one CA through a Secret ([`ca_secret`]), issue
-//! their own serving certificate ([`serving_cert`]), keep the webhook's
-//! caBundle ([`ca_bundle`]), distribute the root to every namespace
-//! ([`root_configmaps`]) and write per-ServiceAccount certificate Secrets
-//! ([`sa_secrets`]); only the lease holder ([`leader`]) writes.
+//! crate), from building the client ([`connect()`]) on. The replicas share one
+//! CA through a Secret ([`ca_secret`]), issue their own serving certificate
+//! ([`serving_cert`]), keep the webhook's caBundle ([`ca_bundle`]),
+//! distribute the root to every namespace ([`root_configmaps`]) and write
+//! per-ServiceAccount certificate Secrets ([`sa_secrets`]); only the lease
+//! holder ([`leader`]) writes, and hands the lease over when it stops.
 //!
 //! Reconcile decisions are pure functions next to each controller; the IO
 //! loops are thin ([`driver`]) and never return an error that would stop the
@@ -13,6 +14,7 @@ pub mod args;
 pub mod authority;
 pub mod ca_bundle;
 pub mod ca_secret;
+pub mod connect;
 pub mod driver;
 pub mod error;
 pub mod jwks;
@@ -29,84 +31,20 @@ use std::sync::Arc;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Api, Client, Config};
-use thiserror::Error;
+use kube::{Api, Client};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 pub use args::ClusterArgs;
 use authority::ClusterCa;
+pub use connect::{ConnectError, connect, try_connect};
 use leader::{Elector, LeaderGate, LeaseConfig};
 pub use metrics::ClusterMetrics;
-use retry::Backoff;
+use retry::until_ok;
 use sa_secrets::{SecretsConfig, SecretsContext};
 pub use serving_cert::ServingCertSink;
 
-/// Why a Kubernetes client could not be built (retried by [`run`]).
-#[derive(Debug, Error)]
-pub enum ConnectError {
-    /// The kubeconfig file could not be read or parsed.
-    #[error("reading kubeconfig {path} failed")]
-    Kubeconfig {
-        /// The --kubeconfig path.
-        path: String,
-        /// The parser's error.
-        #[source]
-        source: kube::config::KubeconfigError,
-    },
-    /// Neither in-cluster config nor a default kubeconfig was usable.
-    #[error("no Kubernetes configuration found (not in a pod, no --kubeconfig, no ~/.kube/config)")]
-    Infer(#[source] kube::config::InferConfigError),
-    /// The client could not be built from the configuration.
-    #[error("building the Kubernetes client failed")]
-    Client(#[source] kube::Error),
-}
-
-/// Builds the API client: `--kubeconfig` if given, else in-cluster
-/// configuration, else the default kubeconfig.
-pub async fn connect(args: &ClusterArgs) -> Result<Client, ConnectError> {
-    // kube's rustls client uses the process-wide provider: make it ring
-    // (the project's provider) unless the server already installed one.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let config = match &args.kubeconfig {
-        Some(path) => {
-            let kubeconfig_error = |source| ConnectError::Kubeconfig {
-                path: path.display().to_string(),
-                source,
-            };
-            let kubeconfig = Kubeconfig::read_from(path).map_err(kubeconfig_error)?;
-            Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                .await
-                .map_err(kubeconfig_error)?
-        }
-        None => Config::infer().await.map_err(ConnectError::Infer)?,
-    };
-    Client::try_from(config).map_err(ConnectError::Client)
-}
-
-/// Retries `attempt` with backoff until it succeeds, logging each failure
-/// with `what`. Used for the start-up steps nothing can run without.
-async fn until_ok<T, E, F, Fut>(what: &'static str, mut attempt: F) -> T
-where
-    E: std::error::Error,
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, E>>,
-{
-    let mut backoff = Backoff::default_controller();
-    loop {
-        match attempt().await {
-            Ok(value) => return value,
-            Err(error) => {
-                let delay = backoff.next_delay();
-                warn!(step = what, error = %error, source = ?std::error::Error::source(&error).map(ToString::to_string), retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), "in-cluster start-up step failed; retrying");
-                tokio::time::sleep(delay).await;
-            }
-        }
-    }
-}
-
-/// Runs everything in-cluster, forever: connects (retrying), loads or
+/// Runs everything in-cluster until `shutdown`: connects (retrying), loads or
 /// creates the shared CA (retrying) and publishes it on `ca_ready` (for the
 /// gRPC CA service), then runs the serving certificate loop (into
 /// `serving`), leader election and the caBundle, root ConfigMap and
@@ -114,20 +52,30 @@ where
 ///
 /// Never returns an error and never panics on API failures: every failure
 /// (409, 500, timeouts, a malformed Secret) is logged and retried with
-/// backoff, so the webhook keeps serving. Spawn it next to the server; call
-/// it only when [`ClusterArgs::wants_cluster`] says so, after
+/// backoff, so the webhook keeps serving. When `shutdown` completes, the
+/// controllers stop and the leader gives its lease up
+/// ([`Elector::step_down`]), then this returns. Spawn it next to the server;
+/// call it only when [`ClusterArgs::wants_cluster`] says so, after
 /// [`ClusterArgs::validate`].
 pub async fn run(
     args: ClusterArgs,
     metrics: ClusterMetrics,
     serving: Arc<dyn ServingCertSink>,
     ca_ready: watch::Sender<Option<Arc<ClusterCa>>>,
+    shutdown: impl Future<Output = ()>,
 ) {
     let namespace_file = std::fs::read_to_string(args::NAMESPACE_FILE).ok();
     let namespace = args.resolve_namespace(namespace_file.as_deref());
-    let client = until_ok("connect", || connect(&args)).await;
+    tokio::pin!(shutdown);
+    let client = tokio::select! {
+        client = connect(&args) => client,
+        () = &mut shutdown => return,
+    };
     info!(namespace = %namespace, "connected to the Kubernetes API server");
-    run_with_client(client, namespace, args, metrics, serving, ca_ready).await;
+    run_with_client(
+        client, namespace, args, metrics, serving, ca_ready, shutdown,
+    )
+    .await;
 }
 
 /// [`run`] past connecting: with a given client and namespace (tests drive
@@ -139,29 +87,36 @@ pub async fn run_with_client(
     metrics: ClusterMetrics,
     serving: Arc<dyn ServingCertSink>,
     ca_ready: watch::Sender<Option<Arc<ClusterCa>>>,
+    shutdown: impl Future<Output = ()>,
 ) {
-    let ca = match &args.cacerts_dir {
-        Some(dir) => {
-            until_ok("load cacerts directory", || async {
-                ca_secret::load_from_dir(dir)
-            })
-            .await
-        }
-        None => {
-            let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
-            let (ca, origin) = until_ok("load or create the CA Secret", || {
-                ca_secret::load_or_create(&secrets, &namespace, &args.trust_domain)
-            })
-            .await;
-            info!(namespace = %namespace, ?origin, "CA ready");
-            ca
+    tokio::pin!(shutdown);
+    let load_ca = async {
+        match &args.cacerts_dir {
+            Some(dir) => {
+                until_ok("load cacerts directory", || async {
+                    ca_secret::load_from_dir(dir)
+                })
+                .await
+            }
+            None => {
+                let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+                let (ca, origin) = until_ok("load or create the CA Secret", || {
+                    ca_secret::load_or_create(&secrets, &namespace, &args.trust_domain)
+                })
+                .await;
+                info!(namespace = %namespace, ?origin, "CA ready");
+                ca
+            }
         }
     };
-    let ca = Arc::new(ca);
+    let ca = tokio::select! {
+        ca = load_ca => Arc::new(ca),
+        () = &mut shutdown => return,
+    };
     ca_ready.send_replace(Some(Arc::clone(&ca)));
     let root_pem = ca.root_pem().to_string();
 
-    let (gate, election) = if args.leader_elect {
+    let (gate, mut election) = if args.leader_elect {
         let (switch, gate) = LeaderGate::manual(false);
         let hostname = std::env::var("HOSTNAME").ok();
         let cfg = LeaseConfig {
@@ -172,14 +127,15 @@ pub async fn run_with_client(
             retry_period: args.lease_retry_period,
         };
         let elector = Elector::new(Api::<Lease>::namespaced(client.clone(), &namespace), cfg);
-        (gate, Some(elector.run(switch, metrics.clone())))
+        (gate, Some((elector, switch)))
     } else {
         metrics.set_leader(true);
         (LeaderGate::always(), None)
     };
-    let election = async {
-        if let Some(election) = election {
-            election.await;
+    let campaign_metrics = metrics.clone();
+    let election_loop = async {
+        if let Some((elector, switch)) = election.as_mut() {
+            elector.campaign(switch, &campaign_metrics).await;
         }
     };
 
@@ -208,7 +164,7 @@ pub async fn run_with_client(
         client: client.clone(),
         ca,
         gate,
-        metrics,
+        metrics: metrics.clone(),
         config: SecretsConfig {
             trust_domain: args.trust_domain.clone(),
             ttl: args.secret_ttl,
@@ -218,8 +174,20 @@ pub async fn run_with_client(
     let secrets_loop =
         secrets.run_with_triggers(sa_secrets::watch_triggers(&client), args.resync_period);
 
-    tokio::join!(election, serving_loop, bundle_loop, root_loop, secrets_loop);
-    warn!("in-cluster controllers stopped: their watch streams ended");
+    let stopped_by_shutdown = tokio::select! {
+        _ = async {
+            tokio::join!(election_loop, serving_loop, bundle_loop, root_loop, secrets_loop)
+        } => false,
+        () = &mut shutdown => true,
+    };
+    if !stopped_by_shutdown {
+        warn!("in-cluster controllers stopped: their watch streams ended");
+    }
+    // Every controller's loop is dropped: no write is in flight any more, so
+    // the lease can be handed over.
+    if let Some((elector, switch)) = election.as_mut() {
+        elector.step_down(switch, &metrics).await;
+    }
 }
 
 #[cfg(test)]
@@ -238,26 +206,6 @@ mod tests {
         .unwrap()
     }
 
-    #[tokio::test]
-    async fn connect_reads_the_given_kubeconfig() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config");
-        let missing = path.display().to_string();
-        let Err(err) = connect(&args(&["--kubeconfig", &missing])).await else {
-            panic!("a missing kubeconfig must be refused");
-        };
-        assert!(err.to_string().contains(&missing), "{err}");
-        std::fs::write(
-            &path,
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:6443\n    insecure-skip-tls-verify: true\nusers:\n- name: u\n  user:\n    token: t\ncontexts:\n- name: x\n  context:\n    cluster: c\n    user: u\n    namespace: mesh\ncurrent-context: x\n",
-        )
-        .unwrap();
-        let Ok(client) = connect(&args(&["--kubeconfig", &missing])).await else {
-            panic!("a valid kubeconfig must give a client");
-        };
-        assert_eq!(client.default_namespace(), "mesh");
-    }
-
     #[test]
     fn run_can_be_spawned() {
         let args = args(&[]);
@@ -265,6 +213,12 @@ mod tests {
         let (sink, _) = watch::channel(None);
         // Only built, never polled: this checks the future is Send + 'static
         // so the server can tokio::spawn it.
-        assert_send(run(args, ClusterMetrics::default(), Arc::new(sink), tx));
+        assert_send(run(
+            args,
+            ClusterMetrics::default(),
+            Arc::new(sink),
+            tx,
+            std::future::pending(),
+        ));
     }
 }

@@ -18,7 +18,9 @@
 //! - `outrigger`: `outrigger iptables` from outrigger's own image, so that
 //!   pods need no Istio image to start. `values.global.proxy_init.image` must
 //!   then name outrigger's image (whose entrypoint is
-//!   `/usr/local/bin/outrigger`): a name containing `/` is used as it is,
+//!   `/usr/local/bin/outrigger`); a configuration that leaves it at Istio's
+//!   `proxyv2` (or empty) is refused once every layer is applied
+//!   ([`ConfigBuilder::build`]). A name containing `/` is used as it is,
 //!   any other name becomes `<values.global.hub>/<name>:<values.global.tag>`,
 //!   and `sidecar.istio.io/proxyImage` does not replace it. The container's
 //!   args are `iptables` followed by the very capture flags `istio-iptables`
@@ -35,8 +37,10 @@
 //! Defaults are Istio's (see `config/defaults.yaml`). Unknown keys are
 //! rejected with their path. The configuration is parsed and resolved into
 //! [`Settings`] once, when it is loaded or changed, so that the engine reads
-//! plain fields on every admission.
+//! plain fields on every admission. A [`Config`] is always complete: the
+//! checks of keys that only work together have passed.
 
+mod builder;
 mod selector;
 mod settings;
 mod tree;
@@ -45,6 +49,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
+pub use builder::ConfigBuilder;
 pub use selector::{LabelSelector, SelectorError};
 pub use settings::{PROXY_CONFIG_FIELDS, Policy, Settings, TrafficCapture};
 
@@ -98,6 +103,15 @@ pub enum ConfigError {
     /// Any other invalid configuration (kept from the original contract).
     #[error("invalid config: {0}")]
     Invalid(String),
+    /// `config.trafficCapture: outrigger` with an init image that is not
+    /// outrigger's: the injected `istio-init` container could not start.
+    #[error(
+        "config.trafficCapture is outrigger, but values.global.proxy_init.image is {image:?}, which is not outrigger's image (Istio's proxyv2, its default, has no outrigger binary), so injected pods could not start: set values.global.proxy_init.image to outrigger's image (a reference such as registry.example.com/outrigger:0.1.0, or a name under values.global.hub and values.global.tag), or set config.trafficCapture to istio-iptables"
+    )]
+    CaptureImage {
+        /// `values.global.proxy_init.image` as configured.
+        image: String,
+    },
     /// A `--set` argument that is not `path=value`.
     #[error("--set {0:?}: expected path=value, e.g. values.global.hub=docker.io/istio")]
     BadAssignment(String),
@@ -116,108 +130,26 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Parses a configuration document (YAML with top-level `values`,
-    /// `meshConfig` and `config`).
+    /// Parses a whole configuration document (YAML with top-level `values`,
+    /// `meshConfig` and `config`) and checks it as one layer: the document
+    /// must be complete on its own.
     pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
-        let doc = parse_yaml(text)?;
-        let mut cfg = Config::default();
-        match doc {
-            Value::Null => {}
-            Value::Object(_) => cfg.overlay(&doc, "")?,
-            other => {
-                return Err(ConfigError::InvalidValue {
-                    path: "(document)".into(),
-                    value: other.to_string(),
-                    expected: "a mapping with values, meshConfig and config".into(),
-                });
-            }
-        }
-        Ok(cfg)
+        ConfigBuilder::from_yaml(text)?.build()
     }
 
-    /// Reads and parses a configuration file.
+    /// Reads, parses and checks a whole configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Config::from_yaml(&text)
+        ConfigBuilder::load(path)?.build()
     }
 
-    /// Applies one `--set` override, `path=value`, in Istio's install-value
-    /// key space (`values.global.hub=...`, `meshConfig.defaultConfig.X=...`).
-    /// `true`/`false` become booleans, integers become numbers, `null`
-    /// removes the key, anything else is a string.
-    pub fn set(&mut self, assignment: &str) -> Result<(), ConfigError> {
-        let (path, raw) = assignment
-            .split_once('=')
-            .filter(|(p, _)| !p.is_empty())
-            .ok_or_else(|| ConfigError::BadAssignment(assignment.to_string()))?;
-        let value = tree::scalar_from_str(raw);
-        let mut doc = value;
-        for key in path.rsplit('.') {
-            if key.is_empty() {
-                return Err(ConfigError::BadAssignment(assignment.to_string()));
-            }
-            let mut map = serde_json::Map::new();
-            map.insert(key.to_string(), doc);
-            doc = Value::Object(map);
-        }
-        self.overlay(&doc, "")
-    }
-
-    /// Merges a `--values` document: plain install values (`global: ...`),
-    /// a config document (`values: ...`), or an IstioOperator whose
-    /// `spec.values` and `spec.meshConfig` are used.
-    pub fn merge_values_yaml(&mut self, text: &str) -> Result<(), ConfigError> {
-        let doc = parse_yaml(text)?;
-        let Value::Object(map) = doc else {
-            return Err(ConfigError::InvalidValue {
-                path: "(values document)".into(),
-                value: doc.to_string(),
-                expected: "a mapping of install values or an IstioOperator".into(),
-            });
-        };
-        if map.get("kind").and_then(Value::as_str) == Some("IstioOperator") {
-            let spec = map.get("spec").cloned().unwrap_or(Value::Null);
-            let mut wrapped = serde_json::Map::new();
-            if let Some(values) = spec.get("values") {
-                wrapped.insert("values".into(), values.clone());
-            }
-            if let Some(mesh) = spec.get("meshConfig") {
-                wrapped.insert("meshConfig".into(), mesh.clone());
-            }
-            return self.overlay(&Value::Object(wrapped), "");
-        }
-        if ["values", "meshConfig", "config"]
-            .iter()
-            .any(|k| map.contains_key(*k))
-        {
-            return self.overlay(&Value::Object(map), "");
-        }
-        let mut wrapped = serde_json::Map::new();
-        wrapped.insert("values".into(), Value::Object(map));
-        self.overlay(&Value::Object(wrapped), "")
+    /// A builder for layering `--config`, `--values` and `--set` over the
+    /// defaults, checked once every layer is on.
+    pub fn builder() -> ConfigBuilder {
+        ConfigBuilder::new()
     }
 
     /// The resolved settings the engine reads.
     pub fn settings(&self) -> &Settings {
         &self.settings
     }
-
-    /// Validates `doc` against the known keys, merges it and re-resolves.
-    /// Nothing changes when any part is invalid.
-    fn overlay(&mut self, doc: &Value, prefix: &str) -> Result<(), ConfigError> {
-        tree::check_known(doc, tree::defaults(), prefix)?;
-        let mut next = self.tree.clone();
-        tree::merge(&mut next, doc);
-        let settings = Settings::resolve(&next)?;
-        self.tree = next;
-        self.settings = settings;
-        Ok(())
-    }
-}
-
-fn parse_yaml(text: &str) -> Result<Value, ConfigError> {
-    serde_yaml::from_str::<Value>(text).map_err(|source| ConfigError::Yaml { source })
 }

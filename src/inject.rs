@@ -189,11 +189,14 @@ pub fn inject(object: &Value, ctx: &Context, cfg: &Config) -> Result<Outcome, In
     }
     Ok(match inject_one(object, ctx, cfg)? {
         Prepared::Skipped(reason) => Outcome::Skipped { reason },
-        Prepared::Injected { mutated, decision } => Outcome::Injected {
-            patch: patch::diff(object, &mutated),
-            mutated,
-            decision,
-        },
+        Prepared::Injected { pod, decision } => {
+            let mutated = pod.into_object(object);
+            Outcome::Injected {
+                patch: patch::diff(object, &mutated),
+                mutated,
+                decision,
+            }
+        }
     })
 }
 
@@ -232,8 +235,8 @@ pub fn inject_patch(
     }
     Ok(match inject_one(object, ctx, cfg)? {
         Prepared::Skipped(reason) => PatchOutcome::Skipped { reason },
-        Prepared::Injected { mutated, decision } => PatchOutcome::Injected {
-            patch: patch::diff_into(object, mutated),
+        Prepared::Injected { pod, decision } => PatchOutcome::Injected {
+            patch: pod.into_patch(object),
             decision,
         },
     })
@@ -241,8 +244,82 @@ pub fn inject_patch(
 
 /// One object (not a List), injected but not yet diffed.
 enum Prepared {
-    Injected { mutated: Value, decision: Decision },
+    Injected {
+        pod: Box<InjectedPod>,
+        decision: Decision,
+    },
     Skipped(SkipReason),
+}
+
+/// The injected pod template of an object, and where it goes.
+struct InjectedPod {
+    metadata: Value,
+    spec: Value,
+    meta_ptr: &'static str,
+    spec_ptr: &'static str,
+}
+
+impl InjectedPod {
+    /// The whole injected object: `object` with this pod template.
+    fn into_object(self, object: &Value) -> Value {
+        let mut mutated = clone_without(object, &[self.meta_ptr, self.spec_ptr]);
+        set_pointer(&mut mutated, self.meta_ptr, self.metadata);
+        set_pointer(&mut mutated, self.spec_ptr, self.spec);
+        mutated
+    }
+
+    /// The patch that injects `object`, in the order a diff of the whole
+    /// object gives: the template's metadata before its spec, unless the
+    /// metadata is new (added keys come after the existing ones).
+    fn into_patch(self, object: &Value) -> json_patch::Patch {
+        let mut ops = Vec::new();
+        let original_meta = at(object, self.meta_ptr);
+        let meta = (self.meta_ptr, original_meta, self.metadata);
+        let spec = (self.spec_ptr, at(object, self.spec_ptr), self.spec);
+        let (first, second) = if original_meta.is_some() {
+            (meta, spec)
+        } else {
+            (spec, meta)
+        };
+        for (pointer, original, injected) in [first, second] {
+            patch::diff_into_at(pointer, original, injected, &mut ops);
+        }
+        json_patch::Patch(ops)
+    }
+}
+
+/// A copy of `v` without the subtrees at `skip` (engine constants, see
+/// [`at`]), which are left `null` (or absent, if they were).
+fn clone_without(v: &Value, skip: &[&str]) -> Value {
+    let rests: Vec<&str> = skip.iter().map(|p| p.trim_start_matches('/')).collect();
+    clone_skipping(v, &rests)
+}
+
+fn clone_skipping(v: &Value, skip: &[&str]) -> Value {
+    if skip.is_empty() {
+        return v.clone();
+    }
+    if skip.iter().any(|p| p.is_empty()) {
+        return Value::Null;
+    }
+    let Value::Object(map) = v else {
+        return v.clone();
+    };
+    let copy = map
+        .iter()
+        .map(|(k, child)| {
+            let below: Vec<&str> = skip
+                .iter()
+                .filter_map(|p| match p.split_once('/') {
+                    Some((head, rest)) if head == k => Some(rest),
+                    None if p == k => Some(""),
+                    _ => None,
+                })
+                .collect();
+            (k.clone(), clone_skipping(child, &below))
+        })
+        .collect();
+    Value::Object(copy)
 }
 
 fn inject_one(object: &Value, ctx: &Context, cfg: &Config) -> Result<Prepared, InjectError> {
@@ -299,18 +376,17 @@ fn inject_one(object: &Value, ctx: &Context, cfg: &Config) -> Result<Prepared, I
         }
     };
     let wl = workload::Workload::of(object, &namespace);
-    // One copy of the object: its pod metadata and spec are taken out,
-    // injected in place, and put back.
-    let mut mutated = object.clone();
-    // (Moved, not copied: `json!` would serialize them into a new tree.)
+    // A copy of the pod template only, injected in place; the rest of the
+    // object is never changed.
     let mut pod_map = serde_json::Map::new();
-    let pod_meta = match at_mut(&mut mutated, meta_ptr).map(Value::take) {
-        None | Some(Value::Null) => Value::Object(Default::default()),
-        Some(m) => m,
-    };
-    pod_map.insert("metadata".into(), pod_meta);
-    let pod_spec = at_mut(&mut mutated, spec_ptr).map(Value::take);
-    pod_map.insert("spec".into(), pod_spec.unwrap_or_default());
+    pod_map.insert(
+        "metadata".into(),
+        match at(object, meta_ptr) {
+            None | Some(Value::Null) => Value::Object(Default::default()),
+            Some(m) => m.clone(),
+        },
+    );
+    pod_map.insert("spec".into(), spec.clone());
     let mut pod = Value::Object(pod_map);
     let status = match pipeline::inject_pod(&annos, &labels, spec, &mut pod, &wl, s)? {
         pipeline::PodOutcome::Injected(status) => status,
@@ -321,12 +397,14 @@ fn inject_one(object: &Value, ctx: &Context, cfg: &Config) -> Result<Prepared, I
             )));
         }
     };
-    for (ptr, key) in [(meta_ptr, "metadata"), (spec_ptr, "spec")] {
-        set_pointer(&mut mutated, ptr, pod[key].take());
-    }
     debug!(namespace = %namespace, kind, rule = ?rule, "injected");
     Ok(Prepared::Injected {
-        mutated,
+        pod: Box::new(InjectedPod {
+            metadata: pod["metadata"].take(),
+            spec: pod["spec"].take(),
+            meta_ptr,
+            spec_ptr,
+        }),
         decision: Decision {
             rule: rule.sentence().to_string(),
             rule_name: match rule {

@@ -12,7 +12,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use outrigger::config::Config;
+use outrigger::config::{Config, ConfigBuilder};
 use outrigger::inject::{Context, Outcome, inject, kube_inject_form};
 use serde::Deserialize;
 use serde_json::Value;
@@ -559,8 +559,8 @@ fn configuration_is_layered_defaults_config_values_set() {
     let set = "values.global.hub=override.example.com/mesh";
     let injected = |cfg: &Config| expected(&input, &Context::default(), cfg).0;
 
-    let mut cfg = Config::load(&path(config_file)).expect("valid config");
-    let config_only = injected(&cfg);
+    let mut cfg = ConfigBuilder::load(&path(config_file)).expect("valid config");
+    let config_only = injected(&cfg.build().expect("complete"));
     assert_ne!(
         config_only,
         injected(&Config::default()),
@@ -580,7 +580,7 @@ fn configuration_is_layered_defaults_config_values_set() {
     cfg.merge_values_yaml(&read(values_file))
         .expect("valid values");
     cfg.set(set).expect("valid --set");
-    let layered = injected(&cfg);
+    let layered = injected(&cfg.build().expect("complete"));
     // Flags in any order on the command line: the layers keep theirs.
     for args in [
         [
@@ -605,7 +605,7 @@ fn configuration_is_layered_defaults_config_values_set() {
         assert_eq!(json(&ok(&all)), layered, "{args:?}");
     }
     // Later --set wins over earlier --set.
-    let mut last = Config::default();
+    let mut last = Config::builder();
     last.set("values.global.tag=1").expect("valid --set");
     last.set("values.global.tag=2").expect("valid --set");
     let out = ok(&[
@@ -619,6 +619,7 @@ fn configuration_is_layered_defaults_config_values_set() {
         "--set",
         "values.global.tag=2",
     ]);
+    let last = last.build().expect("complete");
     assert_eq!(json(&out), injected(&last));
     assert_ne!(injected(&last), injected(&Config::default()));
 }
@@ -650,6 +651,80 @@ fn an_invalid_config_key_is_named() {
         err.contains("--values tests/testdata/cli/multi.yaml"),
         "{err}"
     );
+}
+
+/// The `istio-init` container of the first injected document of a JSON
+/// output.
+fn init_container(out: &str) -> Value {
+    let doc = json(out);
+    doc["spec"]["template"]["spec"]["initContainers"]
+        .as_array()
+        .expect("init containers")
+        .iter()
+        .find(|c| c["name"] == "istio-init")
+        .expect("an istio-init container")
+        .clone()
+}
+
+#[test]
+fn outrigger_capture_without_outriggers_init_image_is_refused() {
+    for layers in [
+        vec!["--set", "config.trafficCapture=outrigger"],
+        vec!["--config", "tests/testdata/cli/capture-outrigger.yaml"],
+        // A later layer puts Istio's image back.
+        vec![
+            "--values",
+            "tests/testdata/cli/operator-outrigger-init.yaml",
+            "--set",
+            "config.trafficCapture=outrigger",
+            "--set",
+            "values.global.proxy_init.image=docker.io/istio/proxyv2:1.26.0",
+        ],
+    ] {
+        let mut args = vec!["inject", "-f", EXAMPLE, "-o", "json"];
+        args.extend(&layers);
+        let err = fails(&args, None);
+        for part in [
+            "config.trafficCapture is outrigger",
+            "values.global.proxy_init.image is",
+            "set values.global.proxy_init.image to outrigger's image",
+        ] {
+            assert!(err.contains(part), "{layers:?}: {part:?} missing: {err}");
+        }
+    }
+}
+
+#[test]
+fn outrigger_capture_with_outriggers_init_image_from_any_layer() {
+    for layers in [
+        // The config file chooses outrigger capture; --set names the image.
+        vec![
+            "--config",
+            "tests/testdata/cli/capture-outrigger.yaml",
+            "--set",
+            "values.global.proxy_init.image=registry.example.com/outrigger:0.1.0",
+        ],
+        // An IstioOperator names the image; --set chooses outrigger capture.
+        vec![
+            "--set",
+            "config.trafficCapture=outrigger",
+            "--values",
+            "tests/testdata/cli/operator-outrigger-init.yaml",
+        ],
+    ] {
+        let mut args = vec!["inject", "-f", EXAMPLE, "-o", "json"];
+        args.extend(&layers);
+        let init = init_container(&ok(&args));
+        assert_eq!(
+            init["image"], "registry.example.com/outrigger:0.1.0",
+            "{layers:?}"
+        );
+        assert_eq!(init["args"][0], "iptables", "{layers:?}");
+    }
+    // Istio's own capture keeps Istio's image, as before.
+    let init = init_container(&ok(&["inject", "-f", EXAMPLE, "-o", "json"]));
+    assert_eq!(init["image"], "docker.io/istio/proxyv2:1.26.0");
+    assert_eq!(init["args"][0], "istio-iptables");
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Leader election against a scripted API server: creating the Lease,
 //! renewing it, following a live holder, taking over an expired one, losing a
 //! creation race, losing the lease (writes stop at once) and failing to renew
-//! past the deadline (writes stop).
+//! past the deadline (writes stop); and giving the lease up on shutdown
+//! (one conditioned write by the holder, nothing from anyone else).
 
 #[path = "cluster_support/scenario.rs"]
 mod scenario;
@@ -12,6 +13,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use outrigger::cluster::leader::{Elector, LeaderGate, LeaseConfig};
 use outrigger::cluster::metrics::ClusterMetrics;
+use scenario::status;
 use scenario::{Reply, Scenario, conflict, internal_error, not_found, ok};
 use serde_json::{Value, json};
 
@@ -159,5 +161,180 @@ async fn renewals_failing_past_the_deadline_close_the_gate() {
     assert_eq!(start.elapsed(), Duration::from_secs(10));
     run.abort();
     let _ = run.await;
+    verifier.finish().await;
+}
+
+/// The body of the release write: the whole lease, with no holder, a
+/// one-second duration, renew and acquire times now, the transition count and
+/// the resourceVersion of the holder's last write.
+fn assert_release_body(body: &Value, version: &str, transitions: i32) {
+    assert_eq!(body["metadata"]["name"], "outrigger-leader", "{body}");
+    assert_eq!(body["metadata"]["resourceVersion"], version, "{body}");
+    let spec = body["spec"].as_object().expect("a spec");
+    let mut keys: Vec<&str> = spec.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "acquireTime",
+            "holderIdentity",
+            "leaseDurationSeconds",
+            "leaseTransitions",
+            "renewTime"
+        ],
+        "{body}"
+    );
+    assert_eq!(spec["holderIdentity"], "", "{body}");
+    assert_eq!(spec["leaseDurationSeconds"], 1, "{body}");
+    assert_eq!(spec["leaseTransitions"], transitions, "{body}");
+    assert_eq!(spec["renewTime"], spec["acquireTime"], "{body}");
+    assert_ne!(
+        spec["renewTime"], "2026-01-01T00:00:00.000000Z",
+        "renewed now: {body}"
+    );
+}
+
+#[tokio::test]
+async fn the_holder_releases_with_one_write_conditioned_on_its_version() {
+    let (client, verifier) = Scenario::new()
+        .get(PATH, ok(lease("me", "9", 2)))
+        // The renewal's answer carries resourceVersion 1000 (Echo).
+        .put(
+            PATH,
+            json!({"spec": {"holderIdentity": "me"}}),
+            Reply::Echo(200),
+        )
+        .put(
+            PATH,
+            json!({"metadata": {"resourceVersion": "1000"}, "spec": {"holderIdentity": "", "leaseDurationSeconds": 1, "leaseTransitions": 2}}),
+            Reply::Echo(200),
+        )
+        .start();
+    let mut e = elector(client);
+    assert!(e.round().await.unwrap());
+    assert!(e.release().await.unwrap(), "released");
+    // Released once: a second release has nothing to give up.
+    assert!(!e.release().await.unwrap());
+    let seen = verifier.seen();
+    assert_eq!(seen.len(), 3);
+    let (method, path, body) = &seen[2];
+    assert_eq!((method.as_str(), path.as_str()), ("PUT", PATH));
+    assert_release_body(body, "1000", 2);
+    drop(e);
+    verifier.finish().await;
+}
+
+#[tokio::test]
+async fn a_replica_that_does_not_hold_the_lease_sends_nothing() {
+    // Never ran a round.
+    let (client, verifier) = Scenario::new().start();
+    let mut e = elector(client);
+    assert!(!e.release().await.unwrap());
+    drop(e);
+    verifier.finish().await;
+
+    // Follows a live holder.
+    let (client, verifier) = Scenario::new()
+        .get(PATH, ok(lease("other", "5", 0)))
+        .start();
+    let mut e = elector(client);
+    assert!(!e.round().await.unwrap());
+    assert!(!e.release().await.unwrap());
+    drop(e);
+    verifier.finish().await;
+
+    // Lost a creation race.
+    let (client, verifier) = Scenario::new()
+        .get(PATH, not_found())
+        .post(
+            COLLECTION,
+            json!({"spec": {"holderIdentity": "me"}}),
+            conflict(),
+        )
+        .start();
+    let mut e = elector(client);
+    assert!(!e.round().await.unwrap());
+    assert!(!e.release().await.unwrap());
+    drop(e);
+    verifier.finish().await;
+
+    // Held it, then saw another holder.
+    let (client, verifier) = Scenario::new()
+        .get(PATH, ok(lease("me", "9", 0)))
+        .put(
+            PATH,
+            json!({"spec": {"holderIdentity": "me"}}),
+            Reply::Echo(200),
+        )
+        .get(PATH, ok(lease("usurper", "10", 1)))
+        .start();
+    let mut e = elector(client);
+    assert!(e.round().await.unwrap());
+    assert!(!e.round().await.unwrap());
+    assert!(!e.release().await.unwrap());
+    drop(e);
+    verifier.finish().await;
+}
+
+#[tokio::test]
+async fn a_release_that_conflicts_is_not_retried() {
+    let (client, verifier) = Scenario::new()
+        .get(PATH, ok(lease("me", "9", 0)))
+        .put(
+            PATH,
+            json!({"spec": {"holderIdentity": "me"}}),
+            Reply::Echo(200),
+        )
+        .put(
+            PATH,
+            json!({"spec": {"holderIdentity": ""}}),
+            status(409, "Conflict"),
+        )
+        .start();
+    let mut e = elector(client);
+    assert!(e.round().await.unwrap());
+    assert!(!e.release().await.unwrap(), "changed since: not ours");
+    drop(e);
+    verifier.finish().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn stepping_down_closes_the_gate_before_the_release() {
+    let (switch, gate) = LeaderGate::manual(false);
+    let metrics = ClusterMetrics::default();
+    let at_release = gate.clone();
+    let (client, verifier) = Scenario::new()
+        .get(PATH, ok(lease("me", "9", 0)))
+        .put(
+            PATH,
+            json!({"spec": {"holderIdentity": "me"}}),
+            Reply::Echo(200),
+        )
+        .put(
+            PATH,
+            json!({"metadata": {"resourceVersion": "1000"}, "spec": {"holderIdentity": "", "leaseDurationSeconds": 1}}),
+            Reply::After(
+                Box::new(move || {
+                    assert!(!at_release.is_leader(), "writes stop before the release");
+                }),
+                Box::new(Reply::Echo(200)),
+            ),
+        )
+        .start();
+    let mut e = elector(client);
+    {
+        let mut watch = gate.clone();
+        let campaign = e.campaign(&switch, &metrics);
+        tokio::pin!(campaign);
+        tokio::select! {
+            _ = &mut campaign => unreachable!("the campaign runs until dropped"),
+            leading = watch.changed() => assert!(leading, "leads after the first round"),
+        }
+    }
+    assert_eq!(metrics.leader(), 1);
+    e.step_down(&switch, &metrics).await;
+    assert!(!gate.is_leader());
+    assert_eq!(metrics.leader(), 0);
+    drop(e);
     verifier.finish().await;
 }

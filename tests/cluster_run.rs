@@ -146,6 +146,7 @@ async fn start_up_creates_the_ca_takes_the_lease_and_fixes_the_bundle() {
         metrics.clone(),
         Arc::new(serving_tx),
         ca_tx,
+        std::future::pending(),
     );
     let _ = tokio::time::timeout(Duration::from_secs(30), run).await;
     server.await.unwrap();
@@ -229,6 +230,7 @@ async fn plugged_in_cacerts_are_used_without_a_secret_or_lease() {
         metrics.clone(),
         Arc::new(serving_tx),
         ca_tx,
+        std::future::pending(),
     );
     let _ = tokio::time::timeout(Duration::from_secs(30), run).await;
     server.await.unwrap();
@@ -246,4 +248,56 @@ async fn plugged_in_cacerts_are_used_without_a_secret_or_lease() {
         })
         .collect();
     assert_eq!(writes, vec![format!("{MWCS}/outrigger-sidecar-injector")]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_shutdown_the_controllers_stop_and_the_leader_releases_the_lease() {
+    let world = Arc::new(Mutex::new(World::default()));
+    world
+        .lock()
+        .unwrap()
+        .objects
+        .insert(MWCS.to_string(), mwc("c3RhbGU="));
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let server = tokio::spawn(fake_api(handle, Arc::clone(&world)));
+    let client = kube::Client::new(service, "default");
+    let matches = ClusterArgs::augment_args(clap::Command::new("t")).get_matches_from([
+        "t",
+        "--pod-name",
+        "replica-1",
+    ]);
+    let args = ClusterArgs::from_arg_matches(&matches).unwrap();
+    let metrics = ClusterMetrics::default();
+    let (serving_tx, _serving_rx) = watch::channel::<Option<IssuedCert>>(None);
+    let (ca_tx, _ca_rx) = watch::channel::<Option<Arc<ClusterCa>>>(None);
+    let (stop, stopping) = watch::channel(false);
+    let run = tokio::spawn(run_with_client(
+        client,
+        "outrigger-system".into(),
+        args,
+        metrics.clone(),
+        Arc::new(serving_tx),
+        ca_tx,
+        async move {
+            let mut stopping = stopping;
+            let _ = stopping.wait_for(|stop| *stop).await;
+        },
+    ));
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(metrics.leader(), 1, "leads before the shutdown");
+    let writes_before = world.lock().unwrap().writes.len();
+    stop.send(true).unwrap();
+    // Returns by itself once the lease is released.
+    run.await.unwrap();
+    server.await.unwrap();
+    assert_eq!(metrics.leader(), 0);
+
+    let world = world.lock().unwrap();
+    let after: Vec<&(String, String, Value)> = world.writes[writes_before..].iter().collect();
+    assert_eq!(after.len(), 1, "one write after the shutdown: {after:?}");
+    let (method, path, body) = after[0];
+    assert_eq!((method.as_str(), path.as_str()), ("PUT", LEASE));
+    assert_eq!(body["spec"]["holderIdentity"], "", "{body}");
+    assert_eq!(body["spec"]["leaseDurationSeconds"], 1, "{body}");
+    assert_eq!(world.objects[LEASE]["spec"]["holderIdentity"], "");
 }

@@ -19,11 +19,11 @@ fn pod(annotations: Value) -> Value {
 }
 
 fn config(sets: &[&str]) -> Config {
-    let mut cfg = Config::default();
+    let mut cfg = Config::builder();
     for s in sets {
         cfg.set(s).expect("valid --set");
     }
-    cfg
+    cfg.build().expect("a complete configuration")
 }
 
 fn init_container(object: &Value, cfg: &Config) -> Value {
@@ -170,7 +170,7 @@ fn cni_keeps_istios_validation_container() {
 
 #[test]
 fn unknown_capture_mode_is_a_config_error_naming_the_key() {
-    let err = Config::default()
+    let err = Config::builder()
         .set("config.trafficCapture=nftables")
         .expect_err("refused");
     let msg = err.to_string();

@@ -1,7 +1,7 @@
 //! The injector's configuration: Istio's defaults, Istio's key space,
 //! `--set` and `--values` overrides, and errors that name the key.
 
-use outrigger::config::{Config, Policy, TrafficCapture};
+use outrigger::config::{Config, ConfigBuilder, ConfigError, Policy, TrafficCapture};
 
 #[test]
 fn defaults_are_istios() {
@@ -24,17 +24,23 @@ fn defaults_are_istios() {
     assert_eq!(s.traffic_capture, TrafficCapture::IstioIptables);
 }
 
+const OUTRIGGER_CAPTURE: &str = "config:\n  trafficCapture: outrigger\nvalues:\n  global:\n    proxy_init:\n      image: registry.example.com/outrigger:0.1.0\n";
+
 #[test]
 fn traffic_capture_is_an_outrigger_config_key() {
-    let cfg = Config::from_yaml("config:\n  trafficCapture: outrigger\n").unwrap();
+    let cfg = Config::from_yaml(OUTRIGGER_CAPTURE).unwrap();
     assert_eq!(cfg.settings().traffic_capture, TrafficCapture::Outrigger);
+    assert_eq!(
+        cfg.settings().init_image,
+        "registry.example.com/outrigger:0.1.0"
+    );
     let err = Config::from_yaml("values:\n  trafficCapture: outrigger\n").unwrap_err();
     assert!(err.to_string().contains("values.trafficCapture"), "{err}");
 }
 
 #[test]
 fn set_uses_istio_install_value_paths() {
-    let mut cfg = Config::default();
+    let mut cfg = Config::builder();
     cfg.set("values.global.hub=registry.example.com/istio")
         .unwrap();
     cfg.set("values.global.proxy.statusPort=123").unwrap();
@@ -44,6 +50,7 @@ fn set_uses_istio_install_value_paths() {
         .unwrap();
     cfg.set("values.global.imagePullSecrets={a,b}").unwrap();
     cfg.set("config.policy=disabled").unwrap();
+    let cfg = cfg.build().unwrap();
     let s = cfg.settings();
     assert_eq!(s.hub, "registry.example.com/istio");
     assert_eq!(s.status_port, 123);
@@ -55,9 +62,10 @@ fn set_uses_istio_install_value_paths() {
 
 #[test]
 fn null_removes_a_default() {
-    let mut cfg = Config::default();
+    let mut cfg = Config::builder();
     cfg.set("values.global.proxy.resources.limits.memory=null")
         .unwrap();
+    let cfg = cfg.build().unwrap();
     let limits = &cfg.settings().resources["limits"];
     assert!(limits.get("memory").is_none(), "{limits}");
     assert!(limits.get("cpu").is_some(), "{limits}");
@@ -98,14 +106,15 @@ config:
 
 #[test]
 fn values_file_may_be_plain_values_or_an_istio_operator() {
-    let mut cfg = Config::default();
+    let mut cfg = Config::builder();
     cfg.merge_values_yaml("global:\n  hub: plain.example.com\n")
         .unwrap();
-    assert_eq!(cfg.settings().hub, "plain.example.com");
+    assert_eq!(cfg.build().unwrap().settings().hub, "plain.example.com");
     cfg.merge_values_yaml(
         "apiVersion: install.istio.io/v1alpha1\nkind: IstioOperator\nspec:\n  meshConfig:\n    trustDomain: op.example\n  values:\n    global:\n      hub: op.example.com\n",
     )
     .unwrap();
+    let cfg = cfg.build().unwrap();
     assert_eq!(cfg.settings().hub, "op.example.com");
     assert_eq!(cfg.settings().trust_domain, "op.example");
 }
@@ -124,7 +133,7 @@ fn unknown_keys_are_errors_naming_the_path() {
         let err = Config::from_yaml(text).unwrap_err().to_string();
         assert!(err.contains(&format!("`{path}`")), "{err}");
     }
-    let mut cfg = Config::default();
+    let mut cfg = Config::builder();
     let err = cfg
         .set("values.global.proxy.nope=1")
         .unwrap_err()
@@ -139,7 +148,7 @@ fn unknown_keys_are_errors_naming_the_path() {
 
 #[test]
 fn bad_values_name_the_key_value_and_form() {
-    let mut cfg = Config::default();
+    let mut cfg = Config::builder();
     let err = cfg
         .set("values.global.proxy.statusPort=abc")
         .unwrap_err()
@@ -163,7 +172,7 @@ fn bad_values_name_the_key_value_and_form() {
 
 #[test]
 fn a_failed_override_changes_nothing() {
-    let mut cfg = Config::default();
+    let mut cfg = Config::builder();
     cfg.set("values.global.hub=first").unwrap();
     let before = cfg.clone();
     assert!(cfg.set("values.global.proxy.statusPort=notaport").is_err());
@@ -184,5 +193,113 @@ fn load_reads_a_file_and_names_it_when_missing() {
     let missing = dir.join("missing.yaml");
     let err = Config::load(&missing).unwrap_err().to_string();
     assert!(err.contains("missing.yaml"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The refusal of `config.trafficCapture: outrigger` with an init image that
+/// is not outrigger's: it names both keys and what to set.
+fn assert_capture_refusal(err: &ConfigError, image: &str) {
+    assert!(
+        matches!(err, ConfigError::CaptureImage { image: i } if i == image),
+        "{err:?}"
+    );
+    let msg = err.to_string();
+    for part in [
+        "config.trafficCapture is outrigger",
+        &format!("values.global.proxy_init.image is {image:?}"),
+        "set values.global.proxy_init.image to outrigger's image",
+        "or set config.trafficCapture to istio-iptables",
+    ] {
+        assert!(msg.contains(part), "{part:?} missing from: {msg}");
+    }
+}
+
+#[test]
+fn outrigger_capture_with_istios_init_image_is_refused() {
+    // Left at the default, Istio's proxyv2.
+    let err = Config::from_yaml("config:\n  trafficCapture: outrigger\n").unwrap_err();
+    assert_capture_refusal(&err, "proxyv2");
+    // Istio's proxy image written out in full, removed, or emptied.
+    for (image, configured) in [
+        (
+            "docker.io/istio/proxyv2:1.26.0",
+            "docker.io/istio/proxyv2:1.26.0",
+        ),
+        ("null", ""),
+        ("\"\"", ""),
+    ] {
+        let text = format!(
+            "config:\n  trafficCapture: outrigger\nvalues:\n  global:\n    proxy_init:\n      image: {image}\n"
+        );
+        let err = Config::from_yaml(&text).unwrap_err();
+        assert_capture_refusal(&err, configured);
+    }
+    // The same through the builder, whatever layer chose outrigger.
+    let mut layers = Config::builder();
+    layers.set("config.trafficCapture=outrigger").unwrap();
+    assert_capture_refusal(&layers.build().unwrap_err(), "proxyv2");
+    let mut layers = Config::builder();
+    layers
+        .merge_values_yaml("config:\n  trafficCapture: outrigger\n")
+        .unwrap();
+    assert_capture_refusal(&layers.build().unwrap_err(), "proxyv2");
+}
+
+#[test]
+fn the_init_image_check_comes_after_every_layer() {
+    // The config file chooses outrigger capture; --set names the image.
+    let mut layers = ConfigBuilder::from_yaml("config:\n  trafficCapture: outrigger\n").unwrap();
+    layers
+        .set("values.global.proxy_init.image=registry.example.com/outrigger:0.1.0")
+        .unwrap();
+    let cfg = layers.build().unwrap();
+    assert_eq!(cfg.settings().traffic_capture, TrafficCapture::Outrigger);
+    assert_eq!(
+        cfg.settings().init_image,
+        "registry.example.com/outrigger:0.1.0"
+    );
+    // An IstioOperator names the image (a bare name, under hub and tag);
+    // --set chooses outrigger capture.
+    let mut layers = Config::builder();
+    layers
+        .merge_values_yaml(
+            "apiVersion: install.istio.io/v1alpha1\nkind: IstioOperator\nspec:\n  values:\n    global:\n      proxy_init:\n        image: outrigger\n",
+        )
+        .unwrap()
+        .set("config.trafficCapture=outrigger")
+        .unwrap();
+    assert_eq!(layers.build().unwrap().settings().init_image, "outrigger");
+    // A later layer that puts Istio's image back is refused at the end.
+    let mut layers = ConfigBuilder::from_yaml(OUTRIGGER_CAPTURE).unwrap();
+    layers
+        .set("values.global.proxy_init.image=proxyv2")
+        .unwrap();
+    assert_capture_refusal(&layers.build().unwrap_err(), "proxyv2");
+    // A later layer that goes back to istio-iptables needs no outrigger image.
+    let mut layers = ConfigBuilder::from_yaml(OUTRIGGER_CAPTURE).unwrap();
+    layers
+        .set("values.global.proxy_init.image=proxyv2")
+        .unwrap()
+        .set("config.trafficCapture=istio-iptables")
+        .unwrap();
+    assert_eq!(
+        layers.build().unwrap().settings().traffic_capture,
+        TrafficCapture::IstioIptables
+    );
+}
+
+#[test]
+fn load_refuses_an_outrigger_capture_file_without_outriggers_image() {
+    let dir = std::env::temp_dir().join(format!("outrigger-capture-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("config.yaml");
+    std::fs::write(&file, "config:\n  trafficCapture: outrigger\n").unwrap();
+    let err = Config::load(&file).unwrap_err();
+    assert_capture_refusal(&err, "proxyv2");
+    std::fs::write(&file, OUTRIGGER_CAPTURE).unwrap();
+    assert_eq!(
+        Config::load(&file).unwrap().settings().traffic_capture,
+        TrafficCapture::Outrigger
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

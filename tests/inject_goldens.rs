@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use outrigger::config::Config;
+use outrigger::config::{Config, ConfigBuilder};
 use outrigger::inject::{Context, Outcome, inject};
 use serde_json::Value;
 
@@ -25,8 +25,8 @@ struct Run {
 
 fn config_of(case: &Value) -> Config {
     let mut cfg = match case.get("config").and_then(Value::as_str) {
-        Some(text) => Config::from_yaml(text).expect("case config"),
-        None => Config::default(),
+        Some(text) => ConfigBuilder::from_yaml(text).expect("case config"),
+        None => ConfigBuilder::new(),
     };
     for s in case
         .get("set")
@@ -36,7 +36,7 @@ fn config_of(case: &Value) -> Config {
     {
         cfg.set(s.as_str().expect("set entry")).expect("case set");
     }
-    cfg
+    cfg.build().expect("case configuration is complete")
 }
 
 fn context_of(case: &Value) -> Context {

@@ -8,57 +8,10 @@
 
 mod support;
 
-use std::path::Path;
-
 use outrigger::config::Config;
 use outrigger::inject::{Context, Outcome, PatchOutcome, inject, inject_patch};
 use serde_json::{Value, json};
-use support::conformance::{case_config, load_cases, yaml_docs};
-
-struct Fixture {
-    name: String,
-    object: Value,
-    cfg: Config,
-}
-
-fn fixtures() -> Vec<Fixture> {
-    let mut out = Vec::new();
-    let (dir, cases) = load_cases();
-    for case in cases.iter().filter(|c| c.error.is_none()) {
-        let text = std::fs::read_to_string(dir.join(&case.input)).expect("input");
-        for (i, object) in yaml_docs(&text).into_iter().enumerate() {
-            out.push(Fixture {
-                name: format!("istio:{}#{i}", case.name),
-                object,
-                cfg: case_config(&dir, case),
-            });
-        }
-    }
-    let own = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata/inject");
-    let mut files: Vec<_> = std::fs::read_dir(&own)
-        .expect("testdata")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            let n = p.file_name().unwrap_or_default().to_string_lossy();
-            n.ends_with(".yaml") && !n.ends_with(".injected.yaml") && n != "cases.yaml"
-        })
-        .collect();
-    files.sort();
-    for path in files {
-        let text = std::fs::read_to_string(&path).expect("own input");
-        for (i, object) in yaml_docs(&text).into_iter().enumerate() {
-            out.push(Fixture {
-                name: format!(
-                    "own:{}#{i}",
-                    path.file_name().unwrap_or_default().to_string_lossy()
-                ),
-                object,
-                cfg: Config::default(),
-            });
-        }
-    }
-    out
-}
+use support::fixtures::fixtures;
 
 /// The pod spec and metadata pointers of an object, and its containers.
 fn pod_spec_pointer(object: &Value) -> Option<&'static str> {

@@ -93,6 +93,19 @@ async fn a_token_gets_a_workload_certificate_under_the_webhooks_root() {
         before.contains("outrigger_ca_root_expiry_timestamp_seconds"),
         "{before}"
     );
+    // Every result and refusal reason is there at 0 before the first request.
+    for series in [
+        "outrigger_ca_requests_total{result=\"ok\"} 0",
+        "outrigger_ca_requests_total{result=\"unauthenticated\"} 0",
+        "outrigger_ca_requests_total{result=\"permission-denied\"} 0",
+        "outrigger_ca_requests_total{result=\"invalid-argument\"} 0",
+        "outrigger_ca_requests_total{result=\"internal\"} 0",
+        "outrigger_ca_authentication_failures_total{reason=\"missing\"} 0",
+        "outrigger_ca_authentication_failures_total{reason=\"rejected\"} 0",
+        "outrigger_ca_authentication_failures_total{reason=\"backend\"} 0",
+    ] {
+        assert!(before.lines().any(|l| l == series), "{series}: {before}");
+    }
 
     let out = server.dir.join("issued");
     let result = ca_request(&server, "good-token", &out);

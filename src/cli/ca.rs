@@ -26,6 +26,10 @@ pub enum CaCommand {
     Sign(SignArgs),
     /// Show what is in a certificate file: subject, SANs, validity, usages, issuer, fingerprint.
     Inspect(InspectArgs),
+    /// Renew a self-signed root before it expires: a new root certificate
+    /// with the same subject and key, so every certificate already issued
+    /// stays valid; rewrites ca-cert.pem (and root-cert.pem, cert-chain.pem).
+    RenewRoot(RenewRootArgs),
     /// Get a workload certificate from a running CA service (gRPC), writing
     /// key.pem, cert-chain.pem and root-cert.pem.
     Request(request::RequestArgs),
@@ -109,6 +113,18 @@ pub struct SignArgs {
     pub ttl: Duration,
 }
 
+/// `ca renew-root` flags.
+#[derive(Debug, Args)]
+pub struct RenewRootArgs {
+    /// CA directory holding a self-signed root (made by `ca init`, or a
+    /// `cacerts` directory whose ca-cert.pem is the root itself).
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Validity of the renewed root from now, e.g. 10y, 3650d.
+    #[arg(long, default_value = "10y", value_parser = parse_ttl)]
+    pub validity: Duration,
+}
+
 /// `ca inspect` arguments.
 #[derive(Debug, Args)]
 pub struct InspectArgs {
@@ -131,6 +147,7 @@ pub fn run(cmd: CaCommand) -> anyhow::Result<ExitCode> {
         CaCommand::Issue(args) => issue(args),
         CaCommand::Sign(args) => sign(args),
         CaCommand::Inspect(args) => inspect(args),
+        CaCommand::RenewRoot(args) => renew_root(args),
         CaCommand::Request(args) => request::run(args),
     }
 }
@@ -223,6 +240,30 @@ fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
             writeln!(out, "Certificate #{} of {}", i + 1, summaries.len())?;
         }
         write!(out, "{s}")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn renew_root(args: RenewRootArgs) -> anyhow::Result<ExitCode> {
+    let old = ca::store::read_dir(&args.dir)?;
+    let now = OffsetDateTime::now_utc();
+    let renewed = ca::renew::renew_root(&old, args.validity, now)
+        .with_context(|| format!("cannot renew the root in {}", args.dir.display()))?;
+    ca::store::write_ca(&args.dir, &renewed, true)?;
+    let before = ca::inspect::inspect(old.ca_cert.as_bytes(), now)?;
+    let after = ca::inspect::inspect(renewed.ca_cert.as_bytes(), now)?;
+    info!(dir = %args.dir.display(), "renewed the root CA certificate (same subject and key)");
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "Renewed the root in {} (same subject and key: certificates it issued stay valid)",
+        args.dir.display()
+    )?;
+    for (label, summary) in [("Before", before), ("After", after)] {
+        writeln!(out, "{label}:")?;
+        for s in summary {
+            write!(out, "{s}")?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

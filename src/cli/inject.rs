@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
-use outrigger::config::{Config, ConfigError};
+use outrigger::config::{Config, ConfigBuilder, ConfigError};
 use outrigger::inject::Context;
 use outrigger::preview::{self, Format};
 
@@ -125,13 +125,14 @@ fn context(args: &InjectArgs) -> Result<Context, String> {
     })
 }
 
-/// Defaults, then `--config`, then each `--values`, then each `--set`.
+/// Defaults, then `--config`, then each `--values`, then each `--set`,
+/// then the check of keys that only work together.
 /// Each message names the flag (and the file or assignment) it is about.
 fn config(args: &InjectArgs) -> Result<Config, String> {
     let mut cfg = match &args.config {
         // The config's errors name the file and the key themselves.
-        Some(path) => Config::load(path).map_err(|e| format!("--config: {e}"))?,
-        None => Config::default(),
+        Some(path) => ConfigBuilder::load(path).map_err(|e| format!("--config: {e}"))?,
+        None => ConfigBuilder::new(),
     };
     for path in &args.values {
         let text = read_file(path).map_err(|e| format!("--values {}: {e}", path.display()))?;
@@ -145,7 +146,8 @@ fn config(args: &InjectArgs) -> Result<Config, String> {
             _ => format!("--set {assignment:?}: {e}"),
         })?;
     }
-    Ok(cfg)
+    // Names the keys to change itself, whichever layer set them.
+    cfg.build().map_err(|e| e.to_string())
 }
 
 fn read_input(filename: &str) -> Result<String, String> {

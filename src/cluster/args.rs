@@ -96,7 +96,7 @@ pub struct ClusterArgs {
     pub lease_name: String,
 
     /// How long a lease is valid without renewal (a new leader takes over
-    /// within this).
+    /// within this; at once when the leader shuts down gracefully).
     #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
     pub lease_duration: Duration,
 

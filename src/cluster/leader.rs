@@ -8,6 +8,12 @@
 //! over (expiry is judged from when this replica last saw the record change,
 //! as client-go does, so clocks need not agree). Losing the lease, or failing
 //! to renew it for the renew deadline, turns the gate off at once.
+//!
+//! On a graceful shutdown the holder gives the lease up, as client-go's
+//! `ReleaseOnCancel` does ([`Elector::step_down`]): it closes its gate, then
+//! writes the lease with no holder and a one-second duration, conditioned
+//! on the version it last wrote, so that another replica takes over at its
+//! next round instead of waiting out the lease duration.
 
 use std::time::Duration;
 
@@ -184,12 +190,31 @@ pub fn held_lease(previous: Option<&Lease>, cfg: &LeaseConfig, acquiring: bool) 
     lease
 }
 
+/// The lease as the holder writes it to give it up: no holder, a
+/// one-second duration, renew and acquire times now, the transition count
+/// and the version of `held` kept (so the write fails if anyone changed the
+/// lease since).
+pub fn released_lease(held: &Lease) -> Lease {
+    let now = MicroTime(Timestamp::now());
+    let mut lease = held.clone();
+    let mut spec = lease.spec.take().unwrap_or_default();
+    spec.holder_identity = Some(String::new());
+    spec.lease_duration_seconds = Some(1);
+    spec.renew_time = Some(now.clone());
+    spec.acquire_time = Some(now);
+    lease.spec = Some(spec);
+    lease
+}
+
 /// State of one replica's election between rounds.
 #[derive(Debug)]
 pub struct Elector {
     api: Api<Lease>,
     cfg: LeaseConfig,
     observed: Option<(String, Instant)>,
+    /// The lease as the API server returned it after this replica's last
+    /// successful acquire or renewal, while this replica leads.
+    held: Option<Lease>,
 }
 
 impl Elector {
@@ -199,6 +224,7 @@ impl Elector {
             api,
             cfg,
             observed: None,
+            held: None,
         }
     }
 
@@ -230,7 +256,10 @@ impl Elector {
             self.cfg.lease_duration,
         );
         let result = match &decision {
-            LeaseDecision::Follow { .. } => return Ok(false),
+            LeaseDecision::Follow { .. } => {
+                self.held = None;
+                return Ok(false);
+            }
             LeaseDecision::Create => {
                 let desired = held_lease(None, &self.cfg, true);
                 self.api.create(&PostParams::default(), &desired).await
@@ -254,10 +283,14 @@ impl Elector {
                     info!(lease = %self.cfg.name, identity = %self.cfg.identity, ?decision, "acquired the leader lease");
                 }
                 self.observed = Some((written.resource_version().unwrap_or_default(), now));
+                self.held = Some(written);
                 Ok(true)
             }
             // Someone else created or updated it first: they lead.
-            Err(e) if is_conflict(&e) => Ok(false),
+            Err(e) if is_conflict(&e) => {
+                self.held = None;
+                Ok(false)
+            }
             Err(e) => Err(ReconcileError::api("write", object, e)),
         }
     }
@@ -265,6 +298,12 @@ impl Elector {
     /// Runs the election forever, driving `switch` (and the `outrigger_leader`
     /// gauge). Renewal failures keep the lease only until the renew deadline.
     pub async fn run(mut self, switch: LeaderSwitch, metrics: ClusterMetrics) {
+        self.campaign(&switch, &metrics).await;
+    }
+
+    /// [`Elector::run`] on a borrowed elector: runs until dropped, after which
+    /// [`Elector::step_down`] can give the lease up.
+    pub async fn campaign(&mut self, switch: &LeaderSwitch, metrics: &ClusterMetrics) {
         let mut last_held: Option<Instant> = None;
         loop {
             let leading = match self.round().await {
@@ -288,9 +327,63 @@ impl Elector {
                     warn!(lease = %self.cfg.name, identity = %self.cfg.identity, "lost the lease: writes stopped");
                 }
             }
+            if !leading {
+                // Past the renew deadline: whatever was held is no longer ours
+                // to release.
+                self.held = None;
+            }
             switch.set(leading);
             metrics.set_leader(leading);
             tokio::time::sleep(self.cfg.retry_period).await;
+        }
+    }
+
+    /// Gives the lease up if this replica holds it: one write of
+    /// [`released_lease`], conditioned on the version last written.
+    /// `Ok(true)` when released; `Ok(false)` when there was nothing to
+    /// release (not the holder, or the lease changed since: then it is not
+    /// ours any more). Sends nothing when not the holder.
+    pub async fn release(&mut self) -> Result<bool, ReconcileError> {
+        let Some(held) = self.held.take() else {
+            return Ok(false);
+        };
+        let released = released_lease(&held);
+        match self
+            .api
+            .replace(&self.cfg.name, &PostParams::default(), &released)
+            .await
+        {
+            Ok(written) => {
+                self.observed = Some((
+                    written.resource_version().unwrap_or_default(),
+                    Instant::now(),
+                ));
+                Ok(true)
+            }
+            Err(e) if is_conflict(&e) => Ok(false),
+            Err(e) => Err(ReconcileError::api(
+                "release",
+                format!("Lease {}", self.cfg.name),
+                e,
+            )),
+        }
+    }
+
+    /// The graceful end of leadership: closes the gate (no controller may
+    /// write once the lease is given up) and the `outrigger_leader` gauge,
+    /// then [`Elector::release`]s the lease. Call once the controllers'
+    /// loops are stopped.
+    pub async fn step_down(&mut self, switch: &LeaderSwitch, metrics: &ClusterMetrics) {
+        switch.set(false);
+        metrics.set_leader(false);
+        match self.release().await {
+            Ok(true) => {
+                info!(lease = %self.cfg.name, identity = %self.cfg.identity, "released the leader lease")
+            }
+            Ok(false) => {}
+            Err(error) => {
+                warn!(lease = %self.cfg.name, error = %error, "cannot release the leader lease; it expires on its own")
+            }
         }
     }
 }

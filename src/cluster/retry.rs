@@ -1,7 +1,10 @@
 //! Capped exponential backoff for the controllers' retries: API errors (409,
-//! 500, timeouts) are logged and tried again later, never fatal.
+//! 500, timeouts) are logged and tried again later, never fatal; and
+//! `until_ok`, the retry loop of the start-up steps.
 
 use std::time::Duration;
+
+use tracing::warn;
 
 /// Exponential backoff between `base` and `max`, doubling on each failure and
 /// back to `base` after a success. Deterministic (no jitter) so tests can
@@ -39,6 +42,34 @@ impl Backoff {
     /// Back to the base delay after a success.
     pub fn reset(&mut self) {
         self.next = self.base;
+    }
+}
+
+/// Retries `attempt` with the controllers' backoff until it succeeds,
+/// logging each failure with `what`. For the start-up steps nothing can run
+/// without (connecting, loading the CA).
+pub(crate) async fn until_ok<T, E, F, Fut>(what: &'static str, mut attempt: F) -> T
+where
+    E: std::error::Error,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut backoff = Backoff::default_controller();
+    loop {
+        match attempt().await {
+            Ok(value) => return value,
+            Err(error) => {
+                let delay = backoff.next_delay();
+                warn!(
+                    step = what,
+                    error = %error,
+                    source = ?std::error::Error::source(&error).map(ToString::to_string),
+                    retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                    "in-cluster start-up step failed; retrying"
+                );
+                tokio::time::sleep(delay).await;
+            }
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 //!
 //! Two ways to get the values into the operations: [`diff`] copies them
 //! (the caller keeps the mutated object, as the preview does), while
-//! [`diff_into`] moves them out of a mutated object the caller no longer
+//! [`diff_into_at`] moves them out of a mutated object the caller no longer
 //! needs (the webhook): the injected containers are most of the patch, and
 //! copying then dropping them was a third of the webhook's engine cost.
 
@@ -24,15 +24,25 @@ pub fn diff(original: &Value, mutated: &Value) -> Patch {
     Patch(walk.ops)
 }
 
-/// The operations that turn `original` into `mutated`, moving the values
-/// the patch carries out of `mutated`.
-pub fn diff_into(original: &Value, mut mutated: Value) -> Patch {
+/// The operations that turn the node at `pointer` (an engine constant:
+/// plain keys, no escapes), `original` or absent, into `mutated`, moving
+/// values out of `mutated`; appended to `ops`. For objects whose injection
+/// touches one subtree only: the rest is neither copied nor compared.
+pub fn diff_into_at(
+    pointer: &str,
+    original: Option<&Value>,
+    mut mutated: Value,
+    ops: &mut Vec<PatchOperation>,
+) {
     let mut walk = Walk {
-        path: Path::default(),
-        ops: Vec::new(),
+        path: Path(pointer.to_string()),
+        ops: std::mem::take(ops),
     };
-    walk.value(original, &mut Source::Owned(&mut mutated));
-    Patch(walk.ops)
+    match original {
+        Some(original) => walk.value(original, &mut Source::Owned(&mut mutated)),
+        None => walk.add(mutated),
+    }
+    *ops = walk.ops;
 }
 
 /// Where the mutated side's values come from: borrowed (copied into the
@@ -82,17 +92,19 @@ impl Path {
     fn push_key(&mut self, key: &str) -> usize {
         let len = self.0.len();
         self.0.push('/');
-        if key.bytes().any(|b| b == b'~' || b == b'/') {
-            for ch in key.chars() {
-                match ch {
-                    '~' => self.0.push_str("~0"),
-                    '/' => self.0.push_str("~1"),
-                    other => self.0.push(other),
-                }
-            }
-        } else {
-            self.0.push_str(key);
+        // Annotation and label keys often hold a `/`: copy the runs
+        // between the characters to escape, not character by character.
+        let mut rest = key;
+        while let Some(at) = rest.bytes().position(|b| b == b'~' || b == b'/') {
+            self.0.push_str(&rest[..at]);
+            self.0.push_str(if rest.as_bytes()[at] == b'~' {
+                "~0"
+            } else {
+                "~1"
+            });
+            rest = &rest[at + 1..];
         }
+        self.0.push_str(rest);
         len
     }
     fn push_index(&mut self, index: usize) -> usize {
@@ -340,7 +352,17 @@ mod tests {
         let b = json!({"m": {"k": 2}, "c": [{"name": "init", "y": [1]}, {"name": "app", "x": 2}],
                        "l": [1, 2, 3], "keep": {"a": [1, {"b": "c"}]}, "new/key": {"z": null}});
         let copied = diff(&a, &b);
-        assert_eq!(super::diff_into(&a, b.clone()), copied);
+        let mut moved = Vec::new();
+        super::diff_into_at("", Some(&a), b.clone(), &mut moved);
+        assert_eq!(json_patch::Patch(moved), copied);
+        // Under a pointer, and onto nothing: one `add` of the whole value.
+        let mut under = Vec::new();
+        super::diff_into_at("/spec/template", None, b.clone(), &mut under);
+        let text = serde_json::to_string(&under).unwrap();
+        assert!(
+            text.starts_with(r#"[{"op":"add","path":"/spec/template","value":"#),
+            "{text}"
+        );
         let mut applied = a.clone();
         json_patch::patch(&mut applied, &copied).unwrap();
         assert_eq!(applied, b);

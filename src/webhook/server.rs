@@ -16,7 +16,9 @@
 //! new connections are still accepted for `shutdown_delay`, while the
 //! Service's endpoints drain;
 //! then the webhook and CA service listeners close and in-flight requests
-//! get up to `shutdown_grace` to finish; then [`serve`] returns.
+//! get up to `shutdown_grace` to finish; then the cluster controllers stop
+//! and the leader releases its Lease (also within `shutdown_grace`), so
+//! another replica takes over at once; then [`serve`] returns.
 
 pub mod ca_service;
 pub mod certificate;
@@ -244,9 +246,11 @@ pub async fn serve(
     let mut supply = standalone
         .as_ref()
         .map(|standalone| CaSupply::Ready(standalone.authority()));
+    let (stop_cluster, cluster_stopping) = watch::channel(false);
+    let mut cluster_task = None;
     if let CaSource::Cluster(args) = &options.ca {
-        let (feeds, controllers) = in_cluster::start((**args).clone(), &registry);
-        background.push(controllers);
+        let (feeds, controllers) = in_cluster::start((**args).clone(), &registry, cluster_stopping);
+        cluster_task = Some(controllers);
         let webhook_resolver = match options.tls {
             TlsSource::FromCa { .. } => Some(resolver.clone()),
             TlsSource::Files { .. } => None,
@@ -325,6 +329,12 @@ pub async fn serve(
     }
     if let Some(ca_task) = ca_task {
         stop_task("CA service", ca_task, options.shutdown_grace).await;
+    }
+    // Last of the serving parts: the controllers stop and the leader hands
+    // its lease over, so another replica writes at once.
+    let _ = stop_cluster.send(true);
+    if let Some(cluster_task) = cluster_task {
+        stop_task("cluster controllers", cluster_task, options.shutdown_grace).await;
     }
     for task in background {
         task.abort();

@@ -80,7 +80,7 @@ pub fn load_cases() -> (PathBuf, Vec<Case>) {
 
 /// The configuration of a case: defaults, baseline, values file, then sets.
 pub fn case_config(dir: &Path, case: &Case) -> Config {
-    let mut cfg = Config::default();
+    let mut cfg = Config::builder();
     for s in BASELINE {
         cfg.set(s).expect("baseline set");
     }
@@ -92,7 +92,8 @@ pub fn case_config(dir: &Path, case: &Case) -> Config {
         cfg.set(s)
             .unwrap_or_else(|e| panic!("case {}: --set {s}: {e}", case.name));
     }
-    cfg
+    cfg.build()
+        .unwrap_or_else(|e| panic!("case {}: {e}", case.name))
 }
 
 /// Parses every non-empty YAML document of `text`.

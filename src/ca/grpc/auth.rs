@@ -138,6 +138,22 @@ pub enum AuthError {
 }
 
 impl AuthError {
+    /// Every [`AuthError::reason`], so that the metrics can show each at 0
+    /// before the first refusal.
+    pub const REASONS: [&'static str; 11] = [
+        "missing",
+        "malformed",
+        "bad-signature",
+        "expired",
+        "not-yet-valid",
+        "wrong-issuer",
+        "wrong-audience",
+        "not-service-account",
+        "rejected",
+        "bad-certificate",
+        "backend",
+    ];
+
     /// A short stable name for metrics and logs.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -276,6 +292,31 @@ mod tests {
                 .clone()
                 .map_err(|m| AuthError::Rejected(m.to_string()))
         }
+    }
+
+    #[test]
+    fn reasons_lists_the_reason_of_every_error() {
+        let every = [
+            AuthError::Missing,
+            AuthError::Malformed(String::new()),
+            AuthError::BadSignature(String::new()),
+            AuthError::Expired,
+            AuthError::NotYetValid,
+            AuthError::WrongIssuer {
+                expected: String::new(),
+            },
+            AuthError::WrongAudience {
+                expected: Vec::new(),
+            },
+            AuthError::NotServiceAccount(String::new()),
+            AuthError::Rejected(String::new()),
+            AuthError::BadCertificate(String::new()),
+            AuthError::Backend(String::new()),
+        ];
+        let reasons: Vec<&str> = every.iter().map(AuthError::reason).collect();
+        assert_eq!(reasons, AuthError::REASONS);
+        // The chain's fallback when no authenticator applied is listed too.
+        assert!(AuthError::REASONS.contains(&ChainError { errors: Vec::new() }.reason()));
     }
 
     #[test]

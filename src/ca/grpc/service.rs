@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
 use super::auth::{AuthChain, Credentials};
-use super::metrics::CaMetrics;
+use super::metrics::{CaMetrics, RequestResult};
 use super::proto::istio_certificate_service_server::{
     IstioCertificateService, IstioCertificateServiceServer,
 };
@@ -73,8 +73,8 @@ impl CaService {
     async fn handle(
         &self,
         request: Request<IstioCertificateRequest>,
-    ) -> Result<IstioCertificateResponse, (Status, &'static str)> {
-        let unauthenticated = |s: Status| (s, "unauthenticated");
+    ) -> Result<IstioCertificateResponse, (Status, RequestResult)> {
+        let unauthenticated = |s: Status| (s, RequestResult::Unauthenticated);
         let credentials = Credentials {
             bearer_token: bearer_token(&request).map_err(|s| {
                 self.metrics.auth_failure("malformed");
@@ -89,24 +89,26 @@ impl CaService {
                 self.metrics.auth_failure(err.reason());
                 warn!(peer = ?peer, reason = err.reason(), error = %err, "caller refused");
                 if err.is_backend_failure() {
-                    return Err((Status::internal(err.to_string()), "internal"));
+                    return Err((Status::internal(err.to_string()), RequestResult::Internal));
                 }
                 return Err(unauthenticated(Status::unauthenticated(err.to_string())));
             }
         };
 
         let message = request.into_inner();
-        let identity = self
-            .signer
-            .spiffe_uri(&caller)
-            .map_err(|e| (Status::invalid_argument(e.message), "invalid-argument"))?;
+        let identity = self.signer.spiffe_uri(&caller).map_err(|e| {
+            (
+                Status::invalid_argument(e.message),
+                RequestResult::InvalidArgument,
+            )
+        })?;
         if !message.subject_id.is_empty() && message.subject_id != identity {
             return Err((
                 Status::permission_denied(format!(
                     "subject_id {:?} is not the caller's identity {identity}",
                     message.subject_id
                 )),
-                "permission-denied",
+                RequestResult::PermissionDenied,
             ));
         }
         if message.csr.trim().is_empty() {
@@ -114,7 +116,7 @@ impl CaService {
                 Status::invalid_argument(
                     "csr is empty: expected a PEM PKCS#10 request (BEGIN CERTIFICATE REQUEST)",
                 ),
-                "invalid-argument",
+                RequestResult::InvalidArgument,
             ));
         }
         let ttl = u64::try_from(message.validity_duration)
@@ -133,13 +135,17 @@ impl CaService {
             Err(err) => {
                 warn!(identity = %identity, via, error = %err, "signing refused");
                 Err(match err.kind {
-                    SignErrorKind::InvalidArgument => {
-                        (Status::invalid_argument(err.message), "invalid-argument")
+                    SignErrorKind::InvalidArgument => (
+                        Status::invalid_argument(err.message),
+                        RequestResult::InvalidArgument,
+                    ),
+                    SignErrorKind::PermissionDenied => (
+                        Status::permission_denied(err.message),
+                        RequestResult::PermissionDenied,
+                    ),
+                    SignErrorKind::Internal => {
+                        (Status::internal(err.message), RequestResult::Internal)
                     }
-                    SignErrorKind::PermissionDenied => {
-                        (Status::permission_denied(err.message), "permission-denied")
-                    }
-                    SignErrorKind::Internal => (Status::internal(err.message), "internal"),
                 })
             }
         }
@@ -154,7 +160,7 @@ impl IstioCertificateService for CaService {
     ) -> Result<Response<IstioCertificateResponse>, Status> {
         match self.handle(request).await {
             Ok(response) => {
-                self.metrics.request("ok");
+                self.metrics.request(RequestResult::Ok);
                 Ok(Response::new(response))
             }
             Err((status, result)) => {

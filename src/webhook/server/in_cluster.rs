@@ -16,7 +16,6 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::cluster::authority::{ClusterCa, IssuedCert};
-use crate::cluster::retry::Backoff;
 use crate::cluster::{self, ClusterArgs, ClusterMetrics, ServingCertSink, args::NAMESPACE_FILE};
 use crate::metrics::MetricsRegistry;
 use crate::webhook::metrics::WebhookMetrics;
@@ -45,9 +44,14 @@ impl std::fmt::Debug for ClusterFeeds {
     }
 }
 
-/// Registers the cluster metrics and spawns the controllers; they run until
-/// the returned task is aborted, retrying every API failure.
-pub fn start(args: ClusterArgs, registry: &MetricsRegistry) -> (ClusterFeeds, JoinHandle<()>) {
+/// Registers the cluster metrics and spawns the controllers; they run,
+/// retrying every API failure, until `shutdown` turns true: then they stop,
+/// the leader releases its lease, and the returned task ends.
+pub fn start(
+    args: ClusterArgs,
+    registry: &MetricsRegistry,
+    shutdown: watch::Receiver<bool>,
+) -> (ClusterFeeds, JoinHandle<()>) {
     let metrics = ClusterMetrics::default();
     registry.register_with(|registry| metrics.register(registry));
     let (ca_tx, ca) = watch::channel(None);
@@ -56,11 +60,16 @@ pub fn start(args: ClusterArgs, registry: &MetricsRegistry) -> (ClusterFeeds, Jo
     let task = tokio::spawn(async move {
         let namespace_file = std::fs::read_to_string(NAMESPACE_FILE).ok();
         let namespace = args.resolve_namespace(namespace_file.as_deref());
-        let client = connect(&args).await;
+        let stopped = super::wait_true(shutdown);
+        tokio::pin!(stopped);
+        let client = tokio::select! {
+            client = cluster::connect(&args) => client,
+            () = &mut stopped => return,
+        };
         info!(namespace = %namespace, "connected to the Kubernetes API server");
         client_tx.send_replace(Some(client.clone()));
         let sink: Arc<dyn ServingCertSink> = Arc::new(serving_tx);
-        cluster::run_with_client(client, namespace, args, metrics, sink, ca_tx).await;
+        cluster::run_with_client(client, namespace, args, metrics, sink, ca_tx, stopped).await;
     });
     (
         ClusterFeeds {
@@ -70,26 +79,6 @@ pub fn start(args: ClusterArgs, registry: &MetricsRegistry) -> (ClusterFeeds, Jo
         },
         task,
     )
-}
-
-/// Connects to the API server, retrying with backoff until it works.
-async fn connect(args: &ClusterArgs) -> kube::Client {
-    let mut backoff = Backoff::default_controller();
-    loop {
-        match cluster::connect(args).await {
-            Ok(client) => return client,
-            Err(error) => {
-                let delay = backoff.next_delay();
-                warn!(
-                    %error,
-                    source = ?std::error::Error::source(&error).map(ToString::to_string),
-                    retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                    "cannot reach the Kubernetes API server; retrying"
-                );
-                tokio::time::sleep(delay).await;
-            }
-        }
-    }
 }
 
 /// Waits until `rx` holds a value and returns it; `None` if the sender is

@@ -1,0 +1,186 @@
+//! Layering a configuration: defaults, then a config document, then
+//! `--values` documents, then `--set` assignments, in that order. Keys that
+//! only make sense together are checked once every layer is on
+//! ([`ConfigBuilder::build`]), so that a combination may be completed by a
+//! later layer (a config file choosing `config.trafficCapture: outrigger`
+//! and a `--set` naming the init image).
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::settings::{Settings, TrafficCapture};
+use super::{Config, ConfigError, tree};
+
+/// The name Istio's proxy image goes by (`values.global.proxy.image` and
+/// `values.global.proxy_init.image` default to it). It carries
+/// `pilot-agent`, not outrigger.
+const ISTIO_PROXY_IMAGE: &str = "proxyv2";
+
+/// A configuration being layered; [`ConfigBuilder::build`] checks the
+/// combination and gives the [`Config`] the engine reads.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConfigBuilder {
+    /// Every layer so far, each key checked, the combination not yet.
+    config: Config,
+}
+
+impl ConfigBuilder {
+    /// Istio's defaults, no layer yet.
+    pub fn new() -> ConfigBuilder {
+        ConfigBuilder::default()
+    }
+
+    /// The defaults with a configuration document (YAML with top-level
+    /// `values`, `meshConfig` and `config`) on top.
+    pub fn from_yaml(text: &str) -> Result<ConfigBuilder, ConfigError> {
+        let doc = parse_yaml(text)?;
+        let mut builder = ConfigBuilder::new();
+        match doc {
+            Value::Null => {}
+            Value::Object(_) => builder.overlay(&doc, "")?,
+            other => {
+                return Err(ConfigError::InvalidValue {
+                    path: "(document)".into(),
+                    value: other.to_string(),
+                    expected: "a mapping with values, meshConfig and config".into(),
+                });
+            }
+        }
+        Ok(builder)
+    }
+
+    /// The defaults with a configuration file on top.
+    pub fn load(path: &Path) -> Result<ConfigBuilder, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        ConfigBuilder::from_yaml(&text)
+    }
+
+    /// Applies one `--set` override, `path=value`, in Istio's install-value
+    /// key space (`values.global.hub=...`, `meshConfig.defaultConfig.X=...`).
+    /// `true`/`false` become booleans, integers become numbers, `null`
+    /// removes the key, `{a,b}` is a list, anything else is a string.
+    pub fn set(&mut self, assignment: &str) -> Result<&mut ConfigBuilder, ConfigError> {
+        let (path, raw) = assignment
+            .split_once('=')
+            .filter(|(p, _)| !p.is_empty())
+            .ok_or_else(|| ConfigError::BadAssignment(assignment.to_string()))?;
+        let mut doc = tree::scalar_from_str(raw);
+        for key in path.rsplit('.') {
+            if key.is_empty() {
+                return Err(ConfigError::BadAssignment(assignment.to_string()));
+            }
+            let mut map = serde_json::Map::new();
+            map.insert(key.to_string(), doc);
+            doc = Value::Object(map);
+        }
+        self.overlay(&doc, "")?;
+        Ok(self)
+    }
+
+    /// Merges a `--values` document: plain install values (`global: ...`),
+    /// a config document (`values: ...`), or an IstioOperator whose
+    /// `spec.values` and `spec.meshConfig` are used.
+    pub fn merge_values_yaml(&mut self, text: &str) -> Result<&mut ConfigBuilder, ConfigError> {
+        let doc = parse_yaml(text)?;
+        let Value::Object(map) = doc else {
+            return Err(ConfigError::InvalidValue {
+                path: "(values document)".into(),
+                value: doc.to_string(),
+                expected: "a mapping of install values or an IstioOperator".into(),
+            });
+        };
+        let wrapped = if map.get("kind").and_then(Value::as_str) == Some("IstioOperator") {
+            let spec = map.get("spec").cloned().unwrap_or(Value::Null);
+            let mut wrapped = serde_json::Map::new();
+            if let Some(values) = spec.get("values") {
+                wrapped.insert("values".into(), values.clone());
+            }
+            if let Some(mesh) = spec.get("meshConfig") {
+                wrapped.insert("meshConfig".into(), mesh.clone());
+            }
+            wrapped
+        } else if ["values", "meshConfig", "config"]
+            .iter()
+            .any(|k| map.contains_key(*k))
+        {
+            map
+        } else {
+            let mut wrapped = serde_json::Map::new();
+            wrapped.insert("values".into(), Value::Object(map));
+            wrapped
+        };
+        self.overlay(&Value::Object(wrapped), "")?;
+        Ok(self)
+    }
+
+    /// The configuration of every layer, once the keys that only work
+    /// together are checked together.
+    pub fn build(&self) -> Result<Config, ConfigError> {
+        check_combination(&self.config.settings)?;
+        Ok(self.config.clone())
+    }
+
+    /// Validates `doc` against the known keys, merges it and re-resolves.
+    /// Nothing changes when any part is invalid.
+    fn overlay(&mut self, doc: &Value, prefix: &str) -> Result<(), ConfigError> {
+        tree::check_known(doc, tree::defaults(), prefix)?;
+        let mut next = self.config.tree.clone();
+        tree::merge(&mut next, doc);
+        let settings = Settings::resolve(&next)?;
+        self.config.tree = next;
+        self.config.settings = settings;
+        Ok(())
+    }
+}
+
+/// `config.trafficCapture: outrigger` runs `outrigger` from
+/// `values.global.proxy_init.image`: that image must be outrigger's, so the
+/// key must have been changed from Istio's proxy image (its default), or
+/// every injected pod would get an init container that cannot start.
+fn check_combination(s: &Settings) -> Result<(), ConfigError> {
+    if s.traffic_capture != TrafficCapture::Outrigger {
+        return Ok(());
+    }
+    let image = s.init_image.trim();
+    if image.is_empty() || repository_name(image) == ISTIO_PROXY_IMAGE {
+        return Err(ConfigError::CaptureImage {
+            image: s.init_image.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// The last path segment of an image reference, without tag or digest:
+/// `docker.io/istio/proxyv2:1.26.0` and `proxyv2` are both `proxyv2`.
+fn repository_name(image: &str) -> &str {
+    let without_digest = image.split('@').next().unwrap_or(image);
+    let last = without_digest.rsplit('/').next().unwrap_or(without_digest);
+    last.split(':').next().unwrap_or(last)
+}
+
+fn parse_yaml(text: &str) -> Result<Value, ConfigError> {
+    serde_yaml::from_str::<Value>(text).map_err(|source| ConfigError::Yaml { source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repository_name_drops_registry_tag_and_digest() {
+        for (image, name) in [
+            ("proxyv2", "proxyv2"),
+            ("docker.io/istio/proxyv2:1.26.0", "proxyv2"),
+            ("localhost:5000/proxyv2", "proxyv2"),
+            ("registry.example.com/outrigger:0.1.0", "outrigger"),
+            ("example.com/proxyv2@sha256:abc", "proxyv2"),
+            ("example.com/proxyv2-outrigger:1", "proxyv2-outrigger"),
+        ] {
+            assert_eq!(repository_name(image), name, "{image}");
+        }
+    }
+}
