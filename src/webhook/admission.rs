@@ -15,7 +15,6 @@
 //!
 //! [dynamic admission control]: https://kubernetes.io/docs/reference/access-authn-authz/extensible-admission-controllers/
 
-use base64::Engine as _;
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use kube::core::response::StatusSummary;
@@ -201,7 +200,7 @@ pub fn admit(body: &[u8], config: &Config) -> Result<Admitted, ReviewError> {
             }
         }
     };
-    let body = encode_response(response, patch.as_ref());
+    let body = encode::encode_response(&response, patch.as_ref());
     Ok(Admitted { body, summary })
 }
 
@@ -236,68 +235,6 @@ pub fn kind_label(kind: &str) -> &'static str {
         .map_or("other", |(k, _, _)| k)
 }
 
-/// The response review as written on the wire: kube-core's response, in
-/// the request's `apiVersion`. kube-core keeps `patch` as raw bytes, which
-/// serde writes as an array of numbers, while the API server expects base64
-/// (kube-rs issue 1781); so the patch is added by [`encode_response`], and
-/// kube-core's own `patch` stays empty.
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct WireReview<'a> {
-    api_version: &'a str,
-    kind: &'a str,
-    response: &'a AdmissionResponse,
-}
-
-/// Serializes the response review, with the patch (if any) base64-encoded.
-///
-/// The base64 text is spliced in as is: its alphabet never needs JSON
-/// escaping, and running ~10 KB through serde's string escaper was the
-/// largest cost of an injecting review outside the engine.
-fn encode_response(response: AdmissionResponse, patch: Option<&json_patch::Patch>) -> Vec<u8> {
-    let wire = WireReview {
-        api_version: &response.types.api_version,
-        kind: &response.types.kind,
-        response: &response,
-    };
-    // Plain structs, strings and maps: serialization cannot fail.
-    let mut out = serde_json::to_vec(&wire).unwrap_or_default();
-    let Some(patch) = patch else {
-        return out;
-    };
-    // A json_patch::Patch always serializes.
-    let patch = serde_json::to_vec(patch).unwrap_or_else(|_| b"[]".to_vec());
-    let encoded_len = base64::encoded_len(patch.len(), true).unwrap_or(0);
-    // `out` ends with the response object's `}` and the review's `}`.
-    if !out.ends_with(b"}}") || encoded_len == 0 {
-        return encode_response_slowly(&out, &patch);
-    }
-    let tail = out.split_off(out.len() - 2);
-    out.reserve(encoded_len + 40);
-    out.extend_from_slice(b",\"patch\":\"");
-    let start = out.len();
-    out.resize(start + encoded_len, 0);
-    let written = base64::engine::general_purpose::STANDARD
-        .encode_slice(&patch, &mut out[start..])
-        .unwrap_or(0);
-    out.truncate(start + written);
-    out.extend_from_slice(b"\",\"patchType\":\"JSONPatch\"");
-    out.extend_from_slice(&tail);
-    out
-}
-
-/// The same answer through `serde_json::Value`, should the fast path's
-/// assumption about the serialized shape ever not hold.
-fn encode_response_slowly(review: &[u8], patch: &[u8]) -> Vec<u8> {
-    let mut value: Value = serde_json::from_slice(review).unwrap_or(Value::Null);
-    if let Some(Value::Object(response)) = value.get_mut("response") {
-        let encoded = base64::engine::general_purpose::STANDARD.encode(patch);
-        response.insert("patch".into(), Value::String(encoded));
-        response.insert("patchType".into(), Value::String("JSONPatch".into()));
-    }
-    serde_json::to_vec(&value).unwrap_or_default()
-}
-
 fn object_name(request: &AdmissionRequest<DynamicObject>, object: Option<&Value>) -> String {
     if !request.name.is_empty() {
         return request.name.clone();
@@ -325,6 +262,9 @@ fn describe(value: Option<&Value>) -> String {
         Some(other) => other.to_string(),
     }
 }
+
+mod encode;
+mod patch_json;
 
 #[cfg(test)]
 mod tests;

@@ -305,6 +305,6 @@ fn the_slow_encoding_gives_the_same_answer_as_the_fast_one() {
     let response = stripped["response"].as_object_mut().unwrap();
     response.remove("patch");
     response.remove("patchType");
-    let slow = encode_response_slowly(&serde_json::to_vec(&stripped).unwrap(), &patch);
+    let slow = encode::encode_response_slowly(&serde_json::to_vec(&stripped).unwrap(), &patch);
     assert_eq!(serde_json::from_slice::<Value>(&slow).unwrap(), fast);
 }
