@@ -1,7 +1,9 @@
 //! THE ENGINE: decides whether an object gets the sidecar, renders what is
 //! added (following Istio's injection template), merges it into the pod,
 //! post-processes it, and computes the JSON patch by diffing. Pure: no IO,
-//! no async. The webhook, the CLI preview and the tests all call [`inject`].
+//! no async. The CLI preview and the tests call [`inject`]; the webhook calls
+//! [`inject_patch`], the same engine without keeping the injected object
+//! (the invariants test checks the two give the same patch).
 //!
 //! See Istio's `pkg/kube/inject` for the behaviour this reproduces.
 //!
