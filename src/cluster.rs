@@ -22,6 +22,7 @@ pub mod leader;
 pub mod metrics;
 pub mod retry;
 pub mod root_configmaps;
+pub mod root_renewal;
 pub mod sa_secrets;
 pub mod serving_cert;
 pub mod token_review;
@@ -109,12 +110,11 @@ pub async fn run_with_client(
             }
         }
     };
-    let ca = tokio::select! {
+    let mut ca = tokio::select! {
         ca = load_ca => Arc::new(ca),
         () = &mut shutdown => return,
     };
     ca_ready.send_replace(Some(Arc::clone(&ca)));
-    let root_pem = ca.root_pem().to_string();
 
     let (gate, mut election) = if args.leader_elect {
         let (switch, gate) = LeaderGate::manual(false);
@@ -139,8 +139,78 @@ pub async fn run_with_client(
         }
     };
 
-    let names = serving_cert::dns_names(&args.service_name, &namespace, &args.extra_dns_names);
-    let serving_loop = serving_cert::run(Arc::clone(&ca), names, args.serving_cert_ttl, serving);
+    // The controllers that publish or use the root run with the current CA;
+    // when the CA Secret holds a new root (renewed by the leader or by an
+    // operator), they start again with it. A `cacerts` directory is read once.
+    let follows_secret = args.cacerts_dir.is_none();
+    let controllers = async {
+        loop {
+            let running =
+                ca_controllers(&client, &namespace, &args, &metrics, &gate, &ca, &serving);
+            let root_changed = async {
+                if !follows_secret {
+                    return std::future::pending().await;
+                }
+                root_renewal::watch(
+                    Api::namespaced(client.clone(), &namespace),
+                    namespace.clone(),
+                    ca.authority().to_pem().ca_cert.clone(),
+                    gate.clone(),
+                    args.root_renew_ratio,
+                    args.resync_period,
+                )
+                .await
+            };
+            tokio::select! {
+                () = running => return,
+                material = root_changed => {
+                    match ClusterCa::from_material(&material, &format!("Secret {namespace}/{}", ca_secret::CA_SECRET_NAME)) {
+                        Ok(new) => {
+                            info!(namespace = %namespace, "publishing the CA Secret's new root");
+                            ca = Arc::new(new);
+                            ca_ready.send_replace(Some(Arc::clone(&ca)));
+                        }
+                        Err(e) => warn!(error = %e, "the CA Secret's new root is not usable; keeping the current one"),
+                    }
+                }
+            }
+        }
+    };
+
+    let stopped_by_shutdown = tokio::select! {
+        _ = async { tokio::join!(election_loop, controllers) } => false,
+        () = &mut shutdown => true,
+    };
+    if !stopped_by_shutdown {
+        warn!("in-cluster controllers stopped: their watch streams ended");
+    }
+    // Every controller's loop is dropped: no write is in flight any more, so
+    // the lease can be handed over.
+    if let Some((elector, switch)) = election.as_mut() {
+        elector.step_down(switch, &metrics).await;
+    }
+}
+
+/// The controllers that publish or use the root, for `ca`: the serving
+/// certificate, the caBundle, the root ConfigMaps and the per-account
+/// Secrets. Ends only if their watch streams end.
+async fn ca_controllers(
+    client: &Client,
+    namespace: &str,
+    args: &ClusterArgs,
+    metrics: &ClusterMetrics,
+    gate: &LeaderGate,
+    ca: &Arc<ClusterCa>,
+    serving: &Arc<dyn ServingCertSink>,
+) {
+    let root_pem = ca.root_pem().to_string();
+    let names = serving_cert::dns_names(&args.service_name, namespace, &args.extra_dns_names);
+    let serving_loop = serving_cert::run(
+        Arc::clone(ca),
+        names,
+        args.serving_cert_ttl,
+        Arc::clone(serving),
+    );
 
     let configs: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     let bundle_loop = ca_bundle::run_with_triggers(
@@ -157,13 +227,13 @@ pub async fn run_with_client(
         gate.clone(),
         metrics.clone(),
         root_pem.clone(),
-        root_configmaps::watch_triggers(&client, &root_pem),
+        root_configmaps::watch_triggers(client, &root_pem),
         args.resync_period,
     );
     let secrets = SecretsContext {
         client: client.clone(),
-        ca,
-        gate,
+        ca: Arc::clone(ca),
+        gate: gate.clone(),
         metrics: metrics.clone(),
         config: SecretsConfig {
             trust_domain: args.trust_domain.clone(),
@@ -172,22 +242,8 @@ pub async fn run_with_client(
         },
     };
     let secrets_loop =
-        secrets.run_with_triggers(sa_secrets::watch_triggers(&client), args.resync_period);
-
-    let stopped_by_shutdown = tokio::select! {
-        _ = async {
-            tokio::join!(election_loop, serving_loop, bundle_loop, root_loop, secrets_loop)
-        } => false,
-        () = &mut shutdown => true,
-    };
-    if !stopped_by_shutdown {
-        warn!("in-cluster controllers stopped: their watch streams ended");
-    }
-    // Every controller's loop is dropped: no write is in flight any more, so
-    // the lease can be handed over.
-    if let Some((elector, switch)) = election.as_mut() {
-        elector.step_down(switch, &metrics).await;
-    }
+        secrets.run_with_triggers(sa_secrets::watch_triggers(client), args.resync_period);
+    tokio::join!(serving_loop, bundle_loop, root_loop, secrets_loop);
 }
 
 #[cfg(test)]

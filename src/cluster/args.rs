@@ -82,6 +82,13 @@ pub struct ClusterArgs {
     #[arg(long, default_value_t = 0.5, value_parser = parse_ratio)]
     pub secret_renew_ratio: f64,
 
+    /// Renew the self-signed root in the CA Secret (same subject and key)
+    /// when less than this fraction of its lifetime is left; 0 turns it off
+    /// (0 <= ratio < 1). Every replica re-reads the Secret each resync and
+    /// publishes a new root it finds there.
+    #[arg(long, default_value_t = crate::cluster::root_renewal::DEFAULT_RENEW_RATIO, value_parser = parse_ratio_or_off)]
+    pub root_renew_ratio: f64,
+
     /// How often every object is re-checked even without events.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub resync_period: Duration,
@@ -125,6 +132,14 @@ pub fn parse_ratio(text: &str) -> Result<f64, String> {
             "{text} is out of range; expected a ratio strictly between 0 and 1, e.g. 0.5"
         ))
     }
+}
+
+/// Parses a renew ratio that may be 0 (off): 0 <= ratio < 1.
+pub fn parse_ratio_or_off(text: &str) -> Result<f64, String> {
+    if text.parse::<f64>().is_ok_and(|value| value == 0.0) {
+        return Ok(0.0);
+    }
+    parse_ratio(text).map_err(|e| e.replace("strictly between 0 and 1", "from 0 (off) to below 1"))
 }
 
 impl ClusterArgs {
@@ -203,6 +218,7 @@ mod tests {
         assert_eq!(a.webhook_config_names, vec!["outrigger-sidecar-injector"]);
         assert_eq!(a.service_name, "outrigger");
         assert_eq!(a.secret_renew_ratio, 0.5);
+        assert_eq!(a.root_renew_ratio, 0.2);
         assert_eq!(a.lease_duration, Duration::from_secs(15));
         assert!(a.leader_elect);
         assert!(a.validate().is_ok());
@@ -240,6 +256,31 @@ mod tests {
         assert!(!a.wants_cluster(true));
         assert_eq!(a.secret_renew_ratio, 0.3);
         assert!(!a.leader_elect);
+    }
+
+    #[test]
+    fn root_renewal_can_be_turned_off_but_not_set_out_of_range() {
+        assert_eq!(
+            parse(&["--root-renew-ratio", "0"])
+                .unwrap()
+                .root_renew_ratio,
+            0.0
+        );
+        assert_eq!(
+            parse(&["--root-renew-ratio", "0.25"])
+                .unwrap()
+                .root_renew_ratio,
+            0.25
+        );
+        for bad in ["1", "-0.1", "x"] {
+            let flag = format!("--root-renew-ratio={bad}");
+            let err = parse(&[&flag]).unwrap_err().to_string();
+            assert!(err.contains("--root-renew-ratio"), "{bad}: {err}");
+            assert!(
+                err.contains("from 0 (off) to below 1") || err.contains("not a number"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! an authenticated caller and tell what status code a refusal deserves.
 //!
 //! The service only needs this trait, so it can be tested with any signer;
-//! [`AuthoritySigner`] connects it to [`CertificateAuthority`].
+//! [`AuthoritySigner`] connects it to [`CertificateAuthority`];
+//! [`SwappableSigner`] lets a running service move to a renewed root.
 
 use std::fmt;
 use std::sync::Arc;
@@ -143,5 +144,111 @@ impl CertificateSigner for AuthoritySigner {
 
     fn chain_expiry_unix(&self) -> Option<i64> {
         Some(self.ca.ca_not_after().unix_timestamp())
+    }
+}
+
+/// An [`AuthoritySigner`] that can be replaced while the service runs: in a
+/// cluster, when the CA Secret's root is renewed (same subject and key, so
+/// certificates from either verify against both), the service signs with
+/// the new one from the next request on.
+#[derive(Debug)]
+pub struct SwappableSigner {
+    current: arc_swap::ArcSwap<AuthoritySigner>,
+    /// Fixed for the service's life (a renewal keeps the trust domain).
+    trust_domain: String,
+}
+
+impl SwappableSigner {
+    /// Starts with `signer`.
+    pub fn new(signer: AuthoritySigner) -> Self {
+        Self {
+            trust_domain: signer.trust_domain.clone(),
+            current: arc_swap::ArcSwap::from_pointee(signer),
+        }
+    }
+
+    /// Signs with `signer` from now on (requests in flight finish with the
+    /// previous one).
+    pub fn replace(&self, signer: AuthoritySigner) {
+        debug_assert_eq!(signer.trust_domain, self.trust_domain);
+        self.current.store(Arc::new(signer));
+    }
+}
+
+impl CertificateSigner for SwappableSigner {
+    fn trust_domain(&self) -> &str {
+        &self.trust_domain
+    }
+
+    fn spiffe_uri(&self, caller: &Caller) -> Result<String, SignError> {
+        self.current.load().spiffe_uri(caller)
+    }
+
+    fn sign(
+        &self,
+        csr: &[u8],
+        caller: &Caller,
+        ttl: Option<Duration>,
+    ) -> Result<Vec<String>, SignError> {
+        self.current.load().sign(csr, caller, ttl)
+    }
+
+    fn root_expiry_unix(&self) -> Option<i64> {
+        self.current.load().root_expiry_unix()
+    }
+
+    fn chain_expiry_unix(&self) -> Option<i64> {
+        self.current.load().chain_expiry_unix()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ca::RootOptions;
+
+    fn csr() -> Vec<u8> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        rcgen::CertificateParams::new(Vec::<String>::new())
+            .unwrap()
+            .serialize_request(&key)
+            .unwrap()
+            .der()
+            .to_vec()
+    }
+
+    #[test]
+    fn a_swapped_signer_signs_with_the_renewed_root_from_then_on() {
+        let old = CertificateAuthority::generate_root(&RootOptions {
+            validity: Duration::from_secs(30 * 86_400),
+            ..RootOptions::default()
+        })
+        .unwrap();
+        let renewed_pem = crate::ca::renew::renew_root(
+            old.to_pem(),
+            Duration::from_secs(3650 * 86_400),
+            time::OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+        let renewed = CertificateAuthority::from_pem(&renewed_pem).unwrap();
+        let caller = Caller::new("shop", "checkout");
+        let signer = SwappableSigner::new(AuthoritySigner::new(Arc::new(old), "cluster.local"));
+        let before = signer.sign(&csr(), &caller, None).unwrap();
+        let expiry_before = signer.root_expiry_unix();
+
+        signer.replace(AuthoritySigner::new(Arc::new(renewed), "cluster.local"));
+        let after = signer.sign(&csr(), &caller, None).unwrap();
+        assert_eq!(after.last().unwrap().trim(), renewed_pem.ca_cert.trim());
+        assert_ne!(
+            before.last(),
+            after.last(),
+            "the chain ends in the new root"
+        );
+        assert!(signer.root_expiry_unix() > expiry_before);
+        assert_eq!(signer.trust_domain(), "cluster.local");
+        assert_eq!(
+            signer.spiffe_uri(&caller).unwrap(),
+            "spiffe://cluster.local/ns/shop/sa/checkout"
+        );
     }
 }

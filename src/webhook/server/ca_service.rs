@@ -22,7 +22,7 @@ use crate::ca::CertificateAuthority;
 use crate::ca::grpc::auth::{AuthChain, Authenticator};
 use crate::ca::grpc::config::ConfigError;
 use crate::ca::grpc::metrics::CaMetrics;
-use crate::ca::grpc::signer::AuthoritySigner;
+use crate::ca::grpc::signer::{AuthoritySigner, CertificateSigner as _, SwappableSigner};
 use crate::ca::grpc::{self, CaService, CaServiceConfig};
 use crate::cluster::jwks::{self, ClusterJwt, IssuerSource};
 use crate::cluster::token_review::{CacheSettings, TokenReviewAuthenticator};
@@ -117,14 +117,24 @@ async fn run_in_cluster(
         .map_err(|e| format!("the cluster serving certificate: {e}"))?;
     let tls = grpc::tls_config(Arc::clone(&serving), ca.root_pem())
         .map_err(|e| format!("the CA service's TLS: {e}"))?;
-    let signer = Arc::new(AuthoritySigner::new(ca, &config.trust_domain));
-    let service = CaService::new(signer, auth, metrics);
+    let signer = Arc::new(SwappableSigner::new(AuthoritySigner::new(
+        ca,
+        &config.trust_domain,
+    )));
+    let service = CaService::new(Arc::clone(&signer) as _, auth, metrics.clone());
     let follow = tokio::spawn(follow_serving(feeds.serving, serving));
+    let follow_root = tokio::spawn(follow_ca(
+        feeds.ca,
+        signer,
+        config.trust_domain.clone(),
+        metrics,
+    ));
     info!(auth = ?service, "CA service starting with the cluster CA");
     let result = grpc::serve(listener, tls, service, stopped)
         .await
         .map_err(|e| error_chain(&e));
     follow.abort();
+    follow_root.abort();
     drop(fetcher);
     result
 }
@@ -167,6 +177,33 @@ impl Drop for AbortOnDrop {
 }
 
 /// Swaps each renewed serving certificate into the CA service's TLS.
+/// Signs with each new root the controllers publish (a renewal of the
+/// Secret's root: same subject and key), and updates the expiry gauges.
+async fn follow_ca(
+    mut cas: watch::Receiver<Option<Arc<crate::cluster::authority::ClusterCa>>>,
+    signer: Arc<SwappableSigner>,
+    trust_domain: String,
+    metrics: CaMetrics,
+) {
+    cas.mark_unchanged();
+    while cas.changed().await.is_ok() {
+        let Some(cluster_ca) = cas.borrow_and_update().clone() else {
+            continue;
+        };
+        match CertificateAuthority::from_pem(cluster_ca.authority().to_pem()) {
+            Ok(ca) => {
+                let next = AuthoritySigner::new(Arc::new(ca), &trust_domain);
+                metrics.set_expiries(next.root_expiry_unix(), next.chain_expiry_unix());
+                signer.replace(next);
+                info!("CA service signing with the renewed root");
+            }
+            Err(error) => {
+                warn!(%error, "renewed root refused by the CA service; keeping the previous one")
+            }
+        }
+    }
+}
+
 async fn follow_serving(
     mut serving: watch::Receiver<Option<crate::cluster::authority::IssuedCert>>,
     cert: Arc<grpc::ServingCert>,

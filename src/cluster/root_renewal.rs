@@ -1,0 +1,197 @@
+//! Keeping the self-signed root in the CA Secret from expiring, and every
+//! replica on the Secret's current root.
+//!
+//! Each resync, every replica reads `istio-ca-secret`. When its root is no
+//! longer the one this replica loaded (the leader renewed it, or an
+//! operator ran `outrigger ca renew-root`), the replica takes the new one
+//! ([`RootCheck::Changed`]) and the controllers publish it (ConfigMaps,
+//! caBundle, serving certificate). When the leader finds less than the
+//! configured share of the root's lifetime left, it renews it
+//! ([`crate::ca::renew`]: same subject, key and key identifier, so every
+//! certificate already issued keeps verifying and the roll-out order does
+//! not matter) and writes it back on the condition that the Secret has not
+//! changed since it was read.
+//!
+//! A root that is not self-signed (a plugged-in intermediate stored in the
+//! Secret) cannot be renewed here; that is logged, and nothing is written.
+
+use std::time::{Duration, SystemTime};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::api::PostParams;
+use time::OffsetDateTime;
+use tracing::{info, warn};
+
+use super::authority::{CaMaterial, needs_renewal};
+use super::ca_secret::{CA_SECRET_NAME, CaSecretError, desired_ca_secret, material_from_secret};
+use super::error::is_conflict;
+use super::leader::LeaderGate;
+use crate::ca::renew::renew_root;
+
+/// Renew the root when less than this share of its lifetime is left (the
+/// value Istio's self-signed CA uses).
+pub const DEFAULT_RENEW_RATIO: f64 = 0.2;
+
+/// What one check of the CA Secret found.
+#[derive(Debug)]
+pub enum RootCheck {
+    /// The Secret holds the root this replica uses, and it is not due.
+    Unchanged,
+    /// The Secret holds another root than this replica's: take it.
+    Changed(CaMaterial),
+    /// This replica (the leader) renewed the root and wrote it.
+    Renewed(CaMaterial),
+}
+
+/// When a certificate's validity period is: from its PEM.
+fn validity(cert_pem: &str) -> Option<(SystemTime, SystemTime)> {
+    let block = pem::parse(cert_pem).ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(block.contents()).ok()?;
+    let at = |t: x509_parser::time::ASN1Time| {
+        let secs = t.timestamp();
+        if secs >= 0 {
+            SystemTime::UNIX_EPOCH + Duration::from_secs(secs.unsigned_abs())
+        } else {
+            SystemTime::UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
+        }
+    };
+    Some((
+        at(cert.validity().not_before),
+        at(cert.validity().not_after),
+    ))
+}
+
+/// Whether `cert_pem` has less than `ratio` of its lifetime left at `now`
+/// (an unreadable certificate is never due: loading it would have failed
+/// first). A ratio of 0 never renews.
+pub fn renewal_due(cert_pem: &str, now: SystemTime, ratio: f64) -> bool {
+    if ratio <= 0.0 {
+        return false;
+    }
+    validity(cert_pem).is_some_and(|(from, to)| needs_renewal(from, to, now, ratio))
+}
+
+/// One check of the CA Secret against `current_cert` (the root this replica
+/// uses): see the module documentation. Errors are the API's or a
+/// malformed Secret; the caller retries at the next resync.
+pub async fn check(
+    api: &Api<Secret>,
+    namespace: &str,
+    current_cert: &str,
+    gate: &LeaderGate,
+    ratio: f64,
+    now: SystemTime,
+) -> Result<RootCheck, CaSecretError> {
+    let api_err = |action, source| CaSecretError::Api {
+        action,
+        namespace: namespace.to_string(),
+        source,
+    };
+    let secret = api
+        .get(CA_SECRET_NAME)
+        .await
+        .map_err(|e| api_err("get", e))?;
+    let material = material_from_secret(&secret, namespace)?;
+    if material.ca_cert.trim() != current_cert.trim() {
+        info!(
+            namespace,
+            secret = CA_SECRET_NAME,
+            "the CA Secret holds a new root; taking it"
+        );
+        return Ok(RootCheck::Changed(material));
+    }
+    if !gate.is_leader() || !renewal_due(&material.ca_cert, now, ratio) {
+        return Ok(RootCheck::Unchanged);
+    }
+    let Some((from, to)) = validity(&material.ca_cert) else {
+        return Ok(RootCheck::Unchanged);
+    };
+    // The renewed root lives as long as the old one was meant to.
+    let lifetime = to.duration_since(from).unwrap_or_default();
+    let renewed = match renew_root(&material, lifetime, OffsetDateTime::from(now)) {
+        Ok(renewed) => renewed,
+        Err(e) => {
+            warn!(
+                namespace,
+                secret = CA_SECRET_NAME,
+                error = %e,
+                "the root is due for renewal but cannot be renewed here"
+            );
+            return Ok(RootCheck::Unchanged);
+        }
+    };
+    let mut desired = desired_ca_secret(namespace, &renewed);
+    // Written only over the Secret as read: another writer in between wins.
+    desired.metadata.resource_version = secret.metadata.resource_version.clone();
+    // Keys other than the CA's own (a cert-chain.pem or root-cert.pem
+    // holding the same root) follow it.
+    if let Some(data) = desired.data.as_mut() {
+        for (key, text) in [
+            (super::ca_secret::CERT_CHAIN_KEY, &renewed.cert_chain),
+            (super::ca_secret::ROOT_CERT_KEY, &renewed.root_cert),
+        ] {
+            if let Some(text) = text {
+                data.insert(
+                    key.to_string(),
+                    k8s_openapi::ByteString(text.as_bytes().to_vec()),
+                );
+            }
+        }
+    }
+    if gate.ensure().is_err() {
+        return Ok(RootCheck::Unchanged);
+    }
+    match api
+        .replace(CA_SECRET_NAME, &PostParams::default(), &desired)
+        .await
+    {
+        Ok(_) => {
+            info!(
+                namespace,
+                secret = CA_SECRET_NAME,
+                reason = "less than the renewal share of its lifetime left",
+                "renewed the root CA certificate (same subject and key)"
+            );
+            Ok(RootCheck::Renewed(renewed))
+        }
+        // Someone else wrote first: their root is read at the next check.
+        Err(e) if is_conflict(&e) => Ok(RootCheck::Unchanged),
+        Err(e) => Err(api_err("update", e)),
+    }
+}
+
+/// Checks the CA Secret every `period` until it holds another root than
+/// `current_cert` (renewed here when due and this replica leads, or written
+/// by someone else), and returns it. Errors are logged and retried at the
+/// next period.
+pub async fn watch(
+    api: Api<Secret>,
+    namespace: String,
+    current_cert: String,
+    gate: LeaderGate,
+    ratio: f64,
+    period: Duration,
+) -> CaMaterial {
+    loop {
+        tokio::time::sleep(period).await;
+        match check(
+            &api,
+            &namespace,
+            &current_cert,
+            &gate,
+            ratio,
+            SystemTime::now(),
+        )
+        .await
+        {
+            Ok(RootCheck::Changed(material) | RootCheck::Renewed(material)) => return material,
+            Ok(RootCheck::Unchanged) => {}
+            Err(e) => warn!(
+                namespace = %namespace,
+                error = %e,
+                "checking the CA Secret's root failed; trying again at the next resync"
+            ),
+        }
+    }
+}
