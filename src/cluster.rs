@@ -3,8 +3,10 @@
 //! CA through a Secret ([`ca_secret`]), issue their own serving certificate
 //! ([`serving_cert`]), keep the webhook's caBundle ([`ca_bundle`]),
 //! distribute the root to every namespace ([`root_configmaps`]) and write
-//! per-ServiceAccount certificate Secrets ([`sa_secrets`]); only the lease
-//! holder ([`leader`]) writes, and hands the lease over when it stops.
+//! per-ServiceAccount certificate Secrets ([`sa_secrets`]), and renew the
+//! Secret's root before it expires, every replica taking a new root it finds
+//! there ([`root_renewal`]); only the lease holder ([`leader`]) writes, and
+//! hands the lease over when it stops.
 //!
 //! Reconcile decisions are pure functions next to each controller; the IO
 //! loops are thin ([`driver`]) and never return an error that would stop the
