@@ -51,7 +51,9 @@ pub use serving_cert::ServingCertSink;
 /// creates the shared CA (retrying) and publishes it on `ca_ready` (for the
 /// gRPC CA service), then runs the serving certificate loop (into
 /// `serving`), leader election and the caBundle, root ConfigMap and
-/// certificate Secret controllers.
+/// certificate Secret controllers; when the CA Secret's root changes (see
+/// [`root_renewal`]), those controllers restart with it and it is published
+/// on `ca_ready` again.
 ///
 /// Never returns an error and never panics on API failures: every failure
 /// (409, 500, timeouts, a malformed Secret) is logged and retried with

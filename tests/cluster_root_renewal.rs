@@ -52,6 +52,26 @@ fn text(data: &Value, key: &str) -> String {
     String::from_utf8(bytes.0).unwrap()
 }
 
+/// Runs one check of the Secret against `script` (which the check must
+/// follow exactly), for a replica using `current`; returns the outcome and
+/// the requests made.
+async fn run_check(
+    script: Scenario,
+    current: &CaMaterial,
+    gate: &LeaderGate,
+    now: SystemTime,
+) -> (RootCheck, Vec<(String, String, Value)>) {
+    let (client, verifier) = script.start();
+    let api: Api<Secret> = Api::namespaced(client, NS);
+    let outcome = check(&api, NS, &current.ca_cert, gate, DEFAULT_RENEW_RATIO, now)
+        .await
+        .unwrap();
+    drop(api);
+    let seen = verifier.seen();
+    verifier.finish().await;
+    (outcome, seen)
+}
+
 #[test]
 fn a_root_is_due_when_less_than_the_ratio_of_its_life_is_left() {
     let (material, _) = stored_root();
@@ -81,34 +101,19 @@ fn a_root_is_due_when_less_than_the_ratio_of_its_life_is_left() {
 #[tokio::test]
 async fn the_leader_renews_a_due_root_with_one_conditional_replace() {
     let (material, stored) = stored_root();
-    let (client, verifier) = Scenario::new()
-        .get(PATH, ok(stored))
-        .put(
-            PATH,
-            json!({
-                "metadata": {"name": "istio-ca-secret", "namespace": NS, "resourceVersion": "42"},
-                "type": "istio.io/ca-root",
-            }),
-            Reply::Echo(200),
-        )
-        .start();
-    let api: Api<Secret> = Api::namespaced(client, NS);
     let now = nine_years_on();
-    let outcome = check(
-        &api,
-        NS,
-        &material.ca_cert,
-        &LeaderGate::always(),
-        DEFAULT_RENEW_RATIO,
-        now,
-    )
-    .await
-    .unwrap();
-    drop(api);
+    let script = Scenario::new().get(PATH, ok(stored)).put(
+        PATH,
+        json!({
+            "metadata": {"name": "istio-ca-secret", "namespace": NS, "resourceVersion": "42"},
+            "type": "istio.io/ca-root",
+        }),
+        Reply::Echo(200),
+    );
+    let (outcome, seen) = run_check(script, &material, &LeaderGate::always(), now).await;
     let RootCheck::Renewed(renewed) = outcome else {
         panic!("expected a renewal, got {outcome:?}");
     };
-    let seen = verifier.seen();
     let data = &seen[1].2["data"];
     assert_eq!(text(data, "ca-cert.pem").trim(), renewed.ca_cert.trim());
     assert_eq!(
@@ -123,25 +128,19 @@ async fn the_leader_renews_a_due_root_with_one_conditional_replace() {
     assert_eq!(subject_and_key(&renewed.ca_cert), (old_subject, old_key));
     CertificateAuthority::from_pem_at(&renewed, time::OffsetDateTime::from(now)).unwrap();
     assert!(!renewal_due(&renewed.ca_cert, now, DEFAULT_RENEW_RATIO));
-    verifier.finish().await;
 }
 
 #[tokio::test]
 async fn a_follower_or_a_root_not_due_only_reads() {
     for (leader, now) in [(false, nine_years_on()), (true, SystemTime::now())] {
         let (material, stored) = stored_root();
-        let (client, verifier) = Scenario::new().get(PATH, ok(stored)).start();
-        let api: Api<Secret> = Api::namespaced(client, NS);
         let (_switch, gate) = LeaderGate::manual(leader);
-        let outcome = check(&api, NS, &material.ca_cert, &gate, DEFAULT_RENEW_RATIO, now)
-            .await
-            .unwrap();
-        drop(api);
+        let script = Scenario::new().get(PATH, ok(stored));
+        let (outcome, _) = run_check(script, &material, &gate, now).await;
         assert!(
             matches!(outcome, RootCheck::Unchanged),
             "{leader}: {outcome:?}"
         );
-        verifier.finish().await;
     }
 }
 
@@ -149,19 +148,8 @@ async fn a_follower_or_a_root_not_due_only_reads() {
 async fn a_secret_holding_another_root_is_taken() {
     let (_, stored) = stored_root();
     let (mine, _) = stored_root();
-    let (client, verifier) = Scenario::new().get(PATH, ok(stored.clone())).start();
-    let api: Api<Secret> = Api::namespaced(client, NS);
-    let outcome = check(
-        &api,
-        NS,
-        &mine.ca_cert,
-        &LeaderGate::always(),
-        DEFAULT_RENEW_RATIO,
-        SystemTime::now(),
-    )
-    .await
-    .unwrap();
-    drop(api);
+    let script = Scenario::new().get(PATH, ok(stored.clone()));
+    let (outcome, _) = run_check(script, &mine, &LeaderGate::always(), SystemTime::now()).await;
     let RootCheck::Changed(theirs) = outcome else {
         panic!("expected the Secret's root, got {outcome:?}");
     };
@@ -169,34 +157,18 @@ async fn a_secret_holding_another_root_is_taken() {
         theirs.ca_cert.trim(),
         text(&stored["data"], "ca-cert.pem").trim()
     );
-    verifier.finish().await;
 }
 
 #[tokio::test]
 async fn a_lost_race_writes_nothing_more() {
     let (material, stored) = stored_root();
-    let (client, verifier) = Scenario::new()
-        .get(PATH, ok(stored))
-        .put(
-            PATH,
-            json!({"metadata": {"resourceVersion": "42"}}),
-            conflict(),
-        )
-        .start();
-    let api: Api<Secret> = Api::namespaced(client, NS);
-    let outcome = check(
-        &api,
-        NS,
-        &material.ca_cert,
-        &LeaderGate::always(),
-        DEFAULT_RENEW_RATIO,
-        nine_years_on(),
-    )
-    .await
-    .unwrap();
-    drop(api);
+    let script = Scenario::new().get(PATH, ok(stored)).put(
+        PATH,
+        json!({"metadata": {"resourceVersion": "42"}}),
+        conflict(),
+    );
+    let (outcome, _) = run_check(script, &material, &LeaderGate::always(), nine_years_on()).await;
     assert!(matches!(outcome, RootCheck::Unchanged), "{outcome:?}");
-    verifier.finish().await;
 }
 
 #[tokio::test]
@@ -227,19 +199,7 @@ async fn an_intermediate_in_the_secret_is_not_renewed_here() {
     };
     let mut stored = serde_json::to_value(desired_ca_secret(NS, &material)).unwrap();
     stored["metadata"]["resourceVersion"] = json!("7");
-    let (client, verifier) = Scenario::new().get(PATH, ok(stored)).start();
-    let api: Api<Secret> = Api::namespaced(client, NS);
-    let outcome = check(
-        &api,
-        NS,
-        &material.ca_cert,
-        &LeaderGate::always(),
-        DEFAULT_RENEW_RATIO,
-        nine_years_on(),
-    )
-    .await
-    .unwrap();
-    drop(api);
+    let script = Scenario::new().get(PATH, ok(stored));
+    let (outcome, _) = run_check(script, &material, &LeaderGate::always(), nine_years_on()).await;
     assert!(matches!(outcome, RootCheck::Unchanged), "{outcome:?}");
-    verifier.finish().await;
 }

@@ -250,8 +250,20 @@ async fn plugged_in_cacerts_are_used_without_a_secret_or_lease() {
     assert_eq!(writes, vec![format!("{MWCS}/outrigger-sidecar-injector")]);
 }
 
-#[tokio::test(start_paused = true)]
-async fn on_shutdown_the_controllers_stop_and_the_leader_releases_the_lease() {
+/// A replica running as `serve` runs it, against the fake API server (with
+/// a stale caBundle), 30 s into its start-up on the paused clock; `stop`
+/// asks it to shut down.
+struct Running {
+    world: Arc<Mutex<World>>,
+    server: tokio::task::JoinHandle<()>,
+    run: tokio::task::JoinHandle<()>,
+    stop: watch::Sender<bool>,
+    metrics: ClusterMetrics,
+    ca_rx: watch::Receiver<Option<Arc<ClusterCa>>>,
+    serving_rx: watch::Receiver<Option<IssuedCert>>,
+}
+
+async fn start_stoppable(extra_args: &[&str]) -> Running {
     let world = Arc::new(Mutex::new(World::default()));
     world
         .lock()
@@ -261,15 +273,13 @@ async fn on_shutdown_the_controllers_stop_and_the_leader_releases_the_lease() {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let server = tokio::spawn(fake_api(handle, Arc::clone(&world)));
     let client = kube::Client::new(service, "default");
-    let matches = ClusterArgs::augment_args(clap::Command::new("t")).get_matches_from([
-        "t",
-        "--pod-name",
-        "replica-1",
-    ]);
+    let mut argv = vec!["t", "--pod-name", "replica-1"];
+    argv.extend_from_slice(extra_args);
+    let matches = ClusterArgs::augment_args(clap::Command::new("t")).get_matches_from(argv);
     let args = ClusterArgs::from_arg_matches(&matches).unwrap();
     let metrics = ClusterMetrics::default();
-    let (serving_tx, _serving_rx) = watch::channel::<Option<IssuedCert>>(None);
-    let (ca_tx, _ca_rx) = watch::channel::<Option<Arc<ClusterCa>>>(None);
+    let (serving_tx, serving_rx) = watch::channel::<Option<IssuedCert>>(None);
+    let (ca_tx, ca_rx) = watch::channel::<Option<Arc<ClusterCa>>>(None);
     let (stop, stopping) = watch::channel(false);
     let run = tokio::spawn(run_with_client(
         client,
@@ -284,6 +294,27 @@ async fn on_shutdown_the_controllers_stop_and_the_leader_releases_the_lease() {
         },
     ));
     tokio::time::sleep(Duration::from_secs(30)).await;
+    Running {
+        world,
+        server,
+        run,
+        stop,
+        metrics,
+        ca_rx,
+        serving_rx,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_shutdown_the_controllers_stop_and_the_leader_releases_the_lease() {
+    let Running {
+        world,
+        server,
+        run,
+        stop,
+        metrics,
+        ..
+    } = start_stoppable(&[]).await;
     assert_eq!(metrics.leader(), 1, "leads before the shutdown");
     let writes_before = world.lock().unwrap().writes.len();
     stop.send(true).unwrap();
@@ -304,40 +335,15 @@ async fn on_shutdown_the_controllers_stop_and_the_leader_releases_the_lease() {
 
 #[tokio::test(start_paused = true)]
 async fn a_new_root_in_the_secret_is_taken_and_published_at_the_next_resync() {
-    let world = Arc::new(Mutex::new(World::default()));
-    world
-        .lock()
-        .unwrap()
-        .objects
-        .insert(MWCS.to_string(), mwc("c3RhbGU="));
-    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let server = tokio::spawn(fake_api(handle, Arc::clone(&world)));
-    let client = kube::Client::new(service, "default");
-    let matches = ClusterArgs::augment_args(clap::Command::new("t")).get_matches_from([
-        "t",
-        "--pod-name",
-        "replica-1",
-        "--resync-period",
-        "1m",
-    ]);
-    let args = ClusterArgs::from_arg_matches(&matches).unwrap();
-    let metrics = ClusterMetrics::default();
-    let (serving_tx, serving_rx) = watch::channel::<Option<IssuedCert>>(None);
-    let (ca_tx, ca_rx) = watch::channel::<Option<Arc<ClusterCa>>>(None);
-    let (stop, stopping) = watch::channel(false);
-    let run = tokio::spawn(run_with_client(
-        client,
-        "outrigger-system".into(),
-        args,
-        metrics.clone(),
-        Arc::new(serving_tx),
-        ca_tx,
-        async move {
-            let mut stopping = stopping;
-            let _ = stopping.wait_for(|stop| *stop).await;
-        },
-    ));
-    tokio::time::sleep(Duration::from_secs(30)).await;
+    let Running {
+        world,
+        server,
+        run,
+        stop,
+        ca_rx,
+        serving_rx,
+        ..
+    } = start_stoppable(&["--resync-period", "1m"]).await;
     let first = ca_rx.borrow().clone().expect("the CA is published");
 
     // An operator renews the root (`outrigger ca renew-root`) and writes it.

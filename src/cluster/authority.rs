@@ -12,6 +12,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use thiserror::Error;
@@ -98,7 +99,7 @@ pub struct CheckedLeaf {
 
 /// The authority as the cluster controllers use it.
 pub struct ClusterCa {
-    inner: CertificateAuthority,
+    inner: Arc<CertificateAuthority>,
 }
 
 impl fmt::Debug for ClusterCa {
@@ -146,12 +147,20 @@ impl ClusterCa {
                 what: format!("{what}: root-cert.pem"),
             });
         }
-        Ok(Self { inner })
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
     }
 
-    /// The CA core's authority (for the gRPC CA service to sign CSRs with).
+    /// The CA core's authority.
     pub fn authority(&self) -> &CertificateAuthority {
         &self.inner
+    }
+
+    /// The CA core's authority, shared (for the gRPC CA service to sign CSRs
+    /// with, without loading the material a second time).
+    pub fn shared_authority(&self) -> Arc<CertificateAuthority> {
+        Arc::clone(&self.inner)
     }
 
     /// The root certificate in PEM: what trust bundles (caBundle, the root
@@ -253,7 +262,8 @@ pub fn renewal_time(not_before: SystemTime, not_after: SystemTime, ratio: f64) -
     not_after - lifetime.mul_f64(ratio.clamp(0.0, 1.0))
 }
 
-fn to_system_time(secs: i64) -> SystemTime {
+/// A Unix time in seconds (negative before 1970) as a `SystemTime`.
+pub(super) fn to_system_time(secs: i64) -> SystemTime {
     if secs >= 0 {
         SystemTime::UNIX_EPOCH + Duration::from_secs(secs.unsigned_abs())
     } else {

@@ -111,7 +111,8 @@ pub fn material_from_secret(secret: &Secret, namespace: &str) -> Result<CaMateri
     })
 }
 
-/// The Secret that stores a newly generated self-signed CA.
+/// The Secret that stores CA material: a newly generated self-signed CA, or
+/// a renewed root (with the chain and root keys it had).
 pub fn desired_ca_secret(namespace: &str, material: &CaMaterial) -> Secret {
     let mut data = BTreeMap::new();
     data.insert(
@@ -122,6 +123,16 @@ pub fn desired_ca_secret(namespace: &str, material: &CaMaterial) -> Secret {
         CA_KEY_KEY.to_string(),
         ByteString(material.ca_key.expose().as_bytes().to_vec()),
     );
+    // A chain or root stored beside the CA (a `cacerts`-style Secret) is
+    // written back with it.
+    for (key, text) in [
+        (CERT_CHAIN_KEY, &material.cert_chain),
+        (ROOT_CERT_KEY, &material.root_cert),
+    ] {
+        if let Some(text) = text {
+            data.insert(key.to_string(), ByteString(text.as_bytes().to_vec()));
+        }
+    }
     Secret {
         metadata: ObjectMeta {
             name: Some(CA_SECRET_NAME.to_string()),

@@ -23,7 +23,7 @@ use kube::api::PostParams;
 use time::OffsetDateTime;
 use tracing::{info, warn};
 
-use super::authority::{CaMaterial, needs_renewal};
+use super::authority::{CaMaterial, needs_renewal, to_system_time};
 use super::ca_secret::{CA_SECRET_NAME, CaSecretError, desired_ca_secret, material_from_secret};
 use super::error::is_conflict;
 use super::leader::LeaderGate;
@@ -48,14 +48,7 @@ pub enum RootCheck {
 fn validity(cert_pem: &str) -> Option<(SystemTime, SystemTime)> {
     let block = pem::parse(cert_pem).ok()?;
     let (_, cert) = x509_parser::parse_x509_certificate(block.contents()).ok()?;
-    let at = |t: x509_parser::time::ASN1Time| {
-        let secs = t.timestamp();
-        if secs >= 0 {
-            SystemTime::UNIX_EPOCH + Duration::from_secs(secs.unsigned_abs())
-        } else {
-            SystemTime::UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
-        }
-    };
+    let at = |t: x509_parser::time::ASN1Time| to_system_time(t.timestamp());
     Some((
         at(cert.validity().not_before),
         at(cert.validity().not_after),
@@ -101,12 +94,12 @@ pub async fn check(
         );
         return Ok(RootCheck::Changed(material));
     }
-    if !gate.is_leader() || !renewal_due(&material.ca_cert, now, ratio) {
-        return Ok(RootCheck::Unchanged);
-    }
     let Some((from, to)) = validity(&material.ca_cert) else {
         return Ok(RootCheck::Unchanged);
     };
+    if !gate.is_leader() || ratio <= 0.0 || !needs_renewal(from, to, now, ratio) {
+        return Ok(RootCheck::Unchanged);
+    }
     // The renewed root lives as long as the old one was meant to.
     let lifetime = to.duration_since(from).unwrap_or_default();
     let renewed = match renew_root(&material, lifetime, OffsetDateTime::from(now)) {
@@ -124,21 +117,6 @@ pub async fn check(
     let mut desired = desired_ca_secret(namespace, &renewed);
     // Written only over the Secret as read: another writer in between wins.
     desired.metadata.resource_version = secret.metadata.resource_version.clone();
-    // Keys other than the CA's own (a cert-chain.pem or root-cert.pem
-    // holding the same root) follow it.
-    if let Some(data) = desired.data.as_mut() {
-        for (key, text) in [
-            (super::ca_secret::CERT_CHAIN_KEY, &renewed.cert_chain),
-            (super::ca_secret::ROOT_CERT_KEY, &renewed.root_cert),
-        ] {
-            if let Some(text) = text {
-                data.insert(
-                    key.to_string(),
-                    k8s_openapi::ByteString(text.as_bytes().to_vec()),
-                );
-            }
-        }
-    }
     if gate.ensure().is_err() {
         return Ok(RootCheck::Unchanged);
     }

@@ -99,11 +99,6 @@ async fn run_in_cluster(
             "the in-cluster controllers stopped before issuing a serving certificate".into(),
         );
     };
-    // The controllers' CA is the same material: load the CA core's view of
-    // it once for signing (the PEMs were checked when the CA was loaded).
-    let ca = CertificateAuthority::from_pem(cluster_ca.authority().to_pem())
-        .map(Arc::new)
-        .map_err(|e| format!("the cluster CA: {e}"))?;
     let review: Arc<dyn Authenticator> = Arc::new(TokenReviewAuthenticator::new(
         client.clone(),
         config.audiences.clone(),
@@ -115,10 +110,10 @@ async fn run_in_cluster(
     let serving = grpc::ServingCert::from_pem(&issued.chain_pem, issued.key_pem.expose())
         .map(Arc::new)
         .map_err(|e| format!("the cluster serving certificate: {e}"))?;
-    let tls = grpc::tls_config(Arc::clone(&serving), ca.root_pem())
+    let tls = grpc::tls_config(Arc::clone(&serving), cluster_ca.root_pem())
         .map_err(|e| format!("the CA service's TLS: {e}"))?;
     let signer = Arc::new(SwappableSigner::new(AuthoritySigner::new(
-        ca,
+        cluster_ca.shared_authority(),
         &config.trust_domain,
     )));
     let service = CaService::new(Arc::clone(&signer) as _, auth, metrics.clone());
@@ -176,7 +171,6 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Swaps each renewed serving certificate into the CA service's TLS.
 /// Signs with each new root the controllers publish (a renewal of the
 /// Secret's root: same subject and key), and updates the expiry gauges.
 async fn follow_ca(
@@ -190,20 +184,14 @@ async fn follow_ca(
         let Some(cluster_ca) = cas.borrow_and_update().clone() else {
             continue;
         };
-        match CertificateAuthority::from_pem(cluster_ca.authority().to_pem()) {
-            Ok(ca) => {
-                let next = AuthoritySigner::new(Arc::new(ca), &trust_domain);
-                metrics.set_expiries(next.root_expiry_unix(), next.chain_expiry_unix());
-                signer.replace(next);
-                info!("CA service signing with the renewed root");
-            }
-            Err(error) => {
-                warn!(%error, "renewed root refused by the CA service; keeping the previous one")
-            }
-        }
+        let next = AuthoritySigner::new(cluster_ca.shared_authority(), &trust_domain);
+        metrics.set_expiries(next.root_expiry_unix(), next.chain_expiry_unix());
+        signer.replace(next);
+        info!("CA service signing with the renewed root");
     }
 }
 
+/// Swaps each renewed serving certificate into the CA service's TLS.
 async fn follow_serving(
     mut serving: watch::Receiver<Option<crate::cluster::authority::IssuedCert>>,
     cert: Arc<grpc::ServingCert>,
