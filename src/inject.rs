@@ -2,8 +2,10 @@
 //! added (following Istio's injection template), merges it into the pod,
 //! post-processes it, and computes the JSON patch by diffing. Pure: no IO,
 //! no async. The CLI preview and the tests call [`inject`]; the webhook calls
-//! [`inject_patch`], the same engine without keeping the injected object
-//! (the invariants test checks the two give the same patch).
+//! [`inject_patch`], which gives the patch's JSON text: a first injection is
+//! written straight into it by the direct path (`direct`), anything else
+//! by the same engine without keeping the injected object. The invariants
+//! and mutation tests check that both give `inject`'s patch, byte for byte.
 //!
 //! See Istio's `pkg/kube/inject` for the behaviour this reproduces.
 //!
@@ -15,12 +17,15 @@
 mod annotations;
 mod capture;
 mod decision;
+mod direct;
 mod gojson;
 mod inputs;
 mod kubeform;
 mod merge;
+mod node;
 mod order;
 mod patch;
+mod patch_json;
 mod pipeline;
 mod probes;
 mod prometheus;
@@ -207,10 +212,15 @@ pub fn inject(object: &Value, ctx: &Context, cfg: &Config) -> Result<Outcome, In
 pub enum PatchOutcome {
     /// The object gets the sidecar.
     Injected {
-        /// RFC 6902 operations that inject the object.
-        patch: json_patch::Patch,
+        /// The JSON text of the RFC 6902 operations that inject the object:
+        /// byte for byte what `serde_json::to_vec` gives for [`inject`]'s
+        /// patch.
+        patch: Vec<u8>,
         /// Why.
         decision: Decision,
+        /// Whether the direct path wrote the patch (else the Value engine
+        /// did): for tests and benchmarks, which check that it is taken.
+        direct: bool,
     },
     /// The object is left as it is.
     Skipped {
@@ -219,9 +229,11 @@ pub enum PatchOutcome {
     },
 }
 
-/// [`inject`] for callers that need only the patch (the webhook): the same
-/// decision and the same patch, without keeping the injected object (its
-/// added parts are moved into the patch rather than copied).
+/// [`inject`] for callers that need only the patch's text (the webhook):
+/// the same decision and the same patch, without keeping the injected
+/// object. A first injection is written straight into the patch's text
+/// ([`direct`]); anything else goes through the Value engine, whose
+/// injected parts are moved into the patch rather than copied.
 pub fn inject_patch(
     object: &Value,
     ctx: &Context,
@@ -231,15 +243,31 @@ pub fn inject_patch(
         return Ok(match inject_list(object, ctx, cfg)? {
             Outcome::Injected {
                 patch, decision, ..
-            } => PatchOutcome::Injected { patch, decision },
+            } => PatchOutcome::Injected {
+                patch: patch_json::patch_to_vec(&patch),
+                decision,
+                direct: false,
+            },
             Outcome::Skipped { reason } => PatchOutcome::Skipped { reason },
         });
     }
-    Ok(match inject_one(object, ctx, cfg)? {
+    let candidate = match candidate(object, ctx, cfg)? {
+        Ok(candidate) => candidate,
+        Err(reason) => return Ok(PatchOutcome::Skipped { reason }),
+    };
+    if let Some(direct) = direct::patch(object, &candidate, cfg.settings())? {
+        return Ok(PatchOutcome::Injected {
+            patch: direct.patch,
+            decision: candidate.decision(direct.status),
+            direct: true,
+        });
+    }
+    Ok(match inject_candidate(object, candidate, cfg)? {
         Prepared::Skipped(reason) => PatchOutcome::Skipped { reason },
         Prepared::Injected { pod, decision } => PatchOutcome::Injected {
-            patch: pod.into_patch(object),
+            patch: patch_json::patch_to_vec(&pod.into_patch(object)),
             decision,
+            direct: false,
         },
     })
 }
@@ -324,10 +352,56 @@ fn clone_skipping(v: &Value, skip: &[&str]) -> Value {
     Value::Object(copy)
 }
 
-fn inject_one(object: &Value, ctx: &Context, cfg: &Config) -> Result<Prepared, InjectError> {
+/// An object that gets the sidecar, before anything is rendered: where its
+/// pod is, what its metadata says, and the rule that selected it.
+pub(crate) struct Candidate<'o> {
+    /// The pod metadata's pointer in the object.
+    meta_ptr: &'static str,
+    /// The pod spec's pointer in the object.
+    spec_ptr: &'static str,
+    /// The pod spec.
+    spec: &'o Value,
+    /// The pod's labels.
+    labels: BTreeMap<String, String>,
+    /// The pod's annotations.
+    annotations: BTreeMap<String, String>,
+    /// The owning workload.
+    workload: workload::Workload,
+    /// Why it is injected.
+    rule: Rule,
+}
+
+impl Candidate<'_> {
+    /// The decision, once injected.
+    fn decision(&self, status: status::Status) -> Decision {
+        Decision {
+            rule: self.rule.sentence().to_string(),
+            rule_name: match self.rule {
+                Rule::PodLabel => "pod-label",
+                Rule::PodAnnotation => "pod-annotation",
+                Rule::AlwaysInjectSelector => "always-inject-selector",
+                Rule::Policy => "policy",
+            },
+            added: Added {
+                init_containers: status.init_containers,
+                containers: status.containers,
+                volumes: status.volumes,
+                image_pull_secrets: status.image_pull_secrets,
+            },
+            items: Vec::new(),
+        }
+    }
+}
+
+/// Decides whether one object (not a List) gets the sidecar.
+fn candidate<'o>(
+    object: &'o Value,
+    ctx: &Context,
+    cfg: &Config,
+) -> Result<Result<Candidate<'o>, SkipReason>, InjectError> {
     let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
     let Some((meta_ptr, spec_ptr)) = pod_location(kind) else {
-        return Ok(Prepared::Skipped(SkipReason::new(
+        return Ok(Err(SkipReason::new(
             "unsupported-kind",
             if kind.is_empty() {
                 "the object has no kind, so it has no pod template".to_string()
@@ -364,33 +438,61 @@ fn inject_one(object: &Value, ctx: &Context, cfg: &Config) -> Result<Prepared, I
         })
         .unwrap_or_else(|| "default".into());
     let labels = string_map(meta.get("labels"));
-    let annos = string_map(meta.get("annotations"));
+    let annotations = string_map(meta.get("annotations"));
     let host_network = spec.get("hostNetwork").and_then(Value::as_bool) == Some(true);
     let view = decision::NamespaceView {
         name: &namespace,
         labels: ctx.namespace_labels.as_ref(),
     };
-    let rule = match decision::decide(&view, host_network, &labels, &annos, s)? {
+    let rule = match decision::decide(&view, host_network, &labels, &annotations, s)? {
         Ok(rule) => rule,
         Err(reason) => {
             debug!(namespace = %namespace, kind, reason = reason.name(), "skipped");
-            return Ok(Prepared::Skipped(reason));
+            return Ok(Err(reason));
         }
     };
-    let wl = workload::Workload::of(object, &namespace);
+    debug!(namespace = %namespace, kind, rule = ?rule, "selected for injection");
+    Ok(Ok(Candidate {
+        meta_ptr,
+        spec_ptr,
+        spec,
+        labels,
+        annotations,
+        workload: workload::Workload::of(object, &namespace),
+        rule,
+    }))
+}
+
+fn inject_one(object: &Value, ctx: &Context, cfg: &Config) -> Result<Prepared, InjectError> {
+    match candidate(object, ctx, cfg)? {
+        Ok(candidate) => inject_candidate(object, candidate, cfg),
+        Err(reason) => Ok(Prepared::Skipped(reason)),
+    }
+}
+
+/// Injects a candidate through the Value engine.
+fn inject_candidate(object: &Value, c: Candidate, cfg: &Config) -> Result<Prepared, InjectError> {
     // A copy of the pod template only, injected in place; the rest of the
     // object is never changed.
     let mut pod_map = serde_json::Map::new();
     pod_map.insert(
         "metadata".into(),
-        match at(object, meta_ptr) {
+        match at(object, c.meta_ptr) {
             None | Some(Value::Null) => Value::Object(Default::default()),
             Some(m) => m.clone(),
         },
     );
-    pod_map.insert("spec".into(), spec.clone());
+    pod_map.insert("spec".into(), c.spec.clone());
     let mut pod = Value::Object(pod_map);
-    let status = match pipeline::inject_pod(&annos, &labels, spec, &mut pod, &wl, s)? {
+    let outcome = pipeline::inject_pod(
+        &c.annotations,
+        &c.labels,
+        c.spec,
+        &mut pod,
+        &c.workload,
+        cfg.settings(),
+    )?;
+    let status = match outcome {
         pipeline::PodOutcome::Injected(status) => status,
         pipeline::PodOutcome::AlreadyInjected => {
             return Ok(Prepared::Skipped(SkipReason::new(
@@ -399,30 +501,14 @@ fn inject_one(object: &Value, ctx: &Context, cfg: &Config) -> Result<Prepared, I
             )));
         }
     };
-    debug!(namespace = %namespace, kind, rule = ?rule, "injected");
     Ok(Prepared::Injected {
+        decision: c.decision(status),
         pod: Box::new(InjectedPod {
             metadata: pod["metadata"].take(),
             spec: pod["spec"].take(),
-            meta_ptr,
-            spec_ptr,
+            meta_ptr: c.meta_ptr,
+            spec_ptr: c.spec_ptr,
         }),
-        decision: Decision {
-            rule: rule.sentence().to_string(),
-            rule_name: match rule {
-                Rule::PodLabel => "pod-label",
-                Rule::PodAnnotation => "pod-annotation",
-                Rule::AlwaysInjectSelector => "always-inject-selector",
-                Rule::Policy => "policy",
-            },
-            added: Added {
-                init_containers: status.init_containers,
-                containers: status.containers,
-                volumes: status.volumes,
-                image_pull_secrets: status.image_pull_secrets,
-            },
-            items: Vec::new(),
-        },
     })
 }
 

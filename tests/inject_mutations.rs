@@ -4,8 +4,9 @@
 //! an injected name, an Istio annotation set to a bad value), and for each
 //! mutant:
 //! - nothing panics: `inject`, `inject_patch` and the webhook's `admit`;
-//! - `inject` and `inject_patch` agree (same patch and decision, same skip,
-//!   same error);
+//! - `inject` and `inject_patch` agree (the same patch, byte for byte, whether
+//!   the direct path or the Value engine wrote it; the same decision, skip,
+//!   or error);
 //! - an injection's patch, applied to the mutant, gives `mutated`, and the
 //!   webhook's base64 patch is that same patch.
 //!
@@ -277,6 +278,8 @@ struct Tally {
     injected: usize,
     skipped: usize,
     refused: usize,
+    /// Injections whose patch the direct path wrote.
+    direct: usize,
 }
 
 /// What went wrong with one mutant, if anything.
@@ -301,11 +304,19 @@ fn check(mutant: &Value, cfg: &Config, tally: &mut Tally) -> Result<(), String> 
             Ok(PatchOutcome::Injected {
                 patch: p,
                 decision: d,
+                direct,
             }),
         ) => {
-            if p != patch || d != decision {
-                return Err("inject_patch differs from inject".into());
+            let text = serde_json::to_vec(patch).map_err(|e| e.to_string())?;
+            if *p != text || d != decision {
+                return Err(format!(
+                    "inject_patch ({}) differs from inject:\n{}\n{}",
+                    if *direct { "direct" } else { "Value engine" },
+                    String::from_utf8_lossy(p),
+                    String::from_utf8_lossy(&text)
+                ));
             }
+            tally.direct += usize::from(*direct);
             let mut applied = mutant.clone();
             json_patch::patch(&mut applied, patch).map_err(|e| format!("patch fails: {e}"))?;
             if applied != *mutated {
@@ -429,6 +440,7 @@ fn mutated_inputs_never_panic_and_both_paths_agree() {
         ("injected", tally.injected),
         ("skipped", tally.skipped),
         ("refused", tally.refused),
+        ("injected by the direct path", tally.direct),
     ] {
         assert!(
             n * 20 > checked,

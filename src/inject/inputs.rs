@@ -2,10 +2,12 @@
 //! annotations and labels, and the derived values the template uses
 //! (images, interception mode, status port, resources, proxy metadata).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
+use super::node::Node;
 use super::quantity;
 use super::sidecar::PROXY_NAME;
 use super::workload::Workload;
@@ -30,12 +32,15 @@ pub struct Inputs<'a> {
     /// The application waits for the proxy to start.
     pub hold: bool,
     /// The proxy's resources ([`resources`]).
-    pub resources: Value,
+    pub resources: Cow<'a, Value>,
 }
 
-impl Inputs<'_> {
+impl<'a> Inputs<'a> {
     /// The annotation's value, else the configured default.
-    pub fn anno<'b>(&'b self, name: &str, default: &'b str) -> &'b str {
+    pub fn anno<'b>(&'b self, name: &str, default: &'b str) -> &'b str
+    where
+        'a: 'b,
+    {
         self.annotations
             .get(name)
             .map(String::as_str)
@@ -92,26 +97,26 @@ impl Inputs<'_> {
     }
 
     /// The proxy's resources (see [`resources`]), computed once per pod.
-    pub fn resources(&self) -> Value {
-        self.resources.clone()
+    pub fn resources(&self) -> Node<'a> {
+        Node::Json(self.resources.clone())
     }
 
     /// `ProxyConfig.proxyMetadata`, sorted by name, as env vars.
-    pub fn metadata_env(&self) -> Vec<Value> {
+    pub fn metadata_env(&self) -> Vec<Node<'a>> {
         let Some(Value::Object(md)) = self.proxy_config.get("proxyMetadata") else {
             return Vec::new();
         };
         let sorted: BTreeMap<_, _> = md.iter().collect();
         sorted
             .into_iter()
-            .map(|(k, v)| env(k, &scalar_string(v)))
+            .map(|(k, v)| env(k.as_str(), scalar_string(v)))
             .collect()
     }
 }
 
 /// The proxy's resources: the resource annotations when any is set, else
 /// `values.global.proxy.resources`, in canonical quantities.
-pub fn resources(s: &Settings, annotations: &BTreeMap<String, String>) -> Value {
+pub fn resources<'a>(s: &'a Settings, annotations: &BTreeMap<String, String>) -> Cow<'a, Value> {
     const KEYS: [(&str, &str, &str); 4] = [
         ("sidecar.istio.io/proxyCPU", "requests", "cpu"),
         ("sidecar.istio.io/proxyMemory", "requests", "memory"),
@@ -133,9 +138,9 @@ pub fn resources(s: &Settings, annotations: &BTreeMap<String, String>) -> Value 
     } else {
         // The same for every pod: canonicalized once, when the settings
         // were resolved.
-        return s.proxy_resources.clone();
+        return Cow::Borrowed(&s.proxy_resources);
     }
-    Value::Object(out)
+    Cow::Owned(Value::Object(out))
 }
 
 /// `values.global.proxy.resources` in canonical quantities (null
@@ -178,10 +183,15 @@ pub fn scalar_string(v: &Value) -> String {
 }
 
 /// An env var; an empty value is left out, as Kubernetes writes it.
-pub fn env(name: &str, value: &str) -> Value {
+pub fn env<'a>(name: impl Into<Cow<'a, str>>, value: impl Into<Cow<'a, str>>) -> Node<'a> {
+    let value: Cow<str> = value.into();
+    let name = Node::Str(name.into());
     if value.is_empty() {
-        json!({ "name": name })
+        Node::Map(vec![(Cow::Borrowed("name"), name)])
     } else {
-        json!({ "name": name, "value": value })
+        Node::Map(vec![
+            (Cow::Borrowed("name"), name),
+            (Cow::Borrowed("value"), Node::Str(value)),
+        ])
     }
 }

@@ -13,7 +13,7 @@ enum Place {
     Last,
 }
 
-fn move_container(list: &mut Vec<Value>, name: &str, place: Place) {
+fn move_item<T>(list: &mut Vec<T>, name_of: impl Fn(&T) -> &str, name: &str, place: Place) {
     if let Some(i) = list.iter().position(|c| name_of(c) == name) {
         let c = list.remove(i);
         match place {
@@ -31,21 +31,28 @@ pub fn reorder(pod: &mut Value, hold: bool) {
         return;
     };
     if let Some(Value::Array(cs)) = spec.get_mut("containers") {
-        move_container(
-            cs,
-            PROXY_NAME,
-            if hold { Place::First } else { Place::Last },
-        );
+        order_containers(cs, name_of, hold);
     }
     if let Some(Value::Array(init)) = spec.get_mut("initContainers") {
-        if init.iter().any(|c| name_of(c) == PROXY_NAME) {
-            for n in [CORE_DUMP_NAME, PROXY_NAME, VALIDATION_NAME, INIT_NAME] {
-                move_container(init, n, Place::First);
-            }
-        } else {
-            for n in [CORE_DUMP_NAME, VALIDATION_NAME, INIT_NAME] {
-                move_container(init, n, Place::Last);
-            }
+        order_init_containers(init, name_of);
+    }
+}
+
+/// [`reorder`]'s rule for the containers of a pod, by name.
+pub fn order_containers<T>(cs: &mut Vec<T>, name_of: impl Fn(&T) -> &str, hold: bool) {
+    let place = if hold { Place::First } else { Place::Last };
+    move_item(cs, name_of, PROXY_NAME, place);
+}
+
+/// [`reorder`]'s rule for the init containers of a pod, by name.
+pub fn order_init_containers<T>(init: &mut Vec<T>, name_of: impl Fn(&T) -> &str) {
+    if init.iter().any(|c| name_of(c) == PROXY_NAME) {
+        for n in [CORE_DUMP_NAME, PROXY_NAME, VALIDATION_NAME, INIT_NAME] {
+            move_item(init, &name_of, n, Place::First);
+        }
+    } else {
+        for n in [CORE_DUMP_NAME, VALIDATION_NAME, INIT_NAME] {
+            move_item(init, &name_of, n, Place::Last);
         }
     }
 }

@@ -12,6 +12,7 @@ use super::annotations::{self as anno, OVERRIDES, STATUS};
 use super::gojson::{self, Ty};
 use super::inputs;
 use super::merge::merge_into;
+use super::node::Node;
 use super::order::reorder;
 use super::probes;
 use super::prometheus::{
@@ -36,28 +37,132 @@ fn name_of(c: &Value) -> &str {
 
 /// ProxyConfig: the mesh default with the pod's `proxy.istio.io/config`
 /// on top (`proxyMetadata` merged key by key).
-fn proxy_config(
-    s: &Settings,
+fn proxy_config<'a>(
+    s: &'a Settings,
     annotations: &BTreeMap<String, String>,
-) -> Result<Map<String, Value>, InjectError> {
+) -> Result<Cow<'a, Map<String, Value>>, InjectError> {
+    let Some(text) = annotations.get(anno::PROXY_CONFIG) else {
+        return Ok(Cow::Borrowed(&s.proxy_config));
+    };
     let mut pc = s.proxy_config.clone();
-    if let Some(text) = annotations.get(anno::PROXY_CONFIG) {
-        let over = anno::parse_proxy_config(text)
-            .map_err(|form| InjectError::annotation(anno::PROXY_CONFIG, text, form))?;
-        for (k, v) in over {
-            match (pc.get_mut(&k), &v) {
-                (Some(Value::Object(base)), Value::Object(add)) if k == "proxyMetadata" => {
-                    for (mk, mv) in add {
-                        base.insert(mk.clone(), mv.clone());
-                    }
+    let over = anno::parse_proxy_config(text)
+        .map_err(|form| InjectError::annotation(anno::PROXY_CONFIG, text, form))?;
+    for (k, v) in over {
+        match (pc.get_mut(&k), &v) {
+            (Some(Value::Object(base)), Value::Object(add)) if k == "proxyMetadata" => {
+                for (mk, mv) in add {
+                    base.insert(mk.clone(), mv.clone());
                 }
-                _ => {
-                    pc.insert(k, v);
-                }
+            }
+            _ => {
+                pc.insert(k, v);
             }
         }
     }
-    Ok(pc)
+    Ok(Cow::Owned(pc))
+}
+
+/// What a pod's annotations and the settings decide before anything is
+/// rendered.
+pub struct PodSettings<'a> {
+    /// ProxyConfig, with the pod's own on top.
+    pub proxy_config: Cow<'a, Map<String, Value>>,
+    /// The proxy runs as a native sidecar.
+    pub native: bool,
+    /// The application waits for the proxy.
+    pub hold: bool,
+    /// ProxyConfig's status port, as text: where Prometheus is pointed.
+    pub target_port: String,
+}
+
+/// Validates the pod's annotations and reads what they decide.
+pub fn pod_settings<'a>(
+    s: &'a Settings,
+    annotations: &BTreeMap<String, String>,
+) -> Result<PodSettings<'a>, InjectError> {
+    anno::validate(annotations)?;
+    let proxy_config = proxy_config(s, annotations)?;
+    let native = match annotations.get(anno::NATIVE_SIDECAR) {
+        Some(v) => v == "true",
+        None => s.native_sidecars,
+    };
+    let hold = proxy_config
+        .get("holdApplicationUntilProxyStarts")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+        || s.hold_application;
+    let target_port = proxy_config
+        .get("statusPort")
+        .and_then(Value::as_i64)
+        .unwrap_or(15020)
+        .to_string();
+    Ok(PodSettings {
+        proxy_config,
+        native,
+        hold,
+        target_port,
+    })
+}
+
+/// The injected pod's annotations, from the merged ones: Istio's Prometheus
+/// merge, the configured extra annotations, the revision and the status
+/// record. Env vars the proxy needs as a result are added to `proxy_env`.
+pub fn finish_annotations(
+    annos: &mut BTreeMap<String, String>,
+    s: &Settings,
+    target_port: &str,
+    status: &Status,
+    proxy_env: &mut Vec<Node<'static>>,
+) {
+    prometheus_merge(s, annos, target_port, proxy_env);
+    for (k, v) in &s.injected_annotations {
+        annos.insert(k.clone(), v.clone());
+    }
+    annos.insert("istio.io/rev".into(), status.revision.clone());
+    annos.insert(STATUS.into(), status.to_json());
+    annos.remove(SCRAPE_TARGETS);
+}
+
+/// Sets `metadata.annotations` to `annos`.
+pub fn set_annotations(metadata: &mut Value, annos: BTreeMap<String, String>) {
+    metadata["annotations"] = Value::Object(
+        annos
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect(),
+    );
+}
+
+/// Rewrites the app containers' probes in `spec` when the pod's settings
+/// ask for it, and gives the proxy's `ISTIO_KUBE_APP_PROBERS` (with the
+/// probers an earlier injection recorded, `existing`, kept).
+pub fn rewrite_probes(
+    spec: &mut Value,
+    s: &Settings,
+    annotations: &BTreeMap<String, String>,
+    existing: Option<Value>,
+) -> Option<Node<'static>> {
+    let rewrite = match annotations.get(anno::REWRITE_PROBERS) {
+        Some(v) => v == "true",
+        None => s.rewrite_probes,
+    };
+    let status_port: i64 = sidecar_status_port(s, annotations);
+    if !rewrite || status_port == 0 {
+        return None;
+    }
+    let mut found = probes::rewrite_app_probes(spec, status_port);
+    if found.is_empty() && existing.is_none() {
+        return None;
+    }
+    if let Some(Value::Object(old)) = existing {
+        for (k, v) in old {
+            found.entry(k).or_insert(v);
+        }
+    }
+    Some(sidecar::env(
+        probes::APP_PROBERS_ENV,
+        probes::probers_json(&found),
+    ))
 }
 
 /// Injects one pod: `annotations`, `labels` and `spec` are the original
@@ -71,24 +176,14 @@ pub fn inject_pod(
     workload: &Workload,
     s: &Settings,
 ) -> Result<PodOutcome, InjectError> {
-    anno::validate(annotations)?;
-    let pc = proxy_config(s, annotations)?;
-    let native = match annotations.get(anno::NATIVE_SIDECAR) {
-        Some(v) => v == "true",
-        None => s.native_sidecars,
-    };
-    let hold = pc
-        .get("holdApplicationUntilProxyStarts")
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
-        || s.hold_application;
+    let PodSettings {
+        proxy_config: pc,
+        native,
+        hold,
+        target_port,
+    } = pod_settings(s, annotations)?;
     let previous = annotations.get(STATUS).cloned();
     let prev_status = previous.as_deref().and_then(Status::parse);
-    let target_port = pc
-        .get("statusPort")
-        .and_then(Value::as_i64)
-        .unwrap_or(15020)
-        .to_string();
 
     // What the template sees: the pod without what a previous injection added.
     let mut data_spec = Cow::Borrowed(spec);
@@ -128,7 +223,6 @@ pub fn inject_pod(
     {
         return Ok(PodOutcome::AlreadyInjected);
     }
-    let template_spec = &rendered.pod["spec"];
 
     // The user's own versions of injected containers ("overrides").
     let recorded: Value = annotations
@@ -143,11 +237,13 @@ pub fn inject_pod(
             prev_status.as_ref().map(|p| &p.init_containers),
         ),
     ] {
-        let Some(Value::Array(tmpl)) = template_spec.get(field) else {
-            continue;
+        let tmpl = if field == "containers" {
+            &rendered.containers
+        } else {
+            &rendered.init_containers
         };
         for t in tmpl {
-            let name = name_of(t);
+            let name = t.str_of("name").unwrap_or("");
             if prev_names.is_some_and(|ns| ns.iter().any(|n| n == name)) {
                 continue;
             }
@@ -182,8 +278,8 @@ pub fn inject_pod(
             list.retain(|c| !override_names.contains(&name_of(c)));
         }
     }
-    let status = rendered.status;
-    merge_into(pod, rendered.pod);
+    let status = rendered.status.clone();
+    merge_into(pod, rendered.into_pod());
     let merged = pod;
     for (field, o) in &overrides {
         if let Some(Value::Array(list)) = at_mut(merged, "/spec").and_then(|sp| sp.get_mut(field))
@@ -226,53 +322,24 @@ pub fn inject_pod(
     }
 
     // Post-processing, in Istio's order.
-    let mut proxy_env: Vec<Value> = Vec::new();
-    prometheus_merge(s, &mut annos, &target_port, &mut proxy_env);
-    let rewrite = match annotations.get(anno::REWRITE_PROBERS) {
-        Some(v) => v == "true",
-        None => s.rewrite_probes,
-    };
-    let status_port: i64 = sidecar_status_port(s, annotations);
-    if rewrite
-        && status_port != 0
-        && let Some(spec) = merged.get_mut("spec")
-    {
-        let mut found = probes::rewrite_app_probes(spec, status_port);
+    let mut proxy_env: Vec<Node> = Vec::new();
+    finish_annotations(&mut annos, s, &target_port, &status, &mut proxy_env);
+    if let Some(spec) = merged.get_mut("spec") {
         let existing = existing_probers(spec);
-        if !found.is_empty() || existing.is_some() {
-            if let Some(Value::Object(old)) = existing {
-                for (k, v) in old {
-                    found.entry(k).or_insert(v);
-                }
-            }
-            proxy_env.push(sidecar::env(
-                probes::APP_PROBERS_ENV,
-                &probes::probers_json(&found),
-            ));
-        }
+        proxy_env.extend(rewrite_probes(spec, s, annotations, existing));
     }
     if let Some(proxy) = find_proxy(merged)
         && let Some(Value::Array(env)) = proxy.get_mut("env")
     {
         for e in proxy_env {
+            let e = e.into_value();
             match env.iter_mut().find(|x| name_of(x) == name_of(&e)) {
                 Some(slot) => *slot = e,
                 None => env.push(e),
             }
         }
     }
-    for (k, v) in &s.injected_annotations {
-        annos.insert(k.clone(), v.clone());
-    }
-    annos.insert("istio.io/rev".into(), status.revision.clone());
-    annos.insert(STATUS.into(), status.to_json());
-    annos.remove(SCRAPE_TARGETS);
-    merged["metadata"]["annotations"] = Value::Object(
-        annos
-            .into_iter()
-            .map(|(k, v)| (k, Value::String(v)))
-            .collect(),
-    );
+    set_annotations(&mut merged["metadata"], annos);
     reorder(merged, hold);
     Ok(PodOutcome::Injected(status))
 }

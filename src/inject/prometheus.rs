@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::annotations::MERGE_METRICS;
+use super::node::Node;
 use super::sidecar;
 use crate::config::Settings;
 
@@ -26,7 +27,7 @@ pub fn prometheus_merge(
     s: &Settings,
     annos: &mut BTreeMap<String, String>,
     target_port: &str,
-    env: &mut Vec<Value>,
+    env: &mut Vec<Node<'static>>,
 ) {
     let scrape_off = annos
         .get(PROMETHEUS_SCRAPE)
@@ -90,7 +91,7 @@ pub fn prometheus_merge(
         }
         text.push_str(&parts.join(","));
         text.push('}');
-        env.push(sidecar::env("ISTIO_PROMETHEUS_ANNOTATIONS", &text));
+        env.push(sidecar::env("ISTIO_PROMETHEUS_ANNOTATIONS", text));
     }
     annos.insert(PROMETHEUS_PORT.into(), target_port.into());
     annos.insert(PROMETHEUS_PATH.into(), "/stats/prometheus".into());

@@ -1,17 +1,35 @@
 //! The `istio-proxy` container as Istio's template renders it: args, the
 //! full env list, probes, security context, resources and volume mounts.
 
-use serde_json::{Map, Value, json};
+use std::borrow::Cow;
+
+use serde_json::Value;
 
 use super::gojson::{self, Ty};
+use super::node::{Node, map, strs};
 use super::sidecar::{Inputs, PROXY_NAME, env, strings};
 
-fn field_env(name: &str, path: &str) -> Value {
-    json!({ "name": name, "valueFrom": { "fieldRef": { "fieldPath": path } } })
+fn field_env<'a>(name: &'static str, path: &'static str) -> Node<'a> {
+    map([
+        ("name", name.into()),
+        (
+            "valueFrom",
+            map([("fieldRef", map([("fieldPath", path.into())]))]),
+        ),
+    ])
 }
 
-fn resource_env(name: &str, resource: &str) -> Value {
-    json!({ "name": name, "valueFrom": { "resourceFieldRef": { "divisor": "1", "resource": resource } } })
+fn resource_env<'a>(name: &'static str, resource: &'static str) -> Node<'a> {
+    map([
+        ("name", name.into()),
+        (
+            "valueFrom",
+            map([(
+                "resourceFieldRef",
+                map([("divisor", "1".into()), ("resource", resource.into())]),
+            )]),
+        ),
+    ])
 }
 
 /// `ISTIO_META_POD_PORTS`: the app containers' ports, one JSON object per
@@ -54,12 +72,19 @@ fn proxy_config_json(i: &Inputs) -> String {
     out
 }
 
-fn drain_lifecycle(port: &str) -> Value {
-    json!({ "exec": { "command": ["pilot-agent", "request", format!("--debug-port={port}"), "POST", "drain"] } })
+fn drain_lifecycle<'a>(port: &str) -> Node<'a> {
+    let command = Node::List(vec![
+        "pilot-agent".into(),
+        "request".into(),
+        format!("--debug-port={port}").into(),
+        "POST".into(),
+        "drain".into(),
+    ]);
+    map([("exec", map([("command", command)]))])
 }
 
-fn wait_lifecycle() -> Value {
-    json!({ "exec": { "command": ["pilot-agent", "wait"] } })
+fn wait_lifecycle<'a>() -> Node<'a> {
+    map([("exec", map([("command", strs(&["pilot-agent", "wait"]))]))])
 }
 
 fn int_anno(i: &Inputs, name: &str, default: i64) -> i64 {
@@ -70,7 +95,7 @@ fn int_anno(i: &Inputs, name: &str, default: i64) -> i64 {
 }
 
 /// Renders the proxy container.
-pub fn proxy_container(i: &Inputs) -> Value {
+pub fn proxy_container<'a>(i: &Inputs<'a>) -> Node<'a> {
     let s = i.s;
     let mode = i.interception_mode().to_string();
     let status_port = i.status_port();
@@ -111,18 +136,18 @@ pub fn proxy_container(i: &Inputs) -> Value {
     } else {
         s.ca_address.clone()
     };
-    envs.push(env("CA_ADDR", &ca_addr));
+    envs.push(env("CA_ADDR", ca_addr));
     envs.push(field_env("POD_NAME", "metadata.name"));
     envs.push(field_env("POD_NAMESPACE", "metadata.namespace"));
     envs.push(field_env("INSTANCE_IP", "status.podIP"));
     envs.push(field_env("SERVICE_ACCOUNT", "spec.serviceAccountName"));
     envs.push(field_env("HOST_IP", "status.hostIP"));
     envs.push(resource_env("ISTIO_CPU_LIMIT", "limits.cpu"));
-    envs.push(env("PROXY_CONFIG", &format!("{}\n", proxy_config_json(i))));
-    envs.push(env("ISTIO_META_POD_PORTS", &pod_ports(i)));
+    envs.push(env("PROXY_CONFIG", format!("{}\n", proxy_config_json(i))));
+    envs.push(env("ISTIO_META_POD_PORTS", pod_ports(i)));
     envs.push(env(
         "ISTIO_META_APP_CONTAINERS",
-        &i.app_containers().join(","),
+        i.app_containers().join(","),
     ));
     envs.push(resource_env("GOMEMLIMIT", "limits.memory"));
     let cluster = if s.cluster_name.is_empty() {
@@ -132,14 +157,14 @@ pub fn proxy_container(i: &Inputs) -> Value {
     };
     envs.push(env("ISTIO_META_CLUSTER_ID", cluster));
     envs.push(field_env("ISTIO_META_NODE_NAME", "spec.nodeName"));
-    envs.push(env("ISTIO_META_INTERCEPTION_MODE", &mode));
+    envs.push(env("ISTIO_META_INTERCEPTION_MODE", mode.clone()));
     if !s.network.is_empty() {
         envs.push(env("ISTIO_META_NETWORK", &s.network));
     }
     if !i.workload.name.is_empty() {
         envs.push(env("ISTIO_META_WORKLOAD_NAME", &i.workload.name));
         if !i.workload.api_version.is_empty() {
-            envs.push(env("ISTIO_META_OWNER", &i.workload.owner()));
+            envs.push(env("ISTIO_META_OWNER", i.workload.owner()));
         }
     }
     if i.annotations
@@ -163,115 +188,156 @@ pub fn proxy_container(i: &Inputs) -> Value {
     }
     envs.extend(i.metadata_env());
 
-    let mut c = Map::new();
-    c.insert("name".into(), json!(PROXY_NAME));
-    c.insert("image".into(), json!(i.image(&s.proxy_image)));
-    c.insert(
-        "ports".into(),
-        json!([{ "containerPort": 15090, "protocol": "TCP", "name": "http-envoy-prom" }]),
-    );
-    c.insert("args".into(), strings(args));
-    let mut lifecycle = Map::new();
+    let mut c = map([
+        ("name", PROXY_NAME.into()),
+        ("image", i.image(&s.proxy_image).into()),
+        (
+            "ports",
+            Node::List(vec![map([
+                ("containerPort", 15090.into()),
+                ("protocol", "TCP".into()),
+                ("name", "http-envoy-prom".into()),
+            ])]),
+        ),
+        ("args", strings(args)),
+    ]);
     if matches!(&s.lifecycle, Value::Object(m) if !m.is_empty()) {
-        c.insert("lifecycle".into(), s.lifecycle.clone());
+        c.insert("lifecycle", Node::Json(Cow::Borrowed(&s.lifecycle)));
     } else {
+        let mut lifecycle = map([]);
         if i.hold && !i.native {
-            lifecycle.insert("postStart".into(), wait_lifecycle());
+            lifecycle.insert("postStart", wait_lifecycle());
         }
         if i.native {
-            lifecycle.insert("preStop".into(), drain_lifecycle(&status_port));
+            lifecycle.insert("preStop", drain_lifecycle(&status_port));
         }
-        if !lifecycle.is_empty() {
-            c.insert("lifecycle".into(), Value::Object(lifecycle));
+        if !matches!(&lifecycle, Node::Map(m) if m.is_empty()) {
+            c.insert("lifecycle", lifecycle);
         }
     }
-    c.insert("env".into(), Value::Array(envs));
+    c.insert("env", Node::List(envs));
     if !s.image_pull_policy.is_empty() {
-        c.insert("imagePullPolicy".into(), json!(s.image_pull_policy));
+        c.insert("imagePullPolicy", s.image_pull_policy.as_str().into());
     }
     if status_port != "0" {
-        let mut readiness = json!({
-            "httpGet": { "path": "/healthz/ready", "port": 15021 },
-            "periodSeconds": int_anno(i, "readiness.status.sidecar.istio.io/periodSeconds", s.readiness_period),
-            "timeoutSeconds": 3,
-            "failureThreshold": int_anno(i, "readiness.status.sidecar.istio.io/failureThreshold", s.readiness_failure_threshold),
-        });
+        let mut readiness = map([
+            (
+                "httpGet",
+                map([("path", "/healthz/ready".into()), ("port", 15021.into())]),
+            ),
+            (
+                "periodSeconds",
+                int_anno(
+                    i,
+                    "readiness.status.sidecar.istio.io/periodSeconds",
+                    s.readiness_period,
+                )
+                .into(),
+            ),
+            ("timeoutSeconds", 3.into()),
+            (
+                "failureThreshold",
+                int_anno(
+                    i,
+                    "readiness.status.sidecar.istio.io/failureThreshold",
+                    s.readiness_failure_threshold,
+                )
+                .into(),
+            ),
+        ]);
         let delay = int_anno(
             i,
             "readiness.status.sidecar.istio.io/initialDelaySeconds",
             s.readiness_initial_delay,
         );
         if delay != 0 {
-            readiness["initialDelaySeconds"] = json!(delay);
+            readiness.insert("initialDelaySeconds", delay.into());
         }
-        c.insert("readinessProbe".into(), readiness);
+        c.insert("readinessProbe", readiness);
         if s.startup_probe_enabled {
             c.insert(
-                "startupProbe".into(),
-                json!({
-                    "httpGet": { "path": "/healthz/ready", "port": 15021 },
-                    "periodSeconds": 1,
-                    "timeoutSeconds": 3,
-                    "failureThreshold": s.startup_failure_threshold,
-                }),
+                "startupProbe",
+                map([
+                    (
+                        "httpGet",
+                        map([("path", "/healthz/ready".into()), ("port", 15021.into())]),
+                    ),
+                    ("periodSeconds", 1.into()),
+                    ("timeoutSeconds", 3.into()),
+                    ("failureThreshold", s.startup_failure_threshold.into()),
+                ]),
             );
         }
     }
     let tproxy = mode == "TPROXY";
-    let mut caps = Map::new();
+    let mut caps = map([]);
     if tproxy {
-        caps.insert("add".into(), json!(["NET_ADMIN"]));
+        caps.insert("add", strs(&["NET_ADMIN"]));
     }
-    caps.insert("drop".into(), json!(["ALL"]));
+    caps.insert("drop", strs(&["ALL"]));
     let core_dump = i.anno(
         "sidecar.istio.io/enableCoreDump",
         if s.enable_core_dump { "true" } else { "false" },
     ) == "true";
     c.insert(
-        "securityContext".into(),
-        json!({
-            "allowPrivilegeEscalation": s.privileged,
-            "capabilities": caps,
-            "privileged": s.privileged,
-            "readOnlyRootFilesystem": !core_dump,
-            "runAsGroup": 1337,
-            "runAsNonRoot": !tproxy,
-            "runAsUser": if tproxy { 0 } else { 1337 },
-        }),
+        "securityContext",
+        map([
+            ("allowPrivilegeEscalation", s.privileged.into()),
+            ("capabilities", caps),
+            ("privileged", s.privileged.into()),
+            ("readOnlyRootFilesystem", (!core_dump).into()),
+            ("runAsGroup", 1337.into()),
+            ("runAsNonRoot", (!tproxy).into()),
+            ("runAsUser", if tproxy { 0 } else { 1337 }.into()),
+        ]),
     );
-    c.insert("resources".into(), i.resources());
-    c.insert("volumeMounts".into(), Value::Array(volume_mounts(i)));
+    c.insert("resources", i.resources());
+    c.insert("volumeMounts", Node::List(volume_mounts(i)));
     if i.native {
-        c.insert("restartPolicy".into(), json!("Always"));
+        c.insert("restartPolicy", "Always".into());
     }
-    Value::Object(c)
+    c
 }
 
-fn volume_mounts(i: &Inputs) -> Vec<Value> {
+fn mount<'a>(name: &'static str, path: &'static str) -> Node<'a> {
+    map([("name", name.into()), ("mountPath", path.into())])
+}
+
+fn volume_mounts<'a>(i: &Inputs<'a>) -> Vec<Node<'a>> {
     let s = i.s;
     let mut m = vec![
-        json!({ "name": "workload-socket", "mountPath": "/var/run/secrets/workload-spiffe-uds" }),
-        json!({ "name": "credential-socket", "mountPath": "/var/run/secrets/credential-uds" }),
-        json!({ "name": "workload-certs", "mountPath": "/var/run/secrets/workload-spiffe-credentials" }),
+        mount("workload-socket", "/var/run/secrets/workload-spiffe-uds"),
+        mount("credential-socket", "/var/run/secrets/credential-uds"),
+        mount(
+            "workload-certs",
+            "/var/run/secrets/workload-spiffe-credentials",
+        ),
     ];
     if s.pilot_cert_provider == "istiod" {
-        m.push(json!({ "mountPath": "/var/run/secrets/istio", "name": "istiod-ca-cert" }));
-        m.push(json!({ "mountPath": "/var/run/secrets/istio/crl", "name": "istio-ca-crl" }));
+        m.push(mount("istiod-ca-cert", "/var/run/secrets/istio"));
+        m.push(mount("istio-ca-crl", "/var/run/secrets/istio/crl"));
     }
-    m.push(json!({ "mountPath": "/var/lib/istio/data", "name": "istio-data" }));
+    m.push(mount("istio-data", "/var/lib/istio/data"));
     if i.annotations
         .contains_key("sidecar.istio.io/bootstrapOverride")
     {
-        m.push(json!({ "mountPath": "/etc/istio/custom-bootstrap", "name": "custom-bootstrap-volume" }));
+        m.push(mount(
+            "custom-bootstrap-volume",
+            "/etc/istio/custom-bootstrap",
+        ));
     }
-    m.push(json!({ "mountPath": "/etc/istio/proxy", "name": "istio-envoy" }));
+    m.push(mount("istio-envoy", "/etc/istio/proxy"));
     if s.jwt_policy == "third-party-jwt" {
-        m.push(json!({ "mountPath": "/var/run/secrets/tokens", "name": "istio-token" }));
+        m.push(mount("istio-token", "/var/run/secrets/tokens"));
     }
     if s.mount_mtls_certs {
-        m.push(json!({ "mountPath": "/etc/certs/", "name": "istio-certs", "readOnly": true }));
+        m.push(map([
+            ("name", "istio-certs".into()),
+            ("mountPath", "/etc/certs/".into()),
+            ("readOnly", true.into()),
+        ]));
     }
-    m.push(json!({ "name": "istio-podinfo", "mountPath": "/etc/istio/pod" }));
+    m.push(mount("istio-podinfo", "/etc/istio/pod"));
     if let Some(Ok(Value::Object(user))) = i
         .annotations
         .get("sidecar.istio.io/userVolumeMount")
@@ -279,8 +345,8 @@ fn volume_mounts(i: &Inputs) -> Vec<Value> {
     {
         for (name, body) in user {
             let mut mount = body.as_object().cloned().unwrap_or_default();
-            mount.insert("name".into(), json!(name));
-            m.push(Value::Object(mount));
+            mount.insert("name".into(), Value::String(name));
+            m.push(Node::Json(Cow::Owned(Value::Object(mount))));
         }
     }
     m

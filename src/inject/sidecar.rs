@@ -2,11 +2,14 @@
 //! traffic-capture init container, the proxy container, their volumes, the
 //! pod labels and annotations, and the status record of what was added.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value, json};
 
 use super::InjectError;
 use super::capture;
 pub use super::inputs::{Inputs, canonical_value, env, scalar_string};
+use super::node::{Node, map, strs};
 use super::proxy::proxy_container;
 pub use super::status::Status;
 use crate::config::{Settings, TrafficCapture};
@@ -20,32 +23,72 @@ pub const PROXY_NAME: &str = "istio-proxy";
 /// The optional core-dump init container.
 pub const CORE_DUMP_NAME: &str = "enable-core-dump";
 
-/// The rendered template: a partial pod plus the names it adds.
-pub struct Rendered {
-    /// `{metadata: {labels, annotations}, spec: {initContainers, containers, volumes, imagePullSecrets}}`.
-    pub pod: Value,
+/// The rendered template: what is added to the pod, and the names it adds.
+pub struct Rendered<'a> {
+    /// `metadata.labels` and `metadata.annotations` to merge into the pod's.
+    pub metadata: Value,
+    /// Init containers, in the template's order.
+    pub init_containers: Vec<Node<'a>>,
+    /// Containers (the proxy, unless it is a native sidecar).
+    pub containers: Vec<Node<'a>>,
+    /// Volumes.
+    pub volumes: Vec<Node<'a>>,
+    /// Image pull secrets.
+    pub image_pull_secrets: Vec<Node<'a>>,
     /// The status record (`sidecar.istio.io/status`).
     pub status: Status,
 }
 
-fn names(items: &[Value]) -> Vec<String> {
+impl<'a> Rendered<'a> {
+    /// The partial pod the Value engine merges: `{metadata, spec:
+    /// {initContainers, containers, volumes, imagePullSecrets}}`.
+    pub fn into_pod(self) -> Value {
+        let list =
+            |items: Vec<Node>| Value::Array(items.into_iter().map(Node::into_value).collect());
+        let mut spec = Map::new();
+        spec.insert("initContainers".into(), list(self.init_containers));
+        spec.insert("containers".into(), list(self.containers));
+        spec.insert("volumes".into(), list(self.volumes));
+        if !self.image_pull_secrets.is_empty() {
+            spec.insert("imagePullSecrets".into(), list(self.image_pull_secrets));
+        }
+        let mut pod = Map::new();
+        pod.insert("metadata".into(), self.metadata);
+        pod.insert("spec".into(), Value::Object(spec));
+        Value::Object(pod)
+    }
+
+    /// The proxy container, wherever it was rendered.
+    pub fn proxy_mut(&mut self) -> Option<&mut Node<'a>> {
+        self.init_containers
+            .iter_mut()
+            .chain(self.containers.iter_mut())
+            .find(|c| c.str_of("name") == Some(PROXY_NAME))
+    }
+}
+
+fn names(items: &[Node]) -> Vec<String> {
     items
         .iter()
-        .filter_map(|i| i.get("name").and_then(Value::as_str))
+        .filter_map(|i| i.str_of("name"))
         .map(str::to_string)
         .collect()
 }
 
 /// Renders the template for one pod. Fails only when the capture init
 /// container would run `outrigger iptables` with arguments it refuses.
-pub fn render(i: &Inputs) -> Result<Rendered, InjectError> {
+pub fn render<'a>(i: &Inputs<'a>) -> Result<Rendered<'a>, InjectError> {
     let mut init = Vec::new();
     if i.interception_mode() != "NONE" {
         init.push(init_container(i)?);
     }
     if i.anno(
         "sidecar.istio.io/enableCoreDump",
-        &i.s.enable_core_dump.to_string(),
+        if i.s.enable_core_dump {
+            "true"
+        } else {
+            "false"
+        },
     ) == "true"
     {
         init.push(core_dump_container(i));
@@ -58,10 +101,10 @@ pub fn render(i: &Inputs) -> Result<Rendered, InjectError> {
         containers.push(proxy);
     }
     let volumes = volumes(i);
-    let secrets: Vec<Value> =
+    let secrets: Vec<Node> =
         i.s.image_pull_secrets
             .iter()
-            .map(|n| json!({ "name": n }))
+            .map(|n| map([("name", n.as_str().into())]))
             .collect();
     let status = Status {
         init_containers: names(&init),
@@ -70,23 +113,19 @@ pub fn render(i: &Inputs) -> Result<Rendered, InjectError> {
         image_pull_secrets: names(&secrets),
         revision: revision(i.s),
     };
-    let mut spec = Map::new();
-    spec.insert("initContainers".into(), Value::Array(init));
-    spec.insert("containers".into(), Value::Array(containers));
-    spec.insert("volumes".into(), Value::Array(volumes));
-    if !secrets.is_empty() {
-        spec.insert("imagePullSecrets".into(), Value::Array(secrets));
-    }
-    let mut pod = Map::new();
-    pod.insert("metadata".into(), metadata(i));
-    pod.insert("spec".into(), Value::Object(spec));
-    let pod = Value::Object(pod);
-    Ok(Rendered { pod, status })
+    Ok(Rendered {
+        metadata: metadata(i),
+        init_containers: init,
+        containers,
+        volumes,
+        image_pull_secrets: secrets,
+        status,
+    })
 }
 
-/// A JSON list of strings, moved in (`json!` would copy each).
-pub fn strings(items: Vec<String>) -> Value {
-    Value::Array(items.into_iter().map(Value::String).collect())
+/// A JSON list of strings, moved in.
+pub fn strings<'a>(items: Vec<String>) -> Node<'a> {
+    Node::List(items.into_iter().map(Node::from).collect())
 }
 
 /// The revision name recorded on the pod (`default` when unnamed).
@@ -177,7 +216,7 @@ fn exclude_inbound_ports(i: &Inputs) -> String {
     ports.join(",")
 }
 
-fn init_container(i: &Inputs) -> Result<Value, InjectError> {
+fn init_container<'a>(i: &Inputs<'a>) -> Result<Node<'a>, InjectError> {
     let s = i.s;
     let mode = i.interception_mode().to_string();
     let mut args: Vec<String> = [
@@ -267,7 +306,6 @@ fn init_container(i: &Inputs) -> Result<Value, InjectError> {
         args.push("--run-validation".into());
         args.push("--skip-rule-apply".into());
     }
-    let mut c = Map::new();
     let name = if s.cni_enabled {
         VALIDATION_NAME
     } else {
@@ -283,95 +321,157 @@ fn init_container(i: &Inputs) -> Result<Value, InjectError> {
             (capture::image(i), capture::outrigger_args(&args, i)?)
         }
     };
-    c.insert("name".into(), json!(name));
-    c.insert("image".into(), json!(image));
-    c.insert("args".into(), strings(args));
+    let mut c = map([
+        ("name", name.into()),
+        ("image", image.into()),
+        ("args", strings(args)),
+    ]);
     if !s.image_pull_policy.is_empty() {
-        c.insert("imagePullPolicy".into(), json!(s.image_pull_policy));
+        c.insert("imagePullPolicy", s.image_pull_policy.as_str().into());
     }
     let md = i.metadata_env();
     if !md.is_empty() {
-        c.insert("env".into(), Value::Array(md));
+        c.insert("env", Node::List(md));
     }
-    c.insert("resources".into(), i.resources());
+    c.insert("resources", i.resources());
     let security = if s.cni_enabled {
-        json!({
-            "allowPrivilegeEscalation": s.privileged,
-            "privileged": s.privileged,
-            "capabilities": { "drop": ["ALL"] },
-            "readOnlyRootFilesystem": true,
-            "runAsGroup": 1337,
-            "runAsUser": 1337,
-            "runAsNonRoot": true,
-        })
+        map([
+            ("allowPrivilegeEscalation", s.privileged.into()),
+            ("privileged", s.privileged.into()),
+            ("capabilities", map([("drop", strs(&["ALL"]))])),
+            ("readOnlyRootFilesystem", true.into()),
+            ("runAsGroup", 1337.into()),
+            ("runAsUser", 1337.into()),
+            ("runAsNonRoot", true.into()),
+        ])
     } else {
-        json!({
-            "allowPrivilegeEscalation": s.privileged,
-            "privileged": s.privileged,
-            "capabilities": { "add": ["NET_ADMIN", "NET_RAW"], "drop": ["ALL"] },
-            "readOnlyRootFilesystem": false,
-            "runAsGroup": 0,
-            "runAsNonRoot": false,
-            "runAsUser": 0,
-        })
+        map([
+            ("allowPrivilegeEscalation", s.privileged.into()),
+            ("privileged", s.privileged.into()),
+            (
+                "capabilities",
+                map([
+                    ("add", strs(&["NET_ADMIN", "NET_RAW"])),
+                    ("drop", strs(&["ALL"])),
+                ]),
+            ),
+            ("readOnlyRootFilesystem", false.into()),
+            ("runAsGroup", 0.into()),
+            ("runAsNonRoot", false.into()),
+            ("runAsUser", 0.into()),
+        ])
     };
-    c.insert("securityContext".into(), security);
-    Ok(Value::Object(c))
+    c.insert("securityContext", security);
+    Ok(c)
 }
 
-fn core_dump_container(i: &Inputs) -> Value {
-    let mut c = json!({
-        "name": CORE_DUMP_NAME,
-        "args": ["-c", "sysctl -w kernel.core_pattern=/var/lib/istio/data/core.proxy && ulimit -c unlimited"],
-        "command": ["/bin/sh"],
-        "image": i.image(&i.s.init_image),
-        "resources": i.resources(),
-        "securityContext": {
-            "allowPrivilegeEscalation": true,
-            "capabilities": { "add": ["SYS_ADMIN"], "drop": ["ALL"] },
-            "privileged": true,
-            "readOnlyRootFilesystem": false,
-            "runAsGroup": 0,
-            "runAsNonRoot": false,
-            "runAsUser": 0,
-        },
-    });
+fn core_dump_container<'a>(i: &Inputs<'a>) -> Node<'a> {
+    let mut c = map([
+        ("name", CORE_DUMP_NAME.into()),
+        (
+            "args",
+            strs(&[
+                "-c",
+                "sysctl -w kernel.core_pattern=/var/lib/istio/data/core.proxy && ulimit -c unlimited",
+            ]),
+        ),
+        ("command", strs(&["/bin/sh"])),
+        ("image", i.image(&i.s.init_image).into()),
+        ("resources", i.resources()),
+        (
+            "securityContext",
+            map([
+                ("allowPrivilegeEscalation", true.into()),
+                (
+                    "capabilities",
+                    map([("add", strs(&["SYS_ADMIN"])), ("drop", strs(&["ALL"]))]),
+                ),
+                ("privileged", true.into()),
+                ("readOnlyRootFilesystem", false.into()),
+                ("runAsGroup", 0.into()),
+                ("runAsNonRoot", false.into()),
+                ("runAsUser", 0.into()),
+            ]),
+        ),
+    ]);
     if !i.s.image_pull_policy.is_empty() {
-        c["imagePullPolicy"] = json!(i.s.image_pull_policy);
+        c.insert("imagePullPolicy", i.s.image_pull_policy.as_str().into());
     }
     c
 }
 
-fn volumes(i: &Inputs) -> Vec<Value> {
+fn empty_dir<'a>(name: &'static str) -> Node<'a> {
+    map([("name", name.into()), ("emptyDir", map([]))])
+}
+
+fn config_map<'a>(name: &'static str, config_map: Node<'a>) -> Node<'a> {
+    map([("name", name.into()), ("configMap", config_map)])
+}
+
+fn field_item<'a>(path: &'static str, field: &'static str) -> Node<'a> {
+    map([
+        ("path", path.into()),
+        ("fieldRef", map([("fieldPath", field.into())])),
+    ])
+}
+
+fn volumes<'a>(i: &Inputs<'a>) -> Vec<Node<'a>> {
     let s = i.s;
     let mut v = vec![
-        json!({ "name": "workload-socket", "emptyDir": {} }),
-        json!({ "name": "credential-socket", "emptyDir": {} }),
-        json!({ "name": "workload-certs", "emptyDir": {} }),
+        empty_dir("workload-socket"),
+        empty_dir("credential-socket"),
+        empty_dir("workload-certs"),
     ];
     if let Some(cm) = i.annotations.get("sidecar.istio.io/bootstrapOverride") {
-        v.push(json!({ "name": "custom-bootstrap-volume", "configMap": { "name": cm } }));
+        v.push(config_map(
+            "custom-bootstrap-volume",
+            map([("name", cm.as_str().into())]),
+        ));
     }
-    v.push(json!({ "name": "istio-envoy", "emptyDir": { "medium": "Memory" } }));
-    v.push(json!({ "name": "istio-data", "emptyDir": {} }));
-    v.push(json!({
-        "name": "istio-podinfo",
-        "downwardAPI": { "items": [
-            { "path": "labels", "fieldRef": { "fieldPath": "metadata.labels" } },
-            { "path": "annotations", "fieldRef": { "fieldPath": "metadata.annotations" } },
-        ]},
-    }));
+    v.push(map([
+        ("name", "istio-envoy".into()),
+        ("emptyDir", map([("medium", "Memory".into())])),
+    ]));
+    v.push(empty_dir("istio-data"));
+    v.push(map([
+        ("name", "istio-podinfo".into()),
+        (
+            "downwardAPI",
+            map([(
+                "items",
+                Node::List(vec![
+                    field_item("labels", "metadata.labels"),
+                    field_item("annotations", "metadata.annotations"),
+                ]),
+            )]),
+        ),
+    ]));
     if s.jwt_policy == "third-party-jwt" {
-        v.push(json!({
-            "name": "istio-token",
-            "projected": { "sources": [ { "serviceAccountToken": {
-                "path": "istio-token", "expirationSeconds": 43200, "audience": s.token_audience,
-            }}]},
-        }));
+        let token = map([
+            ("path", "istio-token".into()),
+            ("expirationSeconds", 43200.into()),
+            ("audience", s.token_audience.as_str().into()),
+        ]);
+        v.push(map([
+            ("name", "istio-token".into()),
+            (
+                "projected",
+                map([(
+                    "sources",
+                    Node::List(vec![map([("serviceAccountToken", token)])]),
+                )]),
+            ),
+        ]));
     }
     if s.pilot_cert_provider == "istiod" {
-        v.push(json!({ "name": "istiod-ca-cert", "configMap": { "name": "istio-ca-root-cert" } }));
-        v.push(json!({ "name": "istio-ca-crl", "configMap": { "name": "istio-ca-crl", "optional": true } }));
+        v.push(config_map(
+            "istiod-ca-cert",
+            map([("name", "istio-ca-root-cert".into())]),
+        ));
+        v.push(config_map(
+            "istio-ca-crl",
+            map([("name", "istio-ca-crl".into()), ("optional", true.into())]),
+        ));
     }
     if s.mount_mtls_certs {
         let sa = i
@@ -380,10 +480,16 @@ fn volumes(i: &Inputs) -> Vec<Value> {
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
             .unwrap_or("default");
-        v.push(json!({
-            "name": "istio-certs",
-            "secret": { "optional": true, "secretName": format!("istio.{sa}") },
-        }));
+        v.push(map([
+            ("name", "istio-certs".into()),
+            (
+                "secret",
+                map([
+                    ("optional", true.into()),
+                    ("secretName", format!("istio.{sa}").into()),
+                ]),
+            ),
+        ]));
     }
     if let Some(Ok(Value::Object(user))) = i
         .annotations
@@ -392,8 +498,8 @@ fn volumes(i: &Inputs) -> Vec<Value> {
     {
         for (name, body) in user {
             let mut vol = body.as_object().cloned().unwrap_or_default();
-            vol.insert("name".into(), json!(name));
-            v.push(Value::Object(vol));
+            vol.insert("name".into(), Value::String(name));
+            v.push(Node::Json(Cow::Owned(Value::Object(vol))));
         }
     }
     v

@@ -200,7 +200,7 @@ pub fn admit(body: &[u8], config: &Config) -> Result<Admitted, ReviewError> {
             }
         }
     };
-    let body = encode::encode_response(&response, patch.as_ref());
+    let body = encode::encode_response(&response, patch.as_deref());
     Ok(Admitted { body, summary })
 }
 
@@ -264,7 +264,6 @@ fn describe(value: Option<&Value>) -> String {
 }
 
 mod encode;
-mod patch_json;
 
 #[cfg(test)]
 mod tests;

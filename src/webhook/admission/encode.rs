@@ -7,12 +7,10 @@
 //! kube-core's own `patch` stays empty and the patch is spliced in here.
 //! For an injecting review this is most of the webhook's own work besides
 //! the engine, hence the care: the patch's JSON is written by
-//! [`super::patch_json`] and base64-encoded with SIMD where the CPU has it.
+//! the engine directly (`inject::inject_patch`) and base64-encoded with SIMD where the CPU has it.
 
 use kube::core::admission::AdmissionResponse;
 use serde_json::Value;
-
-use super::patch_json;
 
 /// The response review as written on the wire.
 #[derive(serde::Serialize)]
@@ -30,34 +28,30 @@ const ENVELOPE_CAPACITY: usize = 512;
 ///
 /// The base64 text is spliced in as is: its alphabet never needs JSON
 /// escaping.
-pub(super) fn encode_response(
-    response: &AdmissionResponse,
-    patch: Option<&json_patch::Patch>,
-) -> Vec<u8> {
+pub(super) fn encode_response(response: &AdmissionResponse, patch: Option<&[u8]>) -> Vec<u8> {
     let wire = WireReview {
         api_version: &response.types.api_version,
         kind: &response.types.kind,
         response,
     };
-    let text = patch.map(patch_json::patch_to_vec);
     // The whole answer in one allocation: the envelope is a few hundred
     // bytes, the patch's base64 is known to the byte.
-    let patch_room = text.as_ref().map_or(0, |t| encoded_len(t.len()) + 40);
+    let patch_room = patch.map_or(0, |t| encoded_len(t.len()) + 40);
     let mut out = Vec::with_capacity(ENVELOPE_CAPACITY + patch_room);
     // Plain structs, strings and maps: serialization cannot fail.
     if serde_json::to_writer(&mut out, &wire).is_err() {
         out.clear();
     }
-    let Some(text) = text else {
+    let Some(text) = patch else {
         return out;
     };
     // `out` ends with the response object's `}` and the review's `}`.
     if !out.ends_with(b"}}") {
-        return encode_response_slowly(&out, &text);
+        return encode_response_slowly(&out, text);
     }
     out.truncate(out.len() - 2);
     out.extend_from_slice(b",\"patch\":\"");
-    append_base64(&text, &mut out);
+    append_base64(text, &mut out);
     out.extend_from_slice(b"\",\"patchType\":\"JSONPatch\"}}");
     out
 }

@@ -1,7 +1,8 @@
 //! The JSON text of a [`json_patch::Patch`], written directly rather than
 //! through serde: byte for byte what `serde_json::to_vec(&patch)` gives (the
 //! operations' keys in serde's order, compact, serde_json's escapes and
-//! number text), at a fraction of the cost.
+//! number text), at a fraction of the cost. [`Out`] is also what the direct
+//! path writes its patch with (see `direct` and `node`).
 //!
 //! An injecting review's patch is several kilobytes in a few hundred mostly
 //! short, plain ASCII strings (keys, names, images, paths). serde_json
@@ -19,7 +20,7 @@ use serde_json::{Number, Value};
 const INITIAL_CAPACITY: usize = 8 * 1024;
 
 /// The patch as serde_json would write it (`serde_json::to_vec`).
-pub(super) fn patch_to_vec(patch: &Patch) -> Vec<u8> {
+pub fn patch_to_vec(patch: &Patch) -> Vec<u8> {
     let mut out = Out::with_capacity(INITIAL_CAPACITY);
     out.put_slice(b"[");
     for (i, op) in patch.iter().enumerate() {
@@ -44,29 +45,29 @@ pub(super) fn value_to_vec(value: &Value) -> Vec<u8> {
 /// quotes once; its text then goes in as whole eight-byte words (fixed-size
 /// copies, no call to `memcpy`, no per-byte work), the last, partial word as
 /// the string's last eight bytes over what is already written.
-struct Out {
+pub struct Out {
     buf: Vec<u8>,
 }
 
 impl Out {
-    fn with_capacity(capacity: usize) -> Self {
+    pub fn with_capacity(capacity: usize) -> Self {
         Out {
             buf: Vec::with_capacity(capacity),
         }
     }
 
-    fn into_vec(self) -> Vec<u8> {
+    pub fn into_vec(self) -> Vec<u8> {
         self.buf
     }
 
     #[inline]
-    fn put_slice(&mut self, bytes: &[u8]) {
+    pub fn put_slice(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
     }
 
     /// One operation: `{"op":NAME` then its fields in declaration order,
     /// which is the order serde's internally tagged enum writes them.
-    fn operation(&mut self, op: &PatchOperation) {
+    pub fn operation(&mut self, op: &PatchOperation) {
         match op {
             PatchOperation::Add(op) => self.path_value(b"add", op.path.as_str(), &op.value),
             PatchOperation::Replace(op) => {
@@ -105,7 +106,7 @@ impl Out {
 
     /// Any JSON value, compact, objects in their map's iteration order (the
     /// order serde_json serializes them in).
-    fn value(&mut self, value: &Value) {
+    pub fn value(&mut self, value: &Value) {
         match value {
             Value::Null => self.put_slice(b"null"),
             Value::Bool(true) => self.put_slice(b"true"),
@@ -137,6 +138,12 @@ impl Out {
         }
     }
 
+    /// An integer as serde_json writes it.
+    pub fn integer(&mut self, n: i64) {
+        let mut buffer = itoa::Buffer::new();
+        self.put_slice(buffer.format(n).as_bytes());
+    }
+
     /// A number as serde_json writes it: integers through `itoa`, as
     /// serde_json does; floats through serde_json's own `Display`, which is
     /// the text its serializer writes (the shortest form that reads back the
@@ -159,7 +166,7 @@ impl Out {
     // Inlined into its few callers: a call per string was a tenth of the
     // cost of a patch's text.
     #[inline(always)]
-    fn string(&mut self, s: &str) {
+    pub fn string(&mut self, s: &str) {
         let bytes = s.as_bytes();
         // The quotes, the text, and a word of slack for the word stores.
         self.buf.reserve(bytes.len() + 2 + 8);

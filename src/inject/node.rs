@@ -1,0 +1,207 @@
+//! What the template renders: a JSON tree that costs one allocation per
+//! object or list (not one per key and string, as `serde_json::Value`
+//! does), borrows its strings where it can, and writes itself as JSON text
+//! directly. The Value engine turns it into a `Value` ([`Node::into_value`]);
+//! the webhook's direct path writes it into the patch's text
+//! ([`Node::write`]) without ever building one.
+
+use std::borrow::Cow;
+
+use serde_json::{Map, Value};
+
+use super::patch_json::Out;
+
+/// A JSON value as rendered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Node<'a> {
+    /// A string.
+    Str(Cow<'a, str>),
+    /// An integer.
+    Int(i64),
+    /// A boolean.
+    Bool(bool),
+    /// A list.
+    List(Vec<Node<'a>>),
+    /// An object, its keys unique and sorted (serde_json's order, in which
+    /// [`Node::write`] writes them): built by [`map`] and [`Node::insert`],
+    /// which keep them so.
+    Map(Vec<(Cow<'a, str>, Node<'a>)>),
+    /// A value taken as it is (configured lifecycles, user volumes).
+    Json(Cow<'a, Value>),
+}
+
+/// An object from `(key, value)` pairs with distinct keys, in any order.
+pub fn map<'a, const N: usize>(mut entries: [(&'static str, Node<'a>); N]) -> Node<'a> {
+    // A handful of entries, most already in order: an insertion sort's
+    // few comparisons.
+    entries.sort_by_key(|(k, _)| *k);
+    debug_assert!(
+        entries.windows(2).all(|w| w[0].0 != w[1].0),
+        "duplicate key"
+    );
+    Node::Map(
+        entries
+            .into_iter()
+            .map(|(k, v)| (Cow::Borrowed(k), v))
+            .collect(),
+    )
+}
+
+/// A list of string slices.
+pub fn strs<'a>(items: &[&'a str]) -> Node<'a> {
+    Node::List(items.iter().map(|s| Node::Str(Cow::Borrowed(*s))).collect())
+}
+
+impl<'a> From<&'a str> for Node<'a> {
+    fn from(s: &'a str) -> Self {
+        Node::Str(Cow::Borrowed(s))
+    }
+}
+
+impl From<String> for Node<'_> {
+    fn from(s: String) -> Self {
+        Node::Str(Cow::Owned(s))
+    }
+}
+
+impl From<i64> for Node<'_> {
+    fn from(n: i64) -> Self {
+        Node::Int(n)
+    }
+}
+
+impl From<bool> for Node<'_> {
+    fn from(b: bool) -> Self {
+        Node::Bool(b)
+    }
+}
+
+impl<'a> Node<'a> {
+    /// The member `key` of an object.
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut Node<'a>> {
+        match self {
+            Node::Map(entries) => entries.iter_mut().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// Sets the member `key` of an object (replacing it if present).
+    pub fn insert(&mut self, key: &'static str, value: Node<'a>) {
+        if let Node::Map(entries) = self {
+            match entries.binary_search_by(|(k, _)| k.as_ref().cmp(key)) {
+                Ok(at) => entries[at].1 = value,
+                Err(at) => entries.insert(at, (Cow::Borrowed(key), value)),
+            }
+        }
+    }
+
+    /// The string value of the member `key` of an object.
+    pub fn str_of(&self, key: &str) -> Option<&str> {
+        match self {
+            Node::Map(entries) => {
+                entries
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .and_then(|(_, v)| match v {
+                        Node::Str(s) => Some(s.as_ref()),
+                        _ => None,
+                    })
+            }
+            Node::Json(v) => v.get(key).and_then(Value::as_str),
+            _ => None,
+        }
+    }
+
+    /// The same tree as a `serde_json::Value`.
+    pub fn into_value(self) -> Value {
+        match self {
+            Node::Str(s) => Value::String(s.into_owned()),
+            Node::Int(n) => Value::from(n),
+            Node::Bool(b) => Value::Bool(b),
+            Node::List(items) => Value::Array(items.into_iter().map(Node::into_value).collect()),
+            Node::Map(entries) => Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k.into_owned(), v.into_value()))
+                    .collect::<Map<String, Value>>(),
+            ),
+            Node::Json(v) => v.into_owned(),
+        }
+    }
+
+    /// Writes the tree as serde_json writes the equivalent `Value`: compact,
+    /// object keys sorted.
+    pub fn write(&self, out: &mut Out) {
+        match self {
+            Node::Str(s) => out.string(s),
+            Node::Int(n) => out.integer(*n),
+            Node::Bool(true) => out.put_slice(b"true"),
+            Node::Bool(false) => out.put_slice(b"false"),
+            Node::List(items) => {
+                out.put_slice(b"[");
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.put_slice(b",");
+                    }
+                    item.write(out);
+                }
+                out.put_slice(b"]");
+            }
+            Node::Map(entries) => {
+                debug_assert!(entries.windows(2).all(|w| w[0].0 < w[1].0), "unsorted keys");
+                out.put_slice(b"{");
+                for (i, (key, value)) in entries.iter().enumerate() {
+                    if i > 0 {
+                        out.put_slice(b",");
+                    }
+                    out.string(key);
+                    out.put_slice(b":");
+                    value.write(out);
+                }
+                out.put_slice(b"}");
+            }
+            Node::Json(v) => out.value(v),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn text(node: &Node) -> String {
+        let mut out = Out::with_capacity(64);
+        node.write(&mut out);
+        String::from_utf8(out.into_vec()).unwrap()
+    }
+
+    #[test]
+    fn writes_what_serde_writes_for_the_same_value() {
+        let lifecycle = json!({"preStop": {"exec": {"command": ["a", "\"b\"\n"]}}});
+        let node = map([
+            ("name", "istio-proxy".into()),
+            ("args", strs(&["proxy", "sidecar", "tab\there"])),
+            (
+                "ports",
+                Node::List(vec![map([("containerPort", 15090.into())])]),
+            ),
+            ("readOnly", true.into()),
+            ("negative", (-3).into()),
+            ("lifecycle", Node::Json(Cow::Owned(lifecycle))),
+            ("emptyDir", map([])),
+            ("items", Node::List(vec![])),
+            ("Upper", "sorted before lower case".into()),
+        ]);
+        let value = node.clone().into_value();
+        assert_eq!(text(&node), serde_json::to_string(&value).unwrap());
+    }
+
+    #[test]
+    fn insert_replaces_a_present_key() {
+        let mut node = map([("name", "a".into())]);
+        node.insert("name", "b".into());
+        node.insert("image", "i".into());
+        assert_eq!(node.into_value(), json!({"name": "b", "image": "i"}));
+    }
+}
