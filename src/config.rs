@@ -61,6 +61,8 @@ pub struct Config {
     tree: Value,
     /// The resolved form the engine reads.
     settings: Settings,
+    /// The engine's template compiled for these settings, made on first use.
+    template: crate::inject::TemplateCell,
 }
 
 /// A configuration file or override that could not be used.
@@ -125,7 +127,11 @@ impl Default for Config {
         let settings = Settings::resolve(&tree).unwrap_or_else(|e| {
             panic!("built-in config defaults do not resolve: {e}");
         });
-        Config { tree, settings }
+        Config {
+            tree,
+            settings,
+            template: Default::default(),
+        }
     }
 }
 
@@ -151,5 +157,11 @@ impl Config {
     /// The resolved settings the engine reads.
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// The engine's template compiled for these settings (`None` when
+    /// they cannot be compiled; pods are then rendered one by one).
+    pub(crate) fn compiled_template(&self) -> Option<&crate::inject::Compiled> {
+        self.template.get(&self.settings)
     }
 }

@@ -16,8 +16,10 @@
 
 mod annotations;
 mod capture;
+mod compiled;
 mod decision;
 mod direct;
+mod fragments;
 mod gojson;
 mod inputs;
 mod kubeform;
@@ -41,6 +43,7 @@ use serde_json::Value;
 use tracing::debug;
 
 use crate::config::Config;
+pub(crate) use compiled::{Compiled, TemplateCell};
 pub use decision::{IGNORED_NAMESPACES, Rule};
 pub(crate) use inputs::canonical_resources;
 pub use kubeform::kube_inject_form;
@@ -218,15 +221,28 @@ pub enum PatchOutcome {
         patch: Vec<u8>,
         /// Why.
         decision: Decision,
-        /// Whether the direct path wrote the patch (else the Value engine
-        /// did): for tests and benchmarks, which check that it is taken.
-        direct: bool,
+        /// Which path wrote the patch: for tests and benchmarks, which
+        /// check that each is taken.
+        path: PatchPath,
     },
     /// The object is left as it is.
     Skipped {
         /// Why.
         reason: SkipReason,
     },
+}
+
+/// Which path of [`inject_patch`] wrote a patch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchPath {
+    /// The Value engine (a re-injection, the user's own injected
+    /// containers, a `kind: List`, unusual lists).
+    Engine,
+    /// The direct path, with the template rendered for the pod (a pod
+    /// with tuning annotations).
+    Rendered,
+    /// The direct path, with the configuration's compiled template.
+    Compiled,
 }
 
 /// [`inject`] for callers that need only the patch's text (the webhook):
@@ -246,7 +262,7 @@ pub fn inject_patch(
             } => PatchOutcome::Injected {
                 patch: patch_json::patch_to_vec(&patch),
                 decision,
-                direct: false,
+                path: PatchPath::Engine,
             },
             Outcome::Skipped { reason } => PatchOutcome::Skipped { reason },
         });
@@ -255,11 +271,15 @@ pub fn inject_patch(
         Ok(candidate) => candidate,
         Err(reason) => return Ok(PatchOutcome::Skipped { reason }),
     };
-    if let Some(direct) = direct::patch(object, &candidate, cfg.settings())? {
+    if let Some(direct) = direct::patch(object, &candidate, cfg)? {
         return Ok(PatchOutcome::Injected {
             patch: direct.patch,
             decision: candidate.decision(direct.status),
-            direct: true,
+            path: if direct.compiled {
+                PatchPath::Compiled
+            } else {
+                PatchPath::Rendered
+            },
         });
     }
     Ok(match inject_candidate(object, candidate, cfg)? {
@@ -267,7 +287,7 @@ pub fn inject_patch(
         Prepared::Injected { pod, decision } => PatchOutcome::Injected {
             patch: patch_json::patch_to_vec(&pod.into_patch(object)),
             decision,
-            direct: false,
+            path: PatchPath::Engine,
         },
     })
 }

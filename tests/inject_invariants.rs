@@ -9,7 +9,7 @@
 mod support;
 
 use outrigger::config::Config;
-use outrigger::inject::{Context, Outcome, PatchOutcome, inject, inject_patch};
+use outrigger::inject::{Context, Outcome, PatchOutcome, PatchPath, inject, inject_patch};
 use serde_json::{Value, json};
 use support::fixtures::fixtures;
 
@@ -40,7 +40,7 @@ fn check(
     object: &Value,
     cfg: &Config,
     problems: &mut Vec<String>,
-    direct_count: &mut usize,
+    paths: &mut Vec<PatchPath>,
 ) -> bool {
     let ctx = Context::default();
     let (patch, mutated, decision) = match inject(object, &ctx, cfg) {
@@ -60,13 +60,10 @@ fn check(
         Ok(PatchOutcome::Injected {
             patch: p,
             decision: d,
-            direct,
-        }) if p == text && d == decision => *direct_count += usize::from(direct),
-        Ok(PatchOutcome::Injected {
-            patch: p, direct, ..
-        }) => problems.push(format!(
-            "{name}: inject_patch ({}) gives another patch or decision than inject:\n{}\n{}",
-            if direct { "direct" } else { "Value engine" },
+            path,
+        }) if p == text && d == decision => paths.push(path),
+        Ok(PatchOutcome::Injected { patch: p, path, .. }) => problems.push(format!(
+            "{name}: inject_patch ({path:?}) gives another patch or decision than inject:\n{}\n{}",
             String::from_utf8_lossy(&p),
             String::from_utf8_lossy(&text),
         )),
@@ -141,16 +138,16 @@ fn invariants_hold_for_every_fixture() {
     let mut problems = Vec::new();
     let mut injected = 0;
     let mut unknown_checked = 0;
-    let mut direct = 0;
+    let mut paths = Vec::new();
     for f in fixtures() {
-        if check(&f.name, &f.object, &f.cfg, &mut problems, &mut direct) {
+        if check(&f.name, &f.object, &f.cfg, &mut problems, &mut paths) {
             injected += 1;
         }
         let Some(extended) = with_unknown_fields(&f.object) else {
             continue;
         };
         let name = format!("{} (+unknown fields)", f.name);
-        if !check(&name, &extended, &f.cfg, &mut problems, &mut direct) {
+        if !check(&name, &extended, &f.cfg, &mut problems, &mut paths) {
             continue;
         }
         unknown_checked += 1;
@@ -198,16 +195,25 @@ fn invariants_hold_for_every_fixture() {
         unknown_checked >= 60,
         "only {unknown_checked} fixtures checked with unknown fields"
     );
-    // Most fixtures are first injections the direct path writes; the rest
-    // (re-injections, user overrides of injected containers) keep the Value
-    // engine's path covered.
+    // Most fixtures are first injections the direct path writes, the
+    // untuned ones from the compiled template; the rest (re-injections,
+    // user overrides of injected containers) keep the Value engine's path
+    // covered. Each path must be well exercised.
+    let count = |p: PatchPath| paths.iter().filter(|x| **x == p).count();
+    let (engine, rendered, compiled) = (
+        count(PatchPath::Engine),
+        count(PatchPath::Rendered),
+        count(PatchPath::Compiled),
+    );
     println!(
-        "{direct} of {} injections written by the direct path",
-        injected + unknown_checked
+        "{} injections: {engine} by the Value engine, {rendered} rendered directly, {compiled} compiled",
+        paths.len()
     );
-    assert!(
-        direct >= (injected + unknown_checked) / 2,
-        "only {direct} of {} injections took the direct path",
-        injected + unknown_checked
-    );
+    for (what, n) in [
+        ("engine", engine),
+        ("rendered", rendered),
+        ("compiled", compiled),
+    ] {
+        assert!(n >= 10, "only {n} injections by the {what} path");
+    }
 }

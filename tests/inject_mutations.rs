@@ -26,7 +26,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use base64::Engine as _;
 use damage::{Rng, damage};
 use outrigger::config::Config;
-use outrigger::inject::{Context, Outcome, PatchOutcome, inject, inject_patch};
+use outrigger::inject::{Context, Outcome, PatchOutcome, PatchPath, inject, inject_patch};
 use outrigger::webhook::admission::admit;
 use serde_json::{Value, json};
 use support::fixtures::fixtures;
@@ -278,8 +278,11 @@ struct Tally {
     injected: usize,
     skipped: usize,
     refused: usize,
-    /// Injections whose patch the direct path wrote.
-    direct: usize,
+    /// Injections whose patch the direct path wrote, rendered for the pod.
+    rendered: usize,
+    /// Injections whose patch the direct path wrote from the compiled
+    /// template.
+    compiled: usize,
 }
 
 /// What went wrong with one mutant, if anything.
@@ -304,19 +307,23 @@ fn check(mutant: &Value, cfg: &Config, tally: &mut Tally) -> Result<(), String> 
             Ok(PatchOutcome::Injected {
                 patch: p,
                 decision: d,
-                direct,
+                path,
             }),
         ) => {
             let text = serde_json::to_vec(patch).map_err(|e| e.to_string())?;
             if *p != text || d != decision {
                 return Err(format!(
-                    "inject_patch ({}) differs from inject:\n{}\n{}",
-                    if *direct { "direct" } else { "Value engine" },
+                    "inject_patch ({:?}) differs from inject:\n{}\n{}",
+                    path,
                     String::from_utf8_lossy(p),
                     String::from_utf8_lossy(&text)
                 ));
             }
-            tally.direct += usize::from(*direct);
+            match path {
+                PatchPath::Rendered => tally.rendered += 1,
+                PatchPath::Compiled => tally.compiled += 1,
+                PatchPath::Engine => {}
+            }
             let mut applied = mutant.clone();
             json_patch::patch(&mut applied, patch).map_err(|e| format!("patch fails: {e}"))?;
             if applied != *mutated {
@@ -440,7 +447,8 @@ fn mutated_inputs_never_panic_and_both_paths_agree() {
         ("injected", tally.injected),
         ("skipped", tally.skipped),
         ("refused", tally.refused),
-        ("injected by the direct path", tally.direct),
+        ("injected directly, rendered", tally.rendered),
+        ("injected directly, compiled", tally.compiled),
     ] {
         assert!(
             n * 20 > checked,

@@ -133,6 +133,7 @@ impl ConfigBuilder {
         let settings = Settings::resolve(&next)?;
         self.config.tree = next;
         self.config.settings = settings;
+        self.config.template = Default::default();
         Ok(())
     }
 }

@@ -17,21 +17,25 @@
 //! invariants and mutation tests hold it to that on every fixture and on
 //! thousands of mutants.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use super::annotations::{OVERRIDES, STATUS};
+use super::compiled::{self, Compiled, PodValues};
 use super::merge::merge_into;
 use super::node::Node;
 use super::order::{order_containers, order_init_containers};
 use super::patch::diff_into_at;
 use super::patch_json::Out;
-use super::pipeline::{self, PodSettings};
+use super::pipeline;
 use super::probes::APP_PROBERS_ENV;
+use super::proxy;
 use super::sidecar::{
     self, CORE_DUMP_NAME, INIT_NAME, Inputs, PROXY_NAME, Status, VALIDATION_NAME,
 };
 use super::{Candidate, InjectError, at, inputs, string_map};
-use crate::config::Settings;
+use crate::config::Config;
 
 /// A first injection's patch.
 pub struct Direct {
@@ -39,6 +43,8 @@ pub struct Direct {
     pub patch: Vec<u8>,
     /// What was added.
     pub status: Status,
+    /// Whether the configuration's compiled template was used.
+    pub compiled: bool,
 }
 
 /// The pod spec's lists the template adds to, in the order a diff visits
@@ -60,34 +66,85 @@ const PATCH_CAPACITY: usize = 12 * 1024;
 /// not one the direct path handles (an earlier injection, the user's own
 /// versions of injected containers, volumes or secrets of the same names,
 /// lists that are not lists of uniquely named objects).
-pub fn patch(object: &Value, c: &Candidate, s: &Settings) -> Result<Option<Direct>, InjectError> {
+pub fn patch(object: &Value, c: &Candidate, cfg: &Config) -> Result<Option<Direct>, InjectError> {
     if c.annotations.contains_key(STATUS) || c.annotations.contains_key(OVERRIDES) {
         return Ok(None);
     }
     let Some(originals) = Originals::of(c.spec) else {
         return Ok(None);
     };
-    let PodSettings {
-        proxy_config,
-        native,
-        hold,
-        target_port,
-    } = pipeline::pod_settings(s, &c.annotations)?;
-    let mut rendered = sidecar::render(&Inputs {
+    let s = cfg.settings();
+    // The compiled template leaves the workload's env vars and the app
+    // containers' value as holes: it fits pods that have them.
+    let has_apps = c
+        .spec
+        .get("containers")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter().any(|c| {
+                c.get("name")
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| !n.is_empty())
+            })
+        });
+    let untuned = !c.workload.name.is_empty()
+        && !c.workload.api_version.is_empty()
+        && has_apps
+        && !c.annotations.keys().any(|k| compiled::tunes(k));
+    let compiled_template = if untuned {
+        cfg.compiled_template()
+    } else {
+        None
+    };
+    let settings = match compiled_template {
+        Some(t) => Cow::Borrowed(&t.pod_settings),
+        None => Cow::Owned(pipeline::pod_settings(s, &c.annotations)?),
+    };
+    let inputs = Inputs {
         s,
         annotations: &c.annotations,
         labels: &c.labels,
         spec: c.spec,
         workload: &c.workload,
-        proxy_config: &proxy_config,
-        native,
-        hold,
+        proxy_config: &settings.proxy_config,
+        native: settings.native,
+        hold: settings.hold,
         resources: inputs::resources(s, &c.annotations),
-    })?;
-    if originals.collide(&rendered) {
+        compile: false,
+    };
+    let (mut added, metadata, status) = match compiled_template {
+        Some(t) => {
+            let values = PodValues {
+                pod_ports: proxy::pod_ports(&inputs),
+                app_containers: inputs.app_containers().join(","),
+                workload_name: &c.workload.name,
+                owner: c.workload.owner(),
+                certs_secret: if s.mount_mtls_certs {
+                    sidecar::certs_secret(c.spec)
+                } else {
+                    String::new()
+                },
+                extra_env: Vec::new(),
+            };
+            let metadata = sidecar::metadata(&inputs);
+            (Added::Compiled(t, values), metadata, t.status.clone())
+        }
+        None => {
+            let sidecar::Rendered {
+                metadata,
+                init_containers,
+                containers,
+                volumes,
+                image_pull_secrets,
+                status,
+            } = sidecar::render(&inputs)?;
+            let lists = [containers, image_pull_secrets, init_containers, volumes];
+            (Added::Rendered(lists), metadata, status)
+        }
+    };
+    if originals.collide(&added) {
         return Ok(None);
     }
-    let status = rendered.status.clone();
 
     // Metadata: the engine's merge, post-processing and diff (it is small).
     let original_meta = at(object, c.meta_ptr);
@@ -95,73 +152,60 @@ pub fn patch(object: &Value, c: &Candidate, s: &Settings) -> Result<Option<Direc
         None | Some(Value::Null) => Value::Object(Map::new()),
         Some(m) => m.clone(),
     };
-    merge_into(&mut meta, std::mem::take(&mut rendered.metadata));
+    merge_into(&mut meta, metadata);
     let mut annos = string_map(meta.get("annotations"));
     let mut proxy_env = Vec::new();
-    pipeline::finish_annotations(&mut annos, s, &target_port, &status, &mut proxy_env);
+    pipeline::finish_annotations(
+        &mut annos,
+        s,
+        &settings.target_port,
+        &status,
+        &mut proxy_env,
+    );
     pipeline::set_annotations(&mut meta, annos);
     let mut meta_ops = Vec::new();
     diff_into_at(c.meta_ptr, original_meta, meta, &mut meta_ops);
 
     // The app's probes: rewritten on copies of the containers that have any.
     let mut probed = probed_copies(c.spec);
-    let existing = rendered.proxy_mut().and_then(|p| existing_probers(p));
+    let existing = added.existing_probers();
     proxy_env.extend(pipeline::rewrite_probes(
         &mut probed,
         s,
         &c.annotations,
         existing,
     ));
-    if let Some(env) = rendered.proxy_mut().and_then(|p| p.get_mut("env"))
-        && let Node::List(env) = env
-    {
-        for e in proxy_env {
-            let name = e.str_of("name").map(str::to_string);
-            match env.iter_mut().find(|x| x.str_of("name") == name.as_deref()) {
-                Some(slot) => *slot = e,
-                None => env.push(e),
-            }
-        }
-    }
+    added.add_proxy_env(proxy_env);
 
     let mut ops = Ops::new();
     let meta_first = original_meta.is_some();
     if meta_first {
         ops.values(&meta_ops);
     }
-    let mut template = Template {
-        containers: std::mem::take(&mut rendered.containers),
-        image_pull_secrets: std::mem::take(&mut rendered.image_pull_secrets),
-        init_containers: std::mem::take(&mut rendered.init_containers),
-        volumes: std::mem::take(&mut rendered.volumes),
-    };
     // Lists the pod has, in key order, then the ones the template adds.
     for present in [true, false] {
-        for field in LISTS {
-            let Some(items) = template.items(field) else {
-                continue;
-            };
-            let original = originals.list(field);
-            if original.is_some() != present {
+        for (l, field) in LISTS.iter().enumerate() {
+            let original = originals.lists[l];
+            if !added.sets(l) || original.is_some() != present {
                 continue;
             }
-            let slots = merged_order(field, items, original.unwrap_or(&[]), hold);
+            let names = added.names(l);
+            let slots = merged_order(field, &names, original.unwrap_or(&[]), settings.hold);
             let list_ptr = format!("{}/{field}", c.spec_ptr);
-            match original {
-                Some(original) => {
-                    for (j, slot) in slots.iter().enumerate() {
-                        match *slot {
-                            Slot::Added(i) => ops.add(&format!("{list_ptr}/{j}"), &items[i]),
-                            Slot::Kept(k) => {
-                                let mut item_ops = Vec::new();
-                                let item = (field, k, &original[k]);
-                                probe_ops(&mut probed, item, &list_ptr, j, &mut item_ops);
-                                ops.values(&item_ops);
-                            }
-                        }
+            let Some(original) = original else {
+                ops.add_list(&list_ptr, &slots, |i, out| added.write(l, i, out));
+                continue;
+            };
+            for (j, slot) in slots.iter().enumerate() {
+                match *slot {
+                    Slot::Added(i) => ops.add_item(&list_ptr, j, |out| added.write(l, i, out)),
+                    Slot::Kept(k) => {
+                        let mut item_ops = Vec::new();
+                        let item = (*field, k, &original[k]);
+                        probe_ops(&mut probed, item, &list_ptr, j, &mut item_ops);
+                        ops.values(&item_ops);
                     }
                 }
-                None => ops.add_list(&list_ptr, items, &slots),
             }
         }
     }
@@ -171,28 +215,97 @@ pub fn patch(object: &Value, c: &Candidate, s: &Settings) -> Result<Option<Direc
     Ok(Some(Direct {
         patch: ops.finish(),
         status,
+        compiled: compiled_template.is_some(),
     }))
 }
 
-/// The template's rendered lists.
-struct Template<'a> {
-    containers: Vec<Node<'a>>,
-    image_pull_secrets: Vec<Node<'a>>,
-    init_containers: Vec<Node<'a>>,
-    volumes: Vec<Node<'a>>,
+/// What the template adds, by list (in [`LISTS`]' order): rendered for this
+/// pod, or the configuration's compiled template with this pod's values.
+enum Added<'a> {
+    Rendered([Vec<Node<'a>>; 4]),
+    Compiled(&'a Compiled, PodValues<'a>),
 }
 
-impl<'a> Template<'a> {
-    /// The template's items for `field`, or `None` when the template does
-    /// not set it (no image pull secrets configured): as the Value engine's
-    /// partial pod has it.
-    fn items(&mut self, field: &str) -> Option<&[Node<'a>]> {
-        match field {
-            "containers" => Some(&self.containers),
-            "initContainers" => Some(&self.init_containers),
-            "volumes" => Some(&self.volumes),
-            _ if self.image_pull_secrets.is_empty() => None,
-            _ => Some(&self.image_pull_secrets),
+impl Added<'_> {
+    fn compiled_list(t: &Compiled, l: usize) -> &[compiled::Item] {
+        match l {
+            0 => &t.containers,
+            1 => &t.image_pull_secrets,
+            2 => &t.init_containers,
+            _ => &t.volumes,
+        }
+    }
+
+    /// Whether the template sets list `l`: containers, init containers and
+    /// volumes always, if only to `[]`; pull secrets when there are any (as
+    /// the Value engine's partial pod has it).
+    fn sets(&self, l: usize) -> bool {
+        l != 1 || !self.names(l).is_empty()
+    }
+
+    /// The names of the items of list `l`.
+    fn names(&self, l: usize) -> Vec<&str> {
+        match self {
+            Added::Rendered(lists) => lists[l]
+                .iter()
+                .map(|n| n.str_of("name").unwrap_or(""))
+                .collect(),
+            Added::Compiled(t, _) => Self::compiled_list(t, l)
+                .iter()
+                .map(|i| i.name.as_str())
+                .collect(),
+        }
+    }
+
+    /// Writes item `i` of list `l`.
+    fn write(&self, l: usize, i: usize, out: &mut Out) {
+        match self {
+            Added::Rendered(lists) => lists[l][i].write(out),
+            Added::Compiled(t, values) => Self::compiled_list(t, l)[i].write(values, out),
+        }
+    }
+
+    /// The probers the proxy already carries in its env (from ProxyConfig's
+    /// `proxyMetadata`), as the Value engine finds them. A compiled
+    /// template has none (see [`Compiled::of`]).
+    fn existing_probers(&self) -> Option<Value> {
+        let Added::Rendered(lists) = self else {
+            return None;
+        };
+        let proxy = lists
+            .iter()
+            .flatten()
+            .find(|c| c.str_of("name") == Some(PROXY_NAME))?;
+        let Some(Node::List(env)) = proxy.get("env") else {
+            return None;
+        };
+        let text = env
+            .iter()
+            .find(|e| e.str_of("name") == Some(APP_PROBERS_ENV))?
+            .str_of("value")?;
+        serde_json::from_str(text).ok()
+    }
+
+    /// Adds post-processing's env vars to the proxy's, replacing any of the
+    /// same name.
+    fn add_proxy_env(&mut self, extra: Vec<Node<'static>>) {
+        match self {
+            Added::Compiled(_, values) => values.extra_env = extra,
+            Added::Rendered(lists) => {
+                let proxy = lists
+                    .iter_mut()
+                    .flatten()
+                    .find(|c| c.str_of("name") == Some(PROXY_NAME));
+                if let Some(Node::List(env)) = proxy.and_then(|p| p.get_mut("env")) {
+                    for e in extra {
+                        let name = e.str_of("name").map(str::to_string);
+                        match env.iter_mut().find(|x| x.str_of("name") == name.as_deref()) {
+                            Some(slot) => *slot = e,
+                            None => env.push(e),
+                        }
+                    }
+                }
+            }
         }
     }
 }
@@ -228,40 +341,25 @@ impl<'o> Originals<'o> {
         Some(Originals { lists })
     }
 
-    fn list(&self, field: &str) -> Option<&'o [Value]> {
-        LISTS
-            .iter()
-            .position(|f| *f == field)
-            .and_then(|i| self.lists[i])
-    }
-
-    fn names(&self, field: &str) -> impl Iterator<Item = &'o str> {
-        self.list(field)
-            .into_iter()
-            .flatten()
-            .filter_map(|i| i.get("name").and_then(Value::as_str))
-    }
-
     /// Whether the pod has an item of the name of one the template adds:
     /// a container or init container of the name of any injected container
     /// (the user's own settings for it) or of one Istio's container order
     /// moves, or a volume or pull secret of the same name as an injected
     /// one (the merge would combine them).
-    fn collide(&self, rendered: &sidecar::Rendered) -> bool {
-        let named =
-            |items: &[Node], name: &str| items.iter().any(|i| i.str_of("name") == Some(name));
-        let injected_container = |name: &str| {
-            ORDERED_NAMES.contains(&name)
-                || named(&rendered.containers, name)
-                || named(&rendered.init_containers, name)
+    fn collide(&self, added: &Added) -> bool {
+        let containers: Vec<&str> = [0, 2].iter().flat_map(|&l| added.names(l)).collect();
+        let injected_container =
+            |name: &str| ORDERED_NAMES.contains(&name) || containers.contains(&name);
+        let names = |l: usize| {
+            self.lists[l]
+                .into_iter()
+                .flatten()
+                .filter_map(|i| i.get("name").and_then(Value::as_str))
         };
-        self.names("containers")
-            .chain(self.names("initContainers"))
-            .any(injected_container)
-            || self.names("volumes").any(|n| named(&rendered.volumes, n))
-            || self
-                .names("imagePullSecrets")
-                .any(|n| named(&rendered.image_pull_secrets, n))
+        names(0).chain(names(2)).any(injected_container)
+            || [1, 3]
+                .iter()
+                .any(|&l| names(l).any(|n| added.names(l).contains(&n)))
     }
 }
 
@@ -276,16 +374,14 @@ enum Slot {
 
 /// The order of a merged list: the template's items, then the pod's (the
 /// merge's order when no name is shared), then Istio's container order.
-fn merged_order(field: &str, added: &[Node], kept: &[Value], hold: bool) -> Vec<Slot> {
+fn merged_order(field: &str, added: &[&str], kept: &[Value], hold: bool) -> Vec<Slot> {
     let mut named: Vec<(Slot, &str)> = added
         .iter()
         .enumerate()
-        .map(|(i, item)| (Slot::Added(i), item.str_of("name").unwrap_or("")))
+        .map(|(i, name)| (Slot::Added(i), *name))
         .chain(kept.iter().enumerate().map(|(k, item)| {
-            (
-                Slot::Kept(k),
-                item.get("name").and_then(Value::as_str).unwrap_or(""),
-            )
+            let name = item.get("name").and_then(Value::as_str).unwrap_or("");
+            (Slot::Kept(k), name)
         }))
         .collect();
     match field {
@@ -359,19 +455,6 @@ fn probe_ops(
     }
 }
 
-/// The probers the rendered proxy already carries in its env (from
-/// ProxyConfig's `proxyMetadata`), as the Value engine finds them.
-fn existing_probers(proxy: &mut Node) -> Option<Value> {
-    let Some(Node::List(env)) = proxy.get_mut("env") else {
-        return None;
-    };
-    let text = env
-        .iter()
-        .find(|e| e.str_of("name") == Some(APP_PROBERS_ENV))?
-        .str_of("value")?;
-    serde_json::from_str(text).ok()
-}
-
 /// The patch's text, one operation at a time.
 struct Ops {
     out: Out,
@@ -404,30 +487,34 @@ impl Ops {
         }
     }
 
-    fn add(&mut self, path: &str, value: &Node) {
-        self.header(path);
-        value.write(&mut self.out);
+    /// `add` of an item at index `j` of the list at `list_ptr`.
+    fn add_item(&mut self, list_ptr: &str, j: usize, item: impl FnOnce(&mut Out)) {
+        self.next();
+        self.out.put_slice(b"{\"op\":\"add\",\"path\":");
+        // The pointer has no character to escape: constant keys, an index.
+        self.out.put_slice(b"\"");
+        self.out.put_slice(list_ptr.as_bytes());
+        self.out.put_slice(b"/");
+        self.out.integer(j as i64);
+        self.out.put_slice(b"\",\"value\":");
+        item(&mut self.out);
         self.out.put_slice(b"}");
     }
 
-    fn add_list(&mut self, path: &str, items: &[Node], slots: &[Slot]) {
-        self.header(path);
-        self.out.put_slice(b"[");
+    /// `add` of a whole list of added items, at `path`.
+    fn add_list(&mut self, path: &str, slots: &[Slot], item: impl Fn(usize, &mut Out)) {
+        self.next();
+        self.out.put_slice(b"{\"op\":\"add\",\"path\":");
+        self.out.string(path);
+        self.out.put_slice(b",\"value\":[");
         for (n, slot) in slots.iter().enumerate() {
             if n > 0 {
                 self.out.put_slice(b",");
             }
             if let Slot::Added(i) = *slot {
-                items[i].write(&mut self.out);
+                item(i, &mut self.out);
             }
         }
         self.out.put_slice(b"]}");
-    }
-
-    fn header(&mut self, path: &str) {
-        self.next();
-        self.out.put_slice(b"{\"op\":\"add\",\"path\":");
-        self.out.string(path);
-        self.out.put_slice(b",\"value\":");
     }
 }

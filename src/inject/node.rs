@@ -28,6 +28,40 @@ pub enum Node<'a> {
     Map(Vec<(Cow<'a, str>, Node<'a>)>),
     /// A value taken as it is (configured lifecycles, user volumes).
     Json(Cow<'a, Value>),
+    /// A constant part of the template, as JSON text
+    /// ([`super::fragments`]).
+    Raw(Fragment),
+    /// A per-pod value left open: only in a template rendered to be
+    /// compiled ([`super::compiled`]).
+    Hole(Hole),
+}
+
+/// The per-pod values a compiled template leaves open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hole {
+    /// `ISTIO_META_POD_PORTS`'s value.
+    PodPorts,
+    /// `ISTIO_META_APP_CONTAINERS`'s value.
+    AppContainers,
+    /// `ISTIO_META_WORKLOAD_NAME`'s value.
+    WorkloadName,
+    /// `ISTIO_META_OWNER`'s value.
+    Owner,
+    /// The `istio-certs` volume's secret name.
+    CertsSecret,
+    /// The env vars post-processing adds to the proxy (Prometheus, app
+    /// probers), at the end of its env list: each written with its comma.
+    ExtraEnv,
+}
+
+/// A constant part of the template as JSON text: serde_json's compact form
+/// with sorted keys (the fragments' tests check each).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fragment {
+    /// Its `name` member, for the items of named lists.
+    pub name: Option<&'static str>,
+    /// The text.
+    pub json: &'static str,
 }
 
 /// An object from `(key, value)` pairs with distinct keys, in any order.
@@ -78,6 +112,14 @@ impl From<bool> for Node<'_> {
 
 impl<'a> Node<'a> {
     /// The member `key` of an object.
+    pub fn get(&self, key: &str) -> Option<&Node<'a>> {
+        match self {
+            Node::Map(entries) => entries.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// The member `key` of an object, to change.
     pub fn get_mut(&mut self, key: &str) -> Option<&mut Node<'a>> {
         match self {
             Node::Map(entries) => entries.iter_mut().find(|(k, _)| k == key).map(|(_, v)| v),
@@ -108,6 +150,7 @@ impl<'a> Node<'a> {
                     })
             }
             Node::Json(v) => v.get(key).and_then(Value::as_str),
+            Node::Raw(f) if key == "name" => f.name,
             _ => None,
         }
     }
@@ -126,6 +169,10 @@ impl<'a> Node<'a> {
                     .collect::<Map<String, Value>>(),
             ),
             Node::Json(v) => v.into_owned(),
+            // Every fragment is JSON (checked by the fragments' tests).
+            Node::Raw(f) => serde_json::from_str(f.json).unwrap_or(Value::Null),
+            // Holes are only rendered to be compiled, never converted.
+            Node::Hole(_) => Value::Null,
         }
     }
 
@@ -140,7 +187,9 @@ impl<'a> Node<'a> {
             Node::List(items) => {
                 out.put_slice(b"[");
                 for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
+                    // Extra env vars bring their own commas, as there may
+                    // be none.
+                    if i > 0 && *item != Node::Hole(Hole::ExtraEnv) {
                         out.put_slice(b",");
                     }
                     item.write(out);
@@ -161,6 +210,8 @@ impl<'a> Node<'a> {
                 out.put_slice(b"}");
             }
             Node::Json(v) => out.value(v),
+            Node::Raw(f) => out.put_slice(f.json.as_bytes()),
+            Node::Hole(hole) => out.hole(*hole),
         }
     }
 }

@@ -15,6 +15,8 @@
 use json_patch::{Patch, PatchOperation};
 use serde_json::{Number, Value};
 
+use super::node::Hole;
+
 /// Room made up front for a patch's text: an injection's patch is a few
 /// kilobytes, so this saves the first several reallocations.
 const INITIAL_CAPACITY: usize = 8 * 1024;
@@ -47,13 +49,26 @@ pub(super) fn value_to_vec(value: &Value) -> Vec<u8> {
 /// the string's last eight bytes over what is already written.
 pub struct Out {
     buf: Vec<u8>,
+    /// Where a compiled template's holes are, by offset in `buf`.
+    holes: Vec<(usize, Hole)>,
 }
 
 impl Out {
     pub fn with_capacity(capacity: usize) -> Self {
         Out {
             buf: Vec::with_capacity(capacity),
+            holes: Vec::new(),
         }
+    }
+
+    /// Records a hole at the current offset (nothing is written).
+    pub fn hole(&mut self, hole: Hole) {
+        self.holes.push((self.buf.len(), hole));
+    }
+
+    /// The text and its holes.
+    pub fn into_parts(self) -> (Vec<u8>, Vec<(usize, Hole)>) {
+        (self.buf, self.holes)
     }
 
     pub fn into_vec(self) -> Vec<u8> {

@@ -64,6 +64,7 @@ fn proxy_config<'a>(
 
 /// What a pod's annotations and the settings decide before anything is
 /// rendered.
+#[derive(Debug, Clone)]
 pub struct PodSettings<'a> {
     /// ProxyConfig, with the pod's own on top.
     pub proxy_config: Cow<'a, Map<String, Value>>,
@@ -216,6 +217,7 @@ pub fn inject_pod(
         native,
         hold,
         resources: inputs::resources(s, &data_annotations),
+        compile: false,
     })?;
     if previous
         .as_deref()

@@ -18,6 +18,8 @@ pub const PROMETHEUS_SCRAPE: &str = "prometheus.io/scrape";
 pub const PROMETHEUS_PATH: &str = "prometheus.io/path";
 /// `prometheus.io/port`.
 pub const PROMETHEUS_PORT: &str = "prometheus.io/port";
+/// The proxy's env var with the app's own scrape settings.
+pub const PROMETHEUS_ENV: &str = "ISTIO_PROMETHEUS_ANNOTATIONS";
 /// `prometheus.istio.io/scrape-targets`: consumed into the proxy's env.
 pub const SCRAPE_TARGETS: &str = "prometheus.istio.io/scrape-targets";
 
@@ -91,7 +93,7 @@ pub fn prometheus_merge(
         }
         text.push_str(&parts.join(","));
         text.push('}');
-        env.push(sidecar::env("ISTIO_PROMETHEUS_ANNOTATIONS", text));
+        env.push(sidecar::env(PROMETHEUS_ENV, text));
     }
     annos.insert(PROMETHEUS_PORT.into(), target_port.into());
     annos.insert(PROMETHEUS_PATH.into(), "/stats/prometheus".into());

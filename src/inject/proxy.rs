@@ -5,36 +5,15 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
+use super::fragments::*;
 use super::gojson::{self, Ty};
-use super::node::{Node, map, strs};
+use super::inputs::env_hole;
+use super::node::{Hole, Node, map, strs};
 use super::sidecar::{Inputs, PROXY_NAME, env, strings};
-
-fn field_env<'a>(name: &'static str, path: &'static str) -> Node<'a> {
-    map([
-        ("name", name.into()),
-        (
-            "valueFrom",
-            map([("fieldRef", map([("fieldPath", path.into())]))]),
-        ),
-    ])
-}
-
-fn resource_env<'a>(name: &'static str, resource: &'static str) -> Node<'a> {
-    map([
-        ("name", name.into()),
-        (
-            "valueFrom",
-            map([(
-                "resourceFieldRef",
-                map([("divisor", "1".into()), ("resource", resource.into())]),
-            )]),
-        ),
-    ])
-}
 
 /// `ISTIO_META_POD_PORTS`: the app containers' ports, one JSON object per
 /// line, in Istio's layout.
-fn pod_ports(i: &Inputs) -> String {
+pub fn pod_ports(i: &Inputs) -> String {
     let mut out = String::from("[");
     let mut first = true;
     let containers = i.spec.get("containers").and_then(Value::as_array);
@@ -81,10 +60,6 @@ fn drain_lifecycle<'a>(port: &str) -> Node<'a> {
         "drain".into(),
     ]);
     map([("exec", map([("command", command)]))])
-}
-
-fn wait_lifecycle<'a>() -> Node<'a> {
-    map([("exec", map([("command", strs(&["pilot-agent", "wait"]))]))])
 }
 
 fn int_anno(i: &Inputs, name: &str, default: i64) -> i64 {
@@ -137,31 +112,40 @@ pub fn proxy_container<'a>(i: &Inputs<'a>) -> Node<'a> {
         s.ca_address.clone()
     };
     envs.push(env("CA_ADDR", ca_addr));
-    envs.push(field_env("POD_NAME", "metadata.name"));
-    envs.push(field_env("POD_NAMESPACE", "metadata.namespace"));
-    envs.push(field_env("INSTANCE_IP", "status.podIP"));
-    envs.push(field_env("SERVICE_ACCOUNT", "spec.serviceAccountName"));
-    envs.push(field_env("HOST_IP", "status.hostIP"));
-    envs.push(resource_env("ISTIO_CPU_LIMIT", "limits.cpu"));
+    envs.push(raw(POD_NAME_ENV));
+    envs.push(raw(POD_NAMESPACE_ENV));
+    envs.push(raw(INSTANCE_IP_ENV));
+    envs.push(raw(SERVICE_ACCOUNT_ENV));
+    envs.push(raw(HOST_IP_ENV));
+    envs.push(raw(CPU_LIMIT_ENV));
     envs.push(env("PROXY_CONFIG", format!("{}\n", proxy_config_json(i))));
-    envs.push(env("ISTIO_META_POD_PORTS", pod_ports(i)));
-    envs.push(env(
-        "ISTIO_META_APP_CONTAINERS",
-        i.app_containers().join(","),
-    ));
-    envs.push(resource_env("GOMEMLIMIT", "limits.memory"));
+    if i.compile {
+        envs.push(env_hole("ISTIO_META_POD_PORTS", Hole::PodPorts));
+        envs.push(env_hole("ISTIO_META_APP_CONTAINERS", Hole::AppContainers));
+    } else {
+        envs.push(env("ISTIO_META_POD_PORTS", pod_ports(i)));
+        envs.push(env(
+            "ISTIO_META_APP_CONTAINERS",
+            i.app_containers().join(","),
+        ));
+    }
+    envs.push(raw(GOMEMLIMIT_ENV));
     let cluster = if s.cluster_name.is_empty() {
         "Kubernetes"
     } else {
         &s.cluster_name
     };
     envs.push(env("ISTIO_META_CLUSTER_ID", cluster));
-    envs.push(field_env("ISTIO_META_NODE_NAME", "spec.nodeName"));
+    envs.push(raw(NODE_NAME_ENV));
     envs.push(env("ISTIO_META_INTERCEPTION_MODE", mode.clone()));
     if !s.network.is_empty() {
         envs.push(env("ISTIO_META_NETWORK", &s.network));
     }
-    if !i.workload.name.is_empty() {
+    if i.compile {
+        // Compiled for workloads with a name and an apiVersion.
+        envs.push(env_hole("ISTIO_META_WORKLOAD_NAME", Hole::WorkloadName));
+        envs.push(env_hole("ISTIO_META_OWNER", Hole::Owner));
+    } else if !i.workload.name.is_empty() {
         envs.push(env("ISTIO_META_WORKLOAD_NAME", &i.workload.name));
         if !i.workload.api_version.is_empty() {
             envs.push(env("ISTIO_META_OWNER", i.workload.owner()));
@@ -187,18 +171,14 @@ pub fn proxy_container<'a>(i: &Inputs<'a>) -> Node<'a> {
         envs.push(env("TRUST_DOMAIN", &s.trust_domain));
     }
     envs.extend(i.metadata_env());
+    if i.compile {
+        envs.push(Node::Hole(Hole::ExtraEnv));
+    }
 
     let mut c = map([
         ("name", PROXY_NAME.into()),
         ("image", i.image(&s.proxy_image).into()),
-        (
-            "ports",
-            Node::List(vec![map([
-                ("containerPort", 15090.into()),
-                ("protocol", "TCP".into()),
-                ("name", "http-envoy-prom".into()),
-            ])]),
-        ),
+        ("ports", raw(PROXY_PORTS)),
         ("args", strings(args)),
     ]);
     if matches!(&s.lifecycle, Value::Object(m) if !m.is_empty()) {
@@ -206,7 +186,7 @@ pub fn proxy_container<'a>(i: &Inputs<'a>) -> Node<'a> {
     } else {
         let mut lifecycle = map([]);
         if i.hold && !i.native {
-            lifecycle.insert("postStart", wait_lifecycle());
+            lifecycle.insert("postStart", raw(WAIT_LIFECYCLE));
         }
         if i.native {
             lifecycle.insert("preStop", drain_lifecycle(&status_port));
@@ -221,10 +201,7 @@ pub fn proxy_container<'a>(i: &Inputs<'a>) -> Node<'a> {
     }
     if status_port != "0" {
         let mut readiness = map([
-            (
-                "httpGet",
-                map([("path", "/healthz/ready".into()), ("port", 15021.into())]),
-            ),
+            ("httpGet", raw(READY_GET)),
             (
                 "periodSeconds",
                 int_anno(
@@ -258,10 +235,7 @@ pub fn proxy_container<'a>(i: &Inputs<'a>) -> Node<'a> {
             c.insert(
                 "startupProbe",
                 map([
-                    (
-                        "httpGet",
-                        map([("path", "/healthz/ready".into()), ("port", 15021.into())]),
-                    ),
+                    ("httpGet", raw(READY_GET)),
                     ("periodSeconds", 1.into()),
                     ("timeoutSeconds", 3.into()),
                     ("failureThreshold", s.startup_failure_threshold.into()),
@@ -299,45 +273,31 @@ pub fn proxy_container<'a>(i: &Inputs<'a>) -> Node<'a> {
     c
 }
 
-fn mount<'a>(name: &'static str, path: &'static str) -> Node<'a> {
-    map([("name", name.into()), ("mountPath", path.into())])
-}
-
 fn volume_mounts<'a>(i: &Inputs<'a>) -> Vec<Node<'a>> {
     let s = i.s;
     let mut m = vec![
-        mount("workload-socket", "/var/run/secrets/workload-spiffe-uds"),
-        mount("credential-socket", "/var/run/secrets/credential-uds"),
-        mount(
-            "workload-certs",
-            "/var/run/secrets/workload-spiffe-credentials",
-        ),
+        raw(WORKLOAD_SOCKET_MOUNT),
+        raw(CREDENTIAL_SOCKET_MOUNT),
+        raw(WORKLOAD_CERTS_MOUNT),
     ];
     if s.pilot_cert_provider == "istiod" {
-        m.push(mount("istiod-ca-cert", "/var/run/secrets/istio"));
-        m.push(mount("istio-ca-crl", "/var/run/secrets/istio/crl"));
+        m.push(raw(ISTIOD_CA_MOUNT));
+        m.push(raw(CA_CRL_MOUNT));
     }
-    m.push(mount("istio-data", "/var/lib/istio/data"));
+    m.push(raw(DATA_MOUNT));
     if i.annotations
         .contains_key("sidecar.istio.io/bootstrapOverride")
     {
-        m.push(mount(
-            "custom-bootstrap-volume",
-            "/etc/istio/custom-bootstrap",
-        ));
+        m.push(raw(CUSTOM_BOOTSTRAP_MOUNT));
     }
-    m.push(mount("istio-envoy", "/etc/istio/proxy"));
+    m.push(raw(ENVOY_MOUNT));
     if s.jwt_policy == "third-party-jwt" {
-        m.push(mount("istio-token", "/var/run/secrets/tokens"));
+        m.push(raw(TOKEN_MOUNT));
     }
     if s.mount_mtls_certs {
-        m.push(map([
-            ("name", "istio-certs".into()),
-            ("mountPath", "/etc/certs/".into()),
-            ("readOnly", true.into()),
-        ]));
+        m.push(raw(CERTS_MOUNT));
     }
-    m.push(mount("istio-podinfo", "/etc/istio/pod"));
+    m.push(raw(PODINFO_MOUNT));
     if let Some(Ok(Value::Object(user))) = i
         .annotations
         .get("sidecar.istio.io/userVolumeMount")

@@ -8,8 +8,9 @@ use serde_json::{Map, Value, json};
 
 use super::InjectError;
 use super::capture;
+use super::fragments::*;
 pub use super::inputs::{Inputs, canonical_value, env, scalar_string};
-use super::node::{Node, map, strs};
+use super::node::{Hole, Node, map, strs};
 use super::proxy::proxy_container;
 pub use super::status::Status;
 use crate::config::{Settings, TrafficCapture};
@@ -56,14 +57,6 @@ impl<'a> Rendered<'a> {
         pod.insert("metadata".into(), self.metadata);
         pod.insert("spec".into(), Value::Object(spec));
         Value::Object(pod)
-    }
-
-    /// The proxy container, wherever it was rendered.
-    pub fn proxy_mut(&mut self) -> Option<&mut Node<'a>> {
-        self.init_containers
-            .iter_mut()
-            .chain(self.containers.iter_mut())
-            .find(|c| c.str_of("name") == Some(PROXY_NAME))
     }
 }
 
@@ -137,7 +130,8 @@ pub fn revision(s: &Settings) -> String {
     }
 }
 
-fn metadata(i: &Inputs) -> Value {
+/// The labels and annotations the template adds to the pod's metadata.
+pub fn metadata(i: &Inputs) -> Value {
     let label = |k: &str| i.labels.get(k).filter(|v| !v.is_empty()).cloned();
     let mut canonical_name = label("service.istio.io/canonical-name")
         .or_else(|| label("app.kubernetes.io/name"))
@@ -400,52 +394,32 @@ fn core_dump_container<'a>(i: &Inputs<'a>) -> Node<'a> {
     c
 }
 
-fn empty_dir<'a>(name: &'static str) -> Node<'a> {
-    map([("name", name.into()), ("emptyDir", map([]))])
-}
-
-fn config_map<'a>(name: &'static str, config_map: Node<'a>) -> Node<'a> {
-    map([("name", name.into()), ("configMap", config_map)])
-}
-
-fn field_item<'a>(path: &'static str, field: &'static str) -> Node<'a> {
-    map([
-        ("path", path.into()),
-        ("fieldRef", map([("fieldPath", field.into())])),
-    ])
+/// The secret of the `istio-certs` volume: the pod's service account's.
+pub fn certs_secret(spec: &Value) -> String {
+    let sa = spec
+        .get("serviceAccountName")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .unwrap_or("default");
+    format!("istio.{sa}")
 }
 
 fn volumes<'a>(i: &Inputs<'a>) -> Vec<Node<'a>> {
     let s = i.s;
     let mut v = vec![
-        empty_dir("workload-socket"),
-        empty_dir("credential-socket"),
-        empty_dir("workload-certs"),
+        raw(WORKLOAD_SOCKET_VOLUME),
+        raw(CREDENTIAL_SOCKET_VOLUME),
+        raw(WORKLOAD_CERTS_VOLUME),
     ];
     if let Some(cm) = i.annotations.get("sidecar.istio.io/bootstrapOverride") {
-        v.push(config_map(
-            "custom-bootstrap-volume",
-            map([("name", cm.as_str().into())]),
-        ));
+        v.push(map([
+            ("name", "custom-bootstrap-volume".into()),
+            ("configMap", map([("name", cm.as_str().into())])),
+        ]));
     }
-    v.push(map([
-        ("name", "istio-envoy".into()),
-        ("emptyDir", map([("medium", "Memory".into())])),
-    ]));
-    v.push(empty_dir("istio-data"));
-    v.push(map([
-        ("name", "istio-podinfo".into()),
-        (
-            "downwardAPI",
-            map([(
-                "items",
-                Node::List(vec![
-                    field_item("labels", "metadata.labels"),
-                    field_item("annotations", "metadata.annotations"),
-                ]),
-            )]),
-        ),
-    ]));
+    v.push(raw(ENVOY_VOLUME));
+    v.push(raw(DATA_VOLUME));
+    v.push(raw(PODINFO_VOLUME));
     if s.jwt_policy == "third-party-jwt" {
         let token = map([
             ("path", "istio-token".into()),
@@ -464,30 +438,20 @@ fn volumes<'a>(i: &Inputs<'a>) -> Vec<Node<'a>> {
         ]));
     }
     if s.pilot_cert_provider == "istiod" {
-        v.push(config_map(
-            "istiod-ca-cert",
-            map([("name", "istio-ca-root-cert".into())]),
-        ));
-        v.push(config_map(
-            "istio-ca-crl",
-            map([("name", "istio-ca-crl".into()), ("optional", true.into())]),
-        ));
+        v.push(raw(ISTIOD_CA_VOLUME));
+        v.push(raw(CA_CRL_VOLUME));
     }
     if s.mount_mtls_certs {
-        let sa = i
-            .spec
-            .get("serviceAccountName")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .unwrap_or("default");
+        let secret_name = if i.compile {
+            Node::Hole(Hole::CertsSecret)
+        } else {
+            certs_secret(i.spec).into()
+        };
         v.push(map([
             ("name", "istio-certs".into()),
             (
                 "secret",
-                map([
-                    ("optional", true.into()),
-                    ("secretName", format!("istio.{sa}").into()),
-                ]),
+                map([("optional", true.into()), ("secretName", secret_name)]),
             ),
         ]));
     }
