@@ -95,6 +95,8 @@ pub struct Compiled {
     pub image_pull_secrets: Vec<Item>,
     /// What an untuned pod gets (`sidecar.istio.io/status`).
     pub status: Status,
+    /// `status` in its annotation's JSON form.
+    pub status_json: String,
     /// What an untuned pod's settings are.
     pub pod_settings: PodSettings<'static>,
 }
@@ -164,6 +166,7 @@ impl Compiled {
             containers: items(&rendered.containers),
             volumes: items(&rendered.volumes),
             image_pull_secrets: items(&rendered.image_pull_secrets),
+            status_json: rendered.status.to_json(),
             status: rendered.status,
             pod_settings: PodSettings {
                 proxy_config: std::borrow::Cow::Owned(settings.proxy_config.into_owned()),

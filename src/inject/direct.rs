@@ -34,8 +34,12 @@ use super::proxy;
 use super::sidecar::{
     self, CORE_DUMP_NAME, INIT_NAME, Inputs, PROXY_NAME, Status, VALIDATION_NAME,
 };
-use super::{Candidate, InjectError, at, inputs, string_map};
+use super::{Candidate, InjectError, at, inputs};
 use crate::config::Config;
+use ops::{Ops, Slot};
+
+mod metadata;
+mod ops;
 
 /// A first injection's patch.
 pub struct Direct {
@@ -58,9 +62,6 @@ const LISTS: [&str; 4] = [
 
 /// The containers Istio's order moves, whoever added them.
 const ORDERED_NAMES: [&str; 4] = [PROXY_NAME, INIT_NAME, VALIDATION_NAME, CORE_DUMP_NAME];
-
-/// Room for a patch's text: an injection's is several kilobytes.
-const PATCH_CAPACITY: usize = 12 * 1024;
 
 /// The patch of a first injection of `object`, or `None` when the pod is
 /// not one the direct path handles (an earlier injection, the user's own
@@ -146,25 +147,47 @@ pub fn patch(object: &Value, c: &Candidate, cfg: &Config) -> Result<Option<Direc
         return Ok(None);
     }
 
-    // Metadata: the engine's merge, post-processing and diff (it is small).
+    // Metadata: the pod's labels and annotations with the template's merged
+    // in (as strings, as the engine reads them), then post-processed.
     let original_meta = at(object, c.meta_ptr);
-    let mut meta = match original_meta {
-        None | Some(Value::Null) => Value::Object(Map::new()),
-        Some(m) => m.clone(),
-    };
-    merge_into(&mut meta, metadata);
-    let mut annos = string_map(meta.get("annotations"));
+    let mut labels = c.labels.clone();
+    let mut annos = c.annotations.clone();
+    for (key, map) in [("labels", &mut labels), ("annotations", &mut annos)] {
+        if let Some(Value::Object(added)) = metadata.get(key) {
+            for (k, v) in added {
+                map.insert(k.clone(), inputs::scalar_string(v));
+            }
+        }
+    }
     let mut proxy_env = Vec::new();
+    let status_json = match compiled_template {
+        Some(t) => t.status_json.clone(),
+        None => status.to_json(),
+    };
     pipeline::finish_annotations(
         &mut annos,
         s,
         &settings.target_port,
         &status,
+        status_json,
         &mut proxy_env,
     );
-    pipeline::set_annotations(&mut meta, annos);
+    let direct_meta = metadata::ops(original_meta, &labels, &annos);
     let mut meta_ops = Vec::new();
-    diff_into_at(c.meta_ptr, original_meta, meta, &mut meta_ops);
+    if direct_meta.is_none() {
+        // Unusual metadata: the engine's own merge and diff.
+        let mut meta = match original_meta {
+            None | Some(Value::Null) => Value::Object(Map::new()),
+            Some(m) => m.clone(),
+        };
+        merge_into(&mut meta, metadata);
+        pipeline::set_annotations(&mut meta, annos.clone());
+        diff_into_at(c.meta_ptr, original_meta, meta, &mut meta_ops);
+    }
+    let write_meta = |ops: &mut Ops| match &direct_meta {
+        Some(direct) => metadata::write(c.meta_ptr, direct, ops),
+        None => ops.values(&meta_ops),
+    };
 
     // The app's probes: rewritten on copies of the containers that have any.
     let mut probed = probed_copies(c.spec);
@@ -180,7 +203,7 @@ pub fn patch(object: &Value, c: &Candidate, cfg: &Config) -> Result<Option<Direc
     let mut ops = Ops::new();
     let meta_first = original_meta.is_some();
     if meta_first {
-        ops.values(&meta_ops);
+        write_meta(&mut ops);
     }
     // Lists the pod has, in key order, then the ones the template adds.
     for present in [true, false] {
@@ -210,7 +233,7 @@ pub fn patch(object: &Value, c: &Candidate, cfg: &Config) -> Result<Option<Direc
         }
     }
     if !meta_first {
-        ops.values(&meta_ops);
+        write_meta(&mut ops);
     }
     Ok(Some(Direct {
         patch: ops.finish(),
@@ -357,19 +380,11 @@ impl<'o> Originals<'o> {
                 .filter_map(|i| i.get("name").and_then(Value::as_str))
         };
         names(0).chain(names(2)).any(injected_container)
-            || [1, 3]
-                .iter()
-                .any(|&l| names(l).any(|n| added.names(l).contains(&n)))
+            || [1, 3].iter().any(|&l| {
+                let injected = added.names(l);
+                names(l).any(|n| injected.contains(&n))
+            })
     }
-}
-
-/// Where an item of a merged list comes from.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Slot {
-    /// The template's item at this index.
-    Added(usize),
-    /// The pod's own item at this index.
-    Kept(usize),
 }
 
 /// The order of a merged list: the template's items, then the pod's (the
@@ -452,69 +467,5 @@ fn probe_ops(
             let ptr = format!("{list_ptr}/{j}/{key}");
             diff_into_at(&ptr, Some(before), after.take(), ops);
         }
-    }
-}
-
-/// The patch's text, one operation at a time.
-struct Ops {
-    out: Out,
-    count: usize,
-}
-
-impl Ops {
-    fn new() -> Ops {
-        let mut out = Out::with_capacity(PATCH_CAPACITY);
-        out.put_slice(b"[");
-        Ops { out, count: 0 }
-    }
-
-    fn finish(mut self) -> Vec<u8> {
-        self.out.put_slice(b"]");
-        self.out.into_vec()
-    }
-
-    fn next(&mut self) {
-        if self.count > 0 {
-            self.out.put_slice(b",");
-        }
-        self.count += 1;
-    }
-
-    fn values(&mut self, ops: &[json_patch::PatchOperation]) {
-        for op in ops {
-            self.next();
-            self.out.operation(op);
-        }
-    }
-
-    /// `add` of an item at index `j` of the list at `list_ptr`.
-    fn add_item(&mut self, list_ptr: &str, j: usize, item: impl FnOnce(&mut Out)) {
-        self.next();
-        self.out.put_slice(b"{\"op\":\"add\",\"path\":");
-        // The pointer has no character to escape: constant keys, an index.
-        self.out.put_slice(b"\"");
-        self.out.put_slice(list_ptr.as_bytes());
-        self.out.put_slice(b"/");
-        self.out.integer(j as i64);
-        self.out.put_slice(b"\",\"value\":");
-        item(&mut self.out);
-        self.out.put_slice(b"}");
-    }
-
-    /// `add` of a whole list of added items, at `path`.
-    fn add_list(&mut self, path: &str, slots: &[Slot], item: impl Fn(usize, &mut Out)) {
-        self.next();
-        self.out.put_slice(b"{\"op\":\"add\",\"path\":");
-        self.out.string(path);
-        self.out.put_slice(b",\"value\":[");
-        for (n, slot) in slots.iter().enumerate() {
-            if n > 0 {
-                self.out.put_slice(b",");
-            }
-            if let Slot::Added(i) = *slot {
-                item(i, &mut self.out);
-            }
-        }
-        self.out.put_slice(b"]}");
     }
 }

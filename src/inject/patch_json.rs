@@ -233,38 +233,32 @@ impl Out {
         true
     }
 
-    /// The contents of a string with at least one byte to escape: plain
-    /// words appended at once, words with a special byte byte by byte.
+    /// The contents of a string with at least one byte to escape: the runs
+    /// between the bytes to escape copied whole, each of those escaped.
     fn escaped(&mut self, bytes: &[u8]) {
-        let mut rest = bytes;
-        while !rest.is_empty() {
-            if let Some((word, tail)) = rest.split_first_chunk::<8>()
-                && !word_needs_escape(u64::from_le_bytes(*word))
-            {
-                self.buf.extend_from_slice(word);
-                rest = tail;
+        let mut run = 0;
+        for (at, &byte) in bytes.iter().enumerate() {
+            let escape = ESCAPE[usize::from(byte)];
+            if escape == 0 {
                 continue;
             }
-            let (chunk, tail) = rest.split_at(rest.len().min(8));
-            for &byte in chunk {
-                match ESCAPE[usize::from(byte)] {
-                    0 => self.buf.push(byte),
-                    UU => {
-                        const HEX: &[u8; 16] = b"0123456789abcdef";
-                        self.buf.extend_from_slice(&[
-                            b'\\',
-                            b'u',
-                            b'0',
-                            b'0',
-                            HEX[usize::from(byte >> 4)],
-                            HEX[usize::from(byte & 0xf)],
-                        ]);
-                    }
-                    short => self.buf.extend_from_slice(&[b'\\', short]),
-                }
+            self.buf.extend_from_slice(&bytes[run..at]);
+            run = at + 1;
+            if escape == UU {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                self.buf.extend_from_slice(&[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[usize::from(byte >> 4)],
+                    HEX[usize::from(byte & 0xf)],
+                ]);
+            } else {
+                self.buf.extend_from_slice(&[b'\\', escape]);
             }
-            rest = tail;
         }
+        self.buf.extend_from_slice(&bytes[run..]);
     }
 }
 

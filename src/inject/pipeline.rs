@@ -107,12 +107,14 @@ pub fn pod_settings<'a>(
 
 /// The injected pod's annotations, from the merged ones: Istio's Prometheus
 /// merge, the configured extra annotations, the revision and the status
-/// record. Env vars the proxy needs as a result are added to `proxy_env`.
+/// record (`status`, whose JSON form is `status_json`). Env vars the proxy
+/// needs as a result are added to `proxy_env`.
 pub fn finish_annotations(
     annos: &mut BTreeMap<String, String>,
     s: &Settings,
     target_port: &str,
     status: &Status,
+    status_json: String,
     proxy_env: &mut Vec<Node<'static>>,
 ) {
     prometheus_merge(s, annos, target_port, proxy_env);
@@ -120,7 +122,7 @@ pub fn finish_annotations(
         annos.insert(k.clone(), v.clone());
     }
     annos.insert("istio.io/rev".into(), status.revision.clone());
-    annos.insert(STATUS.into(), status.to_json());
+    annos.insert(STATUS.into(), status_json);
     annos.remove(SCRAPE_TARGETS);
 }
 
@@ -325,7 +327,15 @@ pub fn inject_pod(
 
     // Post-processing, in Istio's order.
     let mut proxy_env: Vec<Node> = Vec::new();
-    finish_annotations(&mut annos, s, &target_port, &status, &mut proxy_env);
+    let status_json = status.to_json();
+    finish_annotations(
+        &mut annos,
+        s,
+        &target_port,
+        &status,
+        status_json,
+        &mut proxy_env,
+    );
     if let Some(spec) = merged.get_mut("spec") {
         let existing = existing_probers(spec);
         proxy_env.extend(rewrite_probes(spec, s, annotations, existing));
