@@ -41,6 +41,7 @@
 //! checks of keys that only work together have passed.
 
 mod builder;
+mod derived;
 mod selector;
 mod settings;
 mod tree;
@@ -50,6 +51,7 @@ use std::path::Path;
 use serde_json::Value;
 
 pub use builder::ConfigBuilder;
+pub use derived::Derived;
 pub use selector::{LabelSelector, SelectorError};
 pub use settings::{PROXY_CONFIG_FIELDS, Policy, Settings, TrafficCapture};
 
@@ -61,8 +63,8 @@ pub struct Config {
     tree: Value,
     /// The resolved form the engine reads.
     settings: Settings,
-    /// The engine's template compiled for these settings, made on first use.
-    template: crate::inject::TemplateCell,
+    /// What the engine derives from these settings, made on first use.
+    derived: Derived,
 }
 
 /// A configuration file or override that could not be used.
@@ -130,7 +132,7 @@ impl Default for Config {
         Config {
             tree,
             settings,
-            template: Default::default(),
+            derived: Derived::default(),
         }
     }
 }
@@ -159,9 +161,9 @@ impl Config {
         &self.settings
     }
 
-    /// The engine's template compiled for these settings (`None` when
-    /// they cannot be compiled; pods are then rendered one by one).
-    pub(crate) fn compiled_template(&self) -> Option<&crate::inject::Compiled> {
-        self.template.get(&self.settings)
+    /// What the engine derives from these settings (its compiled
+    /// template), kept with them.
+    pub fn derived(&self) -> &Derived {
+        &self.derived
     }
 }

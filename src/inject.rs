@@ -43,7 +43,6 @@ use serde_json::Value;
 use tracing::debug;
 
 use crate::config::Config;
-pub(crate) use compiled::{Compiled, TemplateCell};
 pub use decision::{IGNORED_NAMESPACES, Rule};
 pub(crate) use inputs::canonical_resources;
 pub use kubeform::kube_inject_form;

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use super::derived::Derived;
 use super::settings::{Settings, TrafficCapture};
 use super::{Config, ConfigError, tree};
 
@@ -133,7 +134,7 @@ impl ConfigBuilder {
         let settings = Settings::resolve(&next)?;
         self.config.tree = next;
         self.config.settings = settings;
-        self.config.template = Default::default();
+        self.config.derived = Derived::default();
         Ok(())
     }
 }

@@ -15,7 +15,6 @@
 //! not, to the Value engine's patch byte for byte.
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
 
@@ -27,7 +26,7 @@ use super::probes::APP_PROBERS_ENV;
 use super::prometheus::PROMETHEUS_ENV;
 use super::sidecar::{self, Inputs, Status};
 use super::workload::Workload;
-use crate::config::Settings;
+use crate::config::{Config, Settings};
 
 /// One item the template adds (a container, a volume, a pull secret), as
 /// text with holes.
@@ -189,36 +188,12 @@ fn item(node: &Node) -> Item {
     }
 }
 
-/// A configuration's compiled template, made on first use. Copies of a
-/// configuration compile their own; two configurations compare equal
-/// whatever their cells hold.
-#[derive(Default)]
-pub struct TemplateCell(OnceLock<Option<Compiled>>);
-
-impl TemplateCell {
-    /// The compiled template of `s` (which must be the configuration's
-    /// settings, never changed after the cell is first read).
-    pub fn get(&self, s: &Settings) -> Option<&Compiled> {
-        self.0.get_or_init(|| Compiled::of(s)).as_ref()
-    }
-}
-
-impl Clone for TemplateCell {
-    fn clone(&self) -> Self {
-        TemplateCell::default()
-    }
-}
-
-impl PartialEq for TemplateCell {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl std::fmt::Debug for TemplateCell {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TemplateCell")
-    }
+/// The compiled template of `cfg`, made on its first use and kept with
+/// it (`None` when its settings cannot be compiled).
+pub fn of_config(cfg: &Config) -> Option<&Compiled> {
+    cfg.derived()
+        .get_or_init(|| Compiled::of(cfg.settings()))
+        .and_then(Option::as_ref)
 }
 
 #[cfg(test)]

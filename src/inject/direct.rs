@@ -93,7 +93,7 @@ pub fn patch(object: &Value, c: &Candidate, cfg: &Config) -> Result<Option<Direc
         && has_apps
         && !c.annotations.keys().any(|k| compiled::tunes(k));
     let compiled_template = if untuned {
-        cfg.compiled_template()
+        compiled::of_config(cfg)
     } else {
         None
     };
