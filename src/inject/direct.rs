@@ -8,16 +8,19 @@
 //! dropped. For the common case (a pod never injected before, whose own
 //! containers, volumes and pull secrets the template does not touch by
 //! name), the patch is known without any of that: the template's items are
-//! inserted by name, so each is one `add` at its merged index, written from
-//! the rendered [`Node`]s. The small, pod-dependent parts (metadata, the
-//! rewritten app probes) still go through the engine's own merge and diff.
+//! inserted by name, so each is one `add` at its merged index, written as
+//! text, from the configuration's compiled template ([`compiled`]) or, for
+//! a pod with tuning annotations, from the template rendered for it
+//! ([`Node`]s). The metadata's operations are written directly too
+//! ([`metadata`]); the rewritten app probes go through the engine's diff.
 //!
 //! The contract: [`patch`] gives the very bytes `serde_json::to_vec` writes
 //! for [`super::inject`]'s patch, or `None` (take the Value engine). The
-//! invariants and mutation tests hold it to that on every fixture and on
-//! thousands of mutants.
+//! invariants, mutation and paths tests hold it to that on every fixture,
+//! on thousands of mutants, and across configurations.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
@@ -75,24 +78,7 @@ pub fn patch(object: &Value, c: &Candidate, cfg: &Config) -> Result<Option<Direc
         return Ok(None);
     };
     let s = cfg.settings();
-    // The compiled template leaves the workload's env vars and the app
-    // containers' value as holes: it fits pods that have them.
-    let has_apps = c
-        .spec
-        .get("containers")
-        .and_then(Value::as_array)
-        .is_some_and(|cs| {
-            cs.iter().any(|c| {
-                c.get("name")
-                    .and_then(Value::as_str)
-                    .is_some_and(|n| !n.is_empty())
-            })
-        });
-    let untuned = !c.workload.name.is_empty()
-        && !c.workload.api_version.is_empty()
-        && has_apps
-        && !c.annotations.keys().any(|k| compiled::tunes(k));
-    let compiled_template = if untuned {
+    let compiled_template = if compiled_fits(c) {
         compiled::of_config(cfg)
     } else {
         None
@@ -113,7 +99,7 @@ pub fn patch(object: &Value, c: &Candidate, cfg: &Config) -> Result<Option<Direc
         resources: inputs::resources(s, &c.annotations),
         compile: false,
     };
-    let (mut added, metadata, status) = match compiled_template {
+    let (mut added, template_metadata, status) = match compiled_template {
         Some(t) => {
             let values = PodValues {
                 pod_ports: proxy::pod_ports(&inputs),
@@ -148,48 +134,23 @@ pub fn patch(object: &Value, c: &Candidate, cfg: &Config) -> Result<Option<Direc
     }
 
     // Metadata: the pod's labels and annotations with the template's merged
-    // in (as strings, as the engine reads them), then post-processed.
-    let original_meta = at(object, c.meta_ptr);
-    let mut labels = c.labels.clone();
-    let mut annos = c.annotations.clone();
-    for (key, map) in [("labels", &mut labels), ("annotations", &mut annos)] {
-        if let Some(Value::Object(added)) = metadata.get(key) {
-            for (k, v) in added {
-                map.insert(k.clone(), inputs::scalar_string(v));
-            }
-        }
-    }
+    // in, then post-processed as the engine does.
     let mut proxy_env = Vec::new();
+    let mut metadata = NewMetadata::merged(c, template_metadata);
     let status_json = match compiled_template {
         Some(t) => t.status_json.clone(),
         None => status.to_json(),
     };
     pipeline::finish_annotations(
-        &mut annos,
+        &mut metadata.annotations,
         s,
         &settings.target_port,
         &status,
         status_json,
         &mut proxy_env,
     );
-    let direct_meta = metadata::ops(original_meta, &labels, &annos);
-    let mut meta_ops = Vec::new();
-    if direct_meta.is_none() {
-        // Unusual metadata: the engine's own merge and diff.
-        let mut meta = match original_meta {
-            None | Some(Value::Null) => Value::Object(Map::new()),
-            Some(m) => m.clone(),
-        };
-        merge_into(&mut meta, metadata);
-        pipeline::set_annotations(&mut meta, annos.clone());
-        diff_into_at(c.meta_ptr, original_meta, meta, &mut meta_ops);
-    }
-    let write_meta = |ops: &mut Ops| match &direct_meta {
-        Some(direct) => metadata::write(c.meta_ptr, direct, ops),
-        None => ops.values(&meta_ops),
-    };
 
-    // The app's probes: rewritten on copies of the containers that have any.
+    // The app's probes: rewritten on copies of what they read and change.
     let mut probed = probed_copies(c.spec);
     let existing = added.existing_probers();
     proxy_env.extend(pipeline::rewrite_probes(
@@ -200,46 +161,145 @@ pub fn patch(object: &Value, c: &Candidate, cfg: &Config) -> Result<Option<Direc
     ));
     added.add_proxy_env(proxy_env);
 
+    // The operations, in the order a diff of the whole pod gives: the
+    // metadata's before the spec's, unless the pod has no metadata (keys
+    // added come after the keys that were there).
     let mut ops = Ops::new();
-    let meta_first = original_meta.is_some();
-    if meta_first {
-        write_meta(&mut ops);
+    let original_meta = at(object, c.meta_ptr);
+    if original_meta.is_some() {
+        metadata.write(c.meta_ptr, original_meta, &mut ops);
     }
-    // Lists the pod has, in key order, then the ones the template adds.
-    for present in [true, false] {
-        for (l, field) in LISTS.iter().enumerate() {
-            let original = originals.lists[l];
-            if !added.sets(l) || original.is_some() != present {
-                continue;
-            }
-            let names = added.names(l);
-            let slots = merged_order(field, &names, original.unwrap_or(&[]), settings.hold);
-            let list_ptr = format!("{}/{field}", c.spec_ptr);
-            let Some(original) = original else {
-                ops.add_list(&list_ptr, &slots, |i, out| added.write(l, i, out));
-                continue;
-            };
-            for (j, slot) in slots.iter().enumerate() {
-                match *slot {
-                    Slot::Added(i) => ops.add_item(&list_ptr, j, |out| added.write(l, i, out)),
-                    Slot::Kept(k) => {
-                        let mut item_ops = Vec::new();
-                        let item = (*field, k, &original[k]);
-                        probe_ops(&mut probed, item, &list_ptr, j, &mut item_ops);
-                        ops.values(&item_ops);
-                    }
-                }
-            }
-        }
-    }
-    if !meta_first {
-        write_meta(&mut ops);
+    let lists = Lists {
+        spec_ptr: c.spec_ptr,
+        originals: &originals,
+        added: &added,
+        hold: settings.hold,
+    };
+    lists.write(&mut probed, &mut ops);
+    if original_meta.is_none() {
+        metadata.write(c.meta_ptr, original_meta, &mut ops);
     }
     Ok(Some(Direct {
         patch: ops.finish(),
         status,
         compiled: compiled_template.is_some(),
     }))
+}
+
+/// Whether the configuration's compiled template fits the pod: it has no
+/// tuning annotation, a named workload (the template leaves the workload's
+/// env vars as holes), and named app containers (it leaves the value of
+/// `ISTIO_META_APP_CONTAINERS` as one, where an empty value drops the key).
+fn compiled_fits(c: &Candidate) -> bool {
+    let has_apps = c
+        .spec
+        .get("containers")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter().any(|c| {
+                c.get("name")
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| !n.is_empty())
+            })
+        });
+    !c.workload.name.is_empty()
+        && !c.workload.api_version.is_empty()
+        && has_apps
+        && !c.annotations.keys().any(|k| compiled::tunes(k))
+}
+
+/// The injected pod's labels and annotations.
+struct NewMetadata {
+    labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
+    /// The template's own `{labels, annotations}`, for the engine's merge
+    /// when the pod's metadata is unusual.
+    template: Value,
+}
+
+impl NewMetadata {
+    /// The pod's labels and annotations (as strings, as the engine reads
+    /// them) with the template's merged in.
+    fn merged(c: &Candidate, template: Value) -> NewMetadata {
+        let mut labels = c.labels.clone();
+        let mut annotations = c.annotations.clone();
+        for (key, map) in [("labels", &mut labels), ("annotations", &mut annotations)] {
+            if let Some(Value::Object(added)) = template.get(key) {
+                for (k, v) in added {
+                    map.insert(k.clone(), inputs::scalar_string(v));
+                }
+            }
+        }
+        NewMetadata {
+            labels,
+            annotations,
+            template,
+        }
+    }
+
+    /// Writes the operations that turn `original`, at `meta_ptr`, into
+    /// this: directly for plain metadata ([`metadata::ops`]), else through
+    /// the engine's merge and diff.
+    fn write(&self, meta_ptr: &str, original: Option<&Value>, ops: &mut Ops) {
+        if let Some(direct) = metadata::ops(original, &self.labels, &self.annotations) {
+            metadata::write(meta_ptr, &direct, ops);
+            return;
+        }
+        let mut meta = match original {
+            None | Some(Value::Null) => Value::Object(Map::new()),
+            Some(m) => m.clone(),
+        };
+        merge_into(&mut meta, self.template.clone());
+        pipeline::set_annotations(&mut meta, self.annotations.clone());
+        let mut engine_ops = Vec::new();
+        diff_into_at(meta_ptr, original, meta, &mut engine_ops);
+        ops.values(&engine_ops);
+    }
+}
+
+/// The pod spec's lists with the template's items inserted.
+struct Lists<'a> {
+    spec_ptr: &'static str,
+    originals: &'a Originals<'a>,
+    added: &'a Added<'a>,
+    hold: bool,
+}
+
+impl Lists<'_> {
+    /// Writes the operations on the lists: those the pod has, in key
+    /// order, then those the template adds; an inserted item is an `add`
+    /// at its merged index, a kept one is diffed where its probes were
+    /// rewritten (`probed`).
+    fn write(&self, probed: &mut Value, ops: &mut Ops) {
+        for present in [true, false] {
+            for (l, field) in LISTS.iter().enumerate() {
+                let original = self.originals.lists[l];
+                if !self.added.sets(l) || original.is_some() != present {
+                    continue;
+                }
+                let names = self.added.names(l);
+                let slots = merged_order(field, &names, original.unwrap_or(&[]), self.hold);
+                let list_ptr = format!("{}/{field}", self.spec_ptr);
+                let Some(original) = original else {
+                    ops.add_list(&list_ptr, &slots, |i, out| self.added.write(l, i, out));
+                    continue;
+                };
+                for (j, slot) in slots.iter().enumerate() {
+                    match *slot {
+                        Slot::Added(i) => {
+                            ops.add_item(&list_ptr, j, |out| self.added.write(l, i, out));
+                        }
+                        Slot::Kept(k) => {
+                            let mut item_ops = Vec::new();
+                            let item = (*field, k, &original[k]);
+                            probe_ops(probed, item, &list_ptr, j, &mut item_ops);
+                            ops.values(&item_ops);
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// What the template adds, by list (in [`LISTS`]' order): rendered for this
