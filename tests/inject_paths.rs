@@ -53,6 +53,9 @@ proxy-metadata:
 - meshConfig.defaultConfig.proxyMetadata.EMPTY=
 - meshConfig.defaultConfig.proxyMetadata.NUM=5
 - meshConfig.defaultConfig.proxyMetadata.ISTIO_META_DNS_CAPTURE=true
+proxy-metadata-odd:
+- meshConfig: {defaultConfig: {proxyMetadata: {"WEIRD\"NAME": "a\"b\\c\u0001\u00e9\u2028",
+    LIST: [1, 2.5], OBJ: {k: v}, "NUL": "\u0000"}}}
 metadata-app-probers:
 - meshConfig: {defaultConfig: {proxyMetadata:
     {ISTIO_KUBE_APP_PROBERS: '{"/app-health/old/livez":{"httpGet":{"port":8080}}}'}}}
@@ -105,7 +108,8 @@ resources:
 - values.global.proxy.resources.requests.memory=0.5Gi
 no-resources: [values.global.proxy.resources=null]
 injected-annotations:
-- config: {injectedAnnotations: {team: mesh, prometheus.io/scrape: "false"}}
+- config: {injectedAnnotations: {team: mesh, prometheus.io/scrape: "false",
+    "odd~key/x": "v\u0001\""}}
 policy-disabled: [config.policy=disabled]
 selectors:
 - config:
@@ -356,12 +360,24 @@ fn handler(rng: &mut Rng, hook: bool) -> Value {
         8 => json!({"grpc": {"port": 9090, "service": "health"}}),
         9 => json!({"httpGet": {"path": "/app-health/app/livez", "port": 15020}}),
         10 => json!({"httpGet": {"path": "/p", "host": "10.0.0.1", "port": 8080}}),
-        _ => json!({"httpGet": {"path": "/q"}}),
+        // Handlers the rewrite cannot use.
+        _ => rng
+            .pick(&[
+                json!({"httpGet": {"path": "/q"}}),
+                json!({"httpGet": "not-an-action"}),
+                json!({"httpGet": {"port": true}}),
+                json!({"tcpSocket": {}}),
+                json!({"grpc": {"port": "grpc"}}),
+                json!({}),
+                json!(null),
+                json!("not-a-probe"),
+            ])
+            .clone(),
     };
     if hook && chance(rng, 6) {
         h = json!({"sleep": {"seconds": 3}});
     }
-    if !hook {
+    if !hook && h.is_object() {
         match rng.below(4) {
             0 => h["timeoutSeconds"] = json!(0),
             1 => h["timeoutSeconds"] = json!(5),
@@ -412,6 +428,8 @@ fn container(rng: &mut Rng, name: Option<&str>, native: bool) -> Value {
             }
         }
         c.insert("lifecycle".into(), Value::Object(l));
+    } else if chance(rng, 40) {
+        c.insert("lifecycle".into(), json!(null));
     }
     if chance(rng, 3) {
         c.insert(
@@ -770,6 +788,7 @@ fn annotations(rng: &mut Rng) -> Option<Value> {
     if chance(rng, 15) {
         put("~tilde/and/slash", json!("v"));
         put("", json!("empty key"));
+        put("ctl\u{1}\"key\u{7f}", json!("\u{2028}"));
     }
     // Often exactly one: the one that sends the pod to the rendered path.
     if chance(rng, 3) {
@@ -786,6 +805,9 @@ fn annotations(rng: &mut Rng) -> Option<Value> {
                 r#"{"initContainers":["istio-init"],"containers":["istio-proxy"],"volumes":["istio-envoy"],"imagePullSecrets":null,"revision":"default"}"#
             ),
         );
+    }
+    if chance(rng, 60) {
+        put("sidecar.istio.io/status", json!("not json"));
     }
     if chance(rng, 60) {
         put(
@@ -819,6 +841,9 @@ fn namespace(rng: &mut Rng, meta: &mut Map<String, Value>) {
         2 => {
             meta.insert("namespace".into(), json!("default"));
         }
+        3 if chance(rng, 4) => {
+            meta.insert("namespace".into(), json!("nä\"me\u{1}"));
+        }
         _ => {}
     }
 }
@@ -841,7 +866,12 @@ fn pod(rng: &mut Rng) -> Value {
             meta.insert("name".into(), json!("reviews-v1"));
         }
         2 => {
-            meta.insert("generateName".into(), json!("web-7d9f-"));
+            let name = if chance(rng, 4) {
+                "wëb\"7-"
+            } else {
+                "web-7d9f-"
+            };
+            meta.insert("generateName".into(), json!(name));
         }
         3 => {
             meta.insert("generateName".into(), json!("reviews-v1-5d8f9c-"));
