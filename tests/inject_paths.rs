@@ -1339,6 +1339,42 @@ fn shrink(all: &[Feature], f: &Failure, features: &[usize]) -> Shrunk {
     s
 }
 
+/// Features that change nothing: the defaults' value.
+const DEFAULT_VALUED: &[&str] = &["native-on"];
+
+/// Each feature builds alone and changes what some shared pod gets, alone
+/// or with native sidecars off (holding the application changes nothing
+/// for a native sidecar): a renamed key would otherwise leave a feature
+/// testing the defaults.
+fn check_every_feature_counts(all: &[Feature], shared: &[Shape]) {
+    let native_off = all
+        .iter()
+        .position(|f| f.name == "native-off")
+        .expect("a native-off feature");
+    let mut idle = Vec::new();
+    for (f, feature) in all.iter().enumerate() {
+        let differs = |base: &[usize]| {
+            let with: Vec<usize> = base.iter().copied().chain([f]).collect();
+            let (Some(without), Some(with)) = (build(all, base), build(all, &with)) else {
+                panic!("feature {} is refused", feature.name);
+            };
+            shared.iter().any(|shape| {
+                inject(&shape.object, &shape.ctx, &with)
+                    != inject(&shape.object, &shape.ctx, &without)
+            })
+        };
+        let default_valued = DEFAULT_VALUED.contains(&feature.name.as_str());
+        let counts = differs(&[]) || (!default_valued && f != native_off && differs(&[native_off]));
+        if counts == default_valued {
+            idle.push(feature.name.as_str());
+        }
+    }
+    assert!(
+        idle.is_empty(),
+        "features that change nothing (or, for {DEFAULT_VALUED:?}, something): {idle:?}"
+    );
+}
+
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -1362,6 +1398,7 @@ fn direct_and_compiled_paths_agree_with_the_engine_across_configurations() {
         "{refused} configurations refused, {} built",
         configs.len()
     );
+    check_every_feature_counts(&all, &shared);
 
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
