@@ -184,6 +184,7 @@ struct Feature {
     layers: Vec<Layer>,
 }
 
+/// [`FEATURES`], parsed.
 fn features() -> Vec<Feature> {
     let doc: serde_yaml::Mapping = serde_yaml::from_str(FEATURES).expect("FEATURES is YAML");
     doc.into_iter()
@@ -300,12 +301,12 @@ fn configs(all: &[Feature], rng: &mut Rng, combined: usize) -> (Vec<TestConfig>,
 // ---------------------------------------------------------------------------
 // Pods
 
+/// True once in `one_in` times.
 fn chance(rng: &mut Rng, one_in: usize) -> bool {
     rng.below(one_in) == 0
 }
 
-/// App container names: mostly ordinary, a few with bytes that need
-/// escaping or are not ASCII, of lengths around the writer's 8-byte words.
+/// App container names, of lengths around the JSON writer's 8-byte words.
 const APP_NAMES: &[&str] = &[
     "app",
     "web",
@@ -320,6 +321,7 @@ const APP_NAMES: &[&str] = &[
     "frontend",
     "cache",
 ];
+/// Odd app container names: bytes that need escaping, non-ASCII, empty.
 const ODD_NAMES: &[&str] = &[
     "ünïcødé",
     "quote\"d",
@@ -333,6 +335,7 @@ const ODD_NAMES: &[&str] = &[
     "",
 ];
 
+/// Container ports: named and numbered, with host ports and odd names.
 fn port_pool() -> Vec<Value> {
     vec![
         json!({"containerPort": 8080, "name": "http"}),
@@ -347,7 +350,8 @@ fn port_pool() -> Vec<Value> {
 
 /// A probe handler: every kind the rewrite knows and some it leaves alone.
 fn handler(rng: &mut Rng, hook: bool) -> Value {
-    let mut h = match rng.below(if hook { 8 } else { 12 }) {
+    // Hooks: the first nine kinds (the rewrite leaves grpc hooks alone).
+    let mut h = match rng.below(if hook { 9 } else { 12 }) {
         0 => json!({"httpGet": {"path": "/healthz", "port": 8080}}),
         1 => json!({"httpGet": {"path": "/ready", "port": "http"}}),
         2 => json!({"httpGet": {"path": "/x", "port": "no-such-port"}}),
@@ -472,6 +476,9 @@ fn injected_lookalike(rng: &mut Rng) -> Value {
     c
 }
 
+/// The app containers: absent, null, empty, one to four (now and then more
+/// than ten), sometimes with a nameless, duplicate, non-object or
+/// injected-name item.
 fn containers(rng: &mut Rng) -> Option<Value> {
     match rng.below(40) {
         0 => return None,
@@ -515,6 +522,8 @@ fn containers(rng: &mut Rng) -> Option<Value> {
     Some(Value::Array(list))
 }
 
+/// The init containers: absent, empty, or plain ones, an app's native
+/// sidecar, now and then an injected-name item.
 fn init_containers(rng: &mut Rng) -> Option<Value> {
     match rng.below(6) {
         0 | 1 => return None,
@@ -540,6 +549,7 @@ fn init_containers(rng: &mut Rng) -> Option<Value> {
     Some(Value::Array(list))
 }
 
+/// A list of distinct items of `pool`, empty, or absent.
 fn named_list(rng: &mut Rng, pool: &[Value]) -> Option<Value> {
     match rng.below(5) {
         0 | 1 => None,
@@ -557,6 +567,7 @@ fn named_list(rng: &mut Rng, pool: &[Value]) -> Option<Value> {
     }
 }
 
+/// A pod spec.
 fn spec(rng: &mut Rng) -> Value {
     let mut s = Map::new();
     if let Some(c) = containers(rng) {
@@ -697,6 +708,8 @@ const TUNING: &[(&str, &str)] = &[
     ("proxy.istio.io/config", "noSuchField: 1"),
 ];
 
+/// The pod's labels: absent, null, empty, or canonical-name sources, a
+/// too-long app name, non-string values, opt-in and opt-out, odd keys.
 fn labels(rng: &mut Rng) -> Option<Value> {
     match rng.below(20) {
         0..=3 => return None,
@@ -834,6 +847,7 @@ fn template_meta(rng: &mut Rng) -> Map<String, Value> {
     m
 }
 
+/// An object's own namespace, if any.
 fn namespace(rng: &mut Rng, meta: &mut Map<String, Value>) {
     match rng.below(5) {
         0 => {
@@ -852,6 +866,7 @@ fn namespace(rng: &mut Rng, meta: &mut Map<String, Value>) {
     }
 }
 
+/// An ownerReference.
 fn owner(kind: &str, name: &str, api_version: Option<&str>, controller: bool) -> Value {
     let mut o = json!({"kind": kind, "name": name, "uid": "1234", "controller": controller});
     if let Some(v) = api_version {
@@ -1002,6 +1017,8 @@ struct Shape {
     ctx: Context,
 }
 
+/// The admission context: mostly none, sometimes a namespace, with or
+/// without its labels.
 fn context(rng: &mut Rng) -> Context {
     match rng.below(10) {
         0 => Context {
@@ -1019,6 +1036,7 @@ fn context(rng: &mut Rng) -> Context {
     }
 }
 
+/// `n` pod shapes: Pods, workloads, now and then a List of both.
 fn shapes(rng: &mut Rng, n: usize) -> Vec<Shape> {
     (0..n)
         .map(|_| {
@@ -1151,6 +1169,7 @@ fn check_pair(
     }
 }
 
+/// `s`, cut to a readable length.
 fn short(s: &str) -> String {
     if s.len() > 600 {
         let mut cut = 600;
@@ -1230,12 +1249,14 @@ fn run_configs(
 // ---------------------------------------------------------------------------
 // Shrinking a disagreement
 
+/// One step into a JSON value: a key or an index.
 #[derive(Debug, Clone)]
 enum Step {
     Key(String),
     Index(usize),
 }
 
+/// The path of every node of `v` but the root.
 fn node_paths(v: &Value, prefix: &mut Vec<Step>, out: &mut Vec<Vec<Step>>) {
     match v {
         Value::Object(m) => {
@@ -1288,6 +1309,7 @@ struct Shrunk {
     problem: String,
 }
 
+/// Shrinks `f`, found under `features`.
 fn shrink(all: &[Feature], f: &Failure, features: &[usize]) -> Shrunk {
     let fails = |features: &[usize], object: &Value, ctx: &Context| -> Option<String> {
         let cfg = build(all, features)?;
@@ -1379,6 +1401,7 @@ fn check_every_feature_counts(all: &[Feature], shared: &[Shape]) {
     );
 }
 
+/// A number from the environment, else `default`.
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -1386,6 +1409,7 @@ fn env_number(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// The contract, on every (configuration, pod) pair; see the module docs.
 #[test]
 fn direct_and_compiled_paths_agree_with_the_engine_across_configurations() {
     let seed = env_number("PATHS_SEED", 0x0a75_5eed_u64);
