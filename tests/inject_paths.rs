@@ -135,6 +135,14 @@ log-levels:
 - values.global.proxy.logLevel=debug
 - values.global.proxy.componentLogLevel=misc:info
 cluster-domain: [values.global.proxy.clusterDomain=corp.local]
+token-audience: [values.global.sds.token.aud=custom-aud]
+pull-secret-objects:
+- values: {global: {imagePullSecrets: [{name: obj-secret}]}}
+trust-domain-legacy: [meshConfig.trustDomain=null, values.global.trustDomain=legacy.local]
+no-trust-domain: [meshConfig.trustDomain=null]
+webhook-keys:
+- values: {sidecarInjectorWebhook: {injectedAnnotations: {from-values: "1"},
+    neverInjectSelector: [{matchLabels: {version: v1}}]}}
 outrigger-capture-bad-range:
 - config.trafficCapture=outrigger
 - values.global.proxy_init.image=registry.example.com/outrigger:0.1.0
