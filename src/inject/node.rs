@@ -6,6 +6,7 @@
 //! ([`Node::write`]) without ever building one.
 
 use std::borrow::Cow;
+use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
 
@@ -30,7 +31,7 @@ pub enum Node<'a> {
     Json(Cow<'a, Value>),
     /// A constant part of the template, as JSON text
     /// ([`super::fragments`]).
-    Raw(Fragment),
+    Raw(&'static Fragment),
     /// A per-pod value left open: only in a template rendered to be
     /// compiled ([`super::compiled`]).
     Hole(Hole),
@@ -55,13 +56,40 @@ pub enum Hole {
 }
 
 /// A constant part of the template as JSON text: serde_json's compact form
-/// with sorted keys (the fragments' tests check each).
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// with sorted keys (the fragments' tests check each), and as a `Value`,
+/// parsed once, for the Value engine.
+#[derive(Debug)]
 pub struct Fragment {
     /// Its `name` member, for the items of named lists.
     pub name: Option<&'static str>,
     /// The text.
     pub json: &'static str,
+    /// The text parsed, on first use.
+    parsed: OnceLock<Value>,
+}
+
+impl Fragment {
+    /// A fragment of `json`, named `name` if it is an item of a named list.
+    pub const fn new(name: Option<&'static str>, json: &'static str) -> Fragment {
+        Fragment {
+            name,
+            json,
+            parsed: OnceLock::new(),
+        }
+    }
+
+    /// The fragment as a `Value`.
+    pub fn value(&self) -> &Value {
+        // Every fragment is JSON (checked by the fragments' tests).
+        self.parsed
+            .get_or_init(|| serde_json::from_str(self.json).unwrap_or(Value::Null))
+    }
+}
+
+impl PartialEq for Fragment {
+    fn eq(&self, other: &Self) -> bool {
+        self.json == other.json
+    }
 }
 
 /// An object from `(key, value)` pairs with distinct keys, in any order.
@@ -169,8 +197,7 @@ impl<'a> Node<'a> {
                     .collect::<Map<String, Value>>(),
             ),
             Node::Json(v) => v.into_owned(),
-            // Every fragment is JSON (checked by the fragments' tests).
-            Node::Raw(f) => serde_json::from_str(f.json).unwrap_or(Value::Null),
+            Node::Raw(f) => f.value().clone(),
             // Holes are only rendered to be compiled, never converted.
             Node::Hole(_) => Value::Null,
         }

@@ -112,12 +112,12 @@ pub fn proxy_container<'a>(i: &Inputs<'a>) -> Node<'a> {
         s.ca_address.clone()
     };
     envs.push(env("CA_ADDR", ca_addr));
-    envs.push(raw(POD_NAME_ENV));
-    envs.push(raw(POD_NAMESPACE_ENV));
-    envs.push(raw(INSTANCE_IP_ENV));
-    envs.push(raw(SERVICE_ACCOUNT_ENV));
-    envs.push(raw(HOST_IP_ENV));
-    envs.push(raw(CPU_LIMIT_ENV));
+    envs.push(raw(&POD_NAME_ENV));
+    envs.push(raw(&POD_NAMESPACE_ENV));
+    envs.push(raw(&INSTANCE_IP_ENV));
+    envs.push(raw(&SERVICE_ACCOUNT_ENV));
+    envs.push(raw(&HOST_IP_ENV));
+    envs.push(raw(&CPU_LIMIT_ENV));
     envs.push(env("PROXY_CONFIG", format!("{}\n", proxy_config_json(i))));
     if i.compile {
         envs.push(env_hole("ISTIO_META_POD_PORTS", Hole::PodPorts));
@@ -129,14 +129,14 @@ pub fn proxy_container<'a>(i: &Inputs<'a>) -> Node<'a> {
             i.app_containers().join(","),
         ));
     }
-    envs.push(raw(GOMEMLIMIT_ENV));
+    envs.push(raw(&GOMEMLIMIT_ENV));
     let cluster = if s.cluster_name.is_empty() {
         "Kubernetes"
     } else {
         &s.cluster_name
     };
     envs.push(env("ISTIO_META_CLUSTER_ID", cluster));
-    envs.push(raw(NODE_NAME_ENV));
+    envs.push(raw(&NODE_NAME_ENV));
     envs.push(env("ISTIO_META_INTERCEPTION_MODE", mode.clone()));
     if !s.network.is_empty() {
         envs.push(env("ISTIO_META_NETWORK", &s.network));
@@ -178,7 +178,7 @@ pub fn proxy_container<'a>(i: &Inputs<'a>) -> Node<'a> {
     let mut c = map([
         ("name", PROXY_NAME.into()),
         ("image", i.image(&s.proxy_image).into()),
-        ("ports", raw(PROXY_PORTS)),
+        ("ports", raw(&PROXY_PORTS)),
         ("args", strings(args)),
     ]);
     if matches!(&s.lifecycle, Value::Object(m) if !m.is_empty()) {
@@ -186,7 +186,7 @@ pub fn proxy_container<'a>(i: &Inputs<'a>) -> Node<'a> {
     } else {
         let mut lifecycle = map([]);
         if i.hold && !i.native {
-            lifecycle.insert("postStart", raw(WAIT_LIFECYCLE));
+            lifecycle.insert("postStart", raw(&WAIT_LIFECYCLE));
         }
         if i.native {
             lifecycle.insert("preStop", drain_lifecycle(&status_port));
@@ -201,7 +201,7 @@ pub fn proxy_container<'a>(i: &Inputs<'a>) -> Node<'a> {
     }
     if status_port != "0" {
         let mut readiness = map([
-            ("httpGet", raw(READY_GET)),
+            ("httpGet", raw(&READY_GET)),
             (
                 "periodSeconds",
                 int_anno(
@@ -235,7 +235,7 @@ pub fn proxy_container<'a>(i: &Inputs<'a>) -> Node<'a> {
             c.insert(
                 "startupProbe",
                 map([
-                    ("httpGet", raw(READY_GET)),
+                    ("httpGet", raw(&READY_GET)),
                     ("periodSeconds", 1.into()),
                     ("timeoutSeconds", 3.into()),
                     ("failureThreshold", s.startup_failure_threshold.into()),
@@ -276,28 +276,28 @@ pub fn proxy_container<'a>(i: &Inputs<'a>) -> Node<'a> {
 fn volume_mounts<'a>(i: &Inputs<'a>) -> Vec<Node<'a>> {
     let s = i.s;
     let mut m = vec![
-        raw(WORKLOAD_SOCKET_MOUNT),
-        raw(CREDENTIAL_SOCKET_MOUNT),
-        raw(WORKLOAD_CERTS_MOUNT),
+        raw(&WORKLOAD_SOCKET_MOUNT),
+        raw(&CREDENTIAL_SOCKET_MOUNT),
+        raw(&WORKLOAD_CERTS_MOUNT),
     ];
     if s.pilot_cert_provider == "istiod" {
-        m.push(raw(ISTIOD_CA_MOUNT));
-        m.push(raw(CA_CRL_MOUNT));
+        m.push(raw(&ISTIOD_CA_MOUNT));
+        m.push(raw(&CA_CRL_MOUNT));
     }
-    m.push(raw(DATA_MOUNT));
+    m.push(raw(&DATA_MOUNT));
     if i.annotations
         .contains_key("sidecar.istio.io/bootstrapOverride")
     {
-        m.push(raw(CUSTOM_BOOTSTRAP_MOUNT));
+        m.push(raw(&CUSTOM_BOOTSTRAP_MOUNT));
     }
-    m.push(raw(ENVOY_MOUNT));
+    m.push(raw(&ENVOY_MOUNT));
     if s.jwt_policy == "third-party-jwt" {
-        m.push(raw(TOKEN_MOUNT));
+        m.push(raw(&TOKEN_MOUNT));
     }
     if s.mount_mtls_certs {
-        m.push(raw(CERTS_MOUNT));
+        m.push(raw(&CERTS_MOUNT));
     }
-    m.push(raw(PODINFO_MOUNT));
+    m.push(raw(&PODINFO_MOUNT));
     if let Some(Ok(Value::Object(user))) = i
         .annotations
         .get("sidecar.istio.io/userVolumeMount")

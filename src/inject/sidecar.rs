@@ -407,9 +407,9 @@ pub fn certs_secret(spec: &Value) -> String {
 fn volumes<'a>(i: &Inputs<'a>) -> Vec<Node<'a>> {
     let s = i.s;
     let mut v = vec![
-        raw(WORKLOAD_SOCKET_VOLUME),
-        raw(CREDENTIAL_SOCKET_VOLUME),
-        raw(WORKLOAD_CERTS_VOLUME),
+        raw(&WORKLOAD_SOCKET_VOLUME),
+        raw(&CREDENTIAL_SOCKET_VOLUME),
+        raw(&WORKLOAD_CERTS_VOLUME),
     ];
     if let Some(cm) = i.annotations.get("sidecar.istio.io/bootstrapOverride") {
         v.push(map([
@@ -417,9 +417,9 @@ fn volumes<'a>(i: &Inputs<'a>) -> Vec<Node<'a>> {
             ("configMap", map([("name", cm.as_str().into())])),
         ]));
     }
-    v.push(raw(ENVOY_VOLUME));
-    v.push(raw(DATA_VOLUME));
-    v.push(raw(PODINFO_VOLUME));
+    v.push(raw(&ENVOY_VOLUME));
+    v.push(raw(&DATA_VOLUME));
+    v.push(raw(&PODINFO_VOLUME));
     if s.jwt_policy == "third-party-jwt" {
         let token = map([
             ("path", "istio-token".into()),
@@ -438,8 +438,8 @@ fn volumes<'a>(i: &Inputs<'a>) -> Vec<Node<'a>> {
         ]));
     }
     if s.pilot_cert_provider == "istiod" {
-        v.push(raw(ISTIOD_CA_VOLUME));
-        v.push(raw(CA_CRL_VOLUME));
+        v.push(raw(&ISTIOD_CA_VOLUME));
+        v.push(raw(&CA_CRL_VOLUME));
     }
     if s.mount_mtls_certs {
         let secret_name = if i.compile {
