@@ -225,16 +225,7 @@ impl<'a> Node<'a> {
             }
             Node::Map(entries) => {
                 debug_assert!(entries.windows(2).all(|w| w[0].0 < w[1].0), "unsorted keys");
-                out.put_slice(b"{");
-                for (i, (key, value)) in entries.iter().enumerate() {
-                    if i > 0 {
-                        out.put_slice(b",");
-                    }
-                    out.string(key);
-                    out.put_slice(b":");
-                    value.write(out);
-                }
-                out.put_slice(b"}");
+                out.object(entries.iter().map(|(k, v)| (k, v)), |o, v| v.write(o));
             }
             Node::Json(v) => out.value(v),
             Node::Raw(f) => out.put_slice(f.json.as_bytes()),

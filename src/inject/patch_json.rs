@@ -138,19 +138,27 @@ impl Out {
                 }
                 self.put_slice(b"]");
             }
-            Value::Object(map) => {
-                self.put_slice(b"{");
-                for (i, (key, item)) in map.iter().enumerate() {
-                    if i > 0 {
-                        self.put_slice(b",");
-                    }
-                    self.string(key);
-                    self.put_slice(b":");
-                    self.value(item);
-                }
-                self.put_slice(b"}");
-            }
+            Value::Object(map) => self.object(map, Out::value),
         }
+    }
+
+    /// An object from its entries, in the order given (serde_json's is
+    /// sorted), each value written by `value`.
+    pub fn object<K: AsRef<str>, T>(
+        &mut self,
+        entries: impl IntoIterator<Item = (K, T)>,
+        mut value: impl FnMut(&mut Out, T),
+    ) {
+        self.put_slice(b"{");
+        for (i, (key, item)) in entries.into_iter().enumerate() {
+            if i > 0 {
+                self.put_slice(b",");
+            }
+            self.string(key.as_ref());
+            self.put_slice(b":");
+            value(self, item);
+        }
+        self.put_slice(b"}");
     }
 
     /// An integer as serde_json writes it.

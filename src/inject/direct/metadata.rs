@@ -120,18 +120,7 @@ pub fn write(meta_ptr: &str, ops: &[MetaOp], out: &mut Ops) {
         }
         out.op(op.kind, &path, |o| match op.value {
             MetaValue::Str(s) => o.string(s),
-            MetaValue::Strings(map) => {
-                o.put_slice(b"{");
-                for (i, (k, v)) in map.iter().enumerate() {
-                    if i > 0 {
-                        o.put_slice(b",");
-                    }
-                    o.string(k);
-                    o.put_slice(b":");
-                    o.string(v);
-                }
-                o.put_slice(b"}");
-            }
+            MetaValue::Strings(map) => o.object(map, |o, v| o.string(v)),
         });
     }
 }
