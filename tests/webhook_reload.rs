@@ -1,6 +1,7 @@
 //! Hot reload in the real binary: a certificate replaced on disk is served to
 //! the next connection while established connections keep working; a broken
-//! pair or an invalid config is rejected and the old one stays in force.
+//! pair or an invalid config is rejected and the old one stays in force; a
+//! new config is what the next injection is made with.
 
 mod webhook_support;
 
@@ -200,6 +201,77 @@ async fn an_invalid_new_config_is_rejected_and_the_old_one_stays() {
         expected_patch,
         "{answer}"
     );
+}
+
+/// The patch text the webhook answers `pod()` with.
+async fn patch_text(server: &Server, bundle: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    let answer: Value = client(bundle)
+        .post(server.url("/inject"))
+        .json(&review("admission.k8s.io/v1", "", "CREATE", &pod()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let encoded = answer["response"]["patch"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no patch: {answer}"));
+    base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .unwrap()
+}
+
+/// The engine's patch text for `pod()` under the config document `yaml`.
+fn engine_patch_text(yaml: &str) -> Vec<u8> {
+    let ctx = Context {
+        namespace: Some("shop".into()),
+        namespace_labels: None,
+    };
+    let config = Config::from_yaml(yaml).unwrap();
+    match inject::inject(&pod(), &ctx, &config) {
+        Ok(Outcome::Injected { patch, .. }) => serde_json::to_vec(&patch).unwrap(),
+        other => panic!("the engine does not inject: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_reloaded_config_changes_the_next_injection() {
+    // The webhook writes a first injection from the template it compiled
+    // for its configuration: a new configuration must compile its own.
+    let dir = webhook_support::test_dir("templatereload");
+    let config_file = dir.join("config.yaml");
+    let first = "values:\n  global:\n    hub: registry.one.example/istio\n";
+    let second = "values:\n  global:\n    hub: registry.two.example/istio\n";
+    std::fs::write(&config_file, first).unwrap();
+    let server = Server::start(
+        dir.clone(),
+        &[
+            "--ca-dir".into(),
+            dir.join("ca").display().to_string(),
+            "--ca-bundle-out".into(),
+            dir.join("bundle.pem").display().to_string(),
+            "--config".into(),
+            config_file.display().to_string(),
+        ],
+    );
+    let bundle = server.bundle();
+
+    let before = patch_text(&server, &bundle).await;
+    assert_eq!(before, engine_patch_text(first));
+    assert!(String::from_utf8_lossy(&before).contains("registry.one.example/istio/proxyv2"));
+
+    replace_file(&config_file, second.as_bytes());
+    server.wait_for_log("config reloaded");
+    let after = patch_text(&server, &bundle).await;
+    assert_eq!(after, engine_patch_text(second));
+    let text = String::from_utf8_lossy(&after);
+    assert!(
+        text.contains("registry.two.example/istio/proxyv2"),
+        "{text}"
+    );
+    assert!(!text.contains("registry.one.example"), "{text}");
 }
 
 #[test]
