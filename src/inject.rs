@@ -244,6 +244,13 @@ pub enum PatchPath {
     Compiled,
 }
 
+/// Does ahead of time what [`inject_patch`] would otherwise do on its first
+/// call with `cfg`: compile the configuration's template. For the webhook,
+/// when a configuration is loaded, so that no admission pays for it.
+pub fn prepare(cfg: &Config) {
+    compiled::of_config(cfg);
+}
+
 /// [`inject`] for callers that need only the patch's text (the webhook):
 /// the same decision and the same patch, without keeping the injected
 /// object. A first injection is written straight into the patch's text

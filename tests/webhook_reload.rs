@@ -152,17 +152,7 @@ async fn an_invalid_new_config_is_rejected_and_the_old_one_stays() {
     let dir = webhook_support::test_dir("configreload");
     let config_file = dir.join("config.yaml");
     std::fs::write(&config_file, "{}\n").unwrap();
-    let server = Server::start(
-        dir.clone(),
-        &[
-            "--ca-dir".into(),
-            dir.join("ca").display().to_string(),
-            "--ca-bundle-out".into(),
-            dir.join("bundle.pem").display().to_string(),
-            "--config".into(),
-            config_file.display().to_string(),
-        ],
-    );
+    let server = start_with_config(&dir, &config_file);
     let bundle = server.bundle();
 
     replace_file(&config_file, b"# edited\n{}\n");
@@ -177,15 +167,7 @@ async fn an_invalid_new_config_is_rejected_and_the_old_one_stays() {
         .await
         .unwrap();
     assert_eq!(ready.status(), 200);
-    let answer: Value = client(&bundle)
-        .post(server.url("/inject"))
-        .json(&review("admission.k8s.io/v1", "", "CREATE", &pod()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer = admit_pod(&server, &bundle).await;
     let ctx = Context {
         namespace: Some("shop".into()),
         namespace_labels: None,
@@ -203,10 +185,24 @@ async fn an_invalid_new_config_is_rejected_and_the_old_one_stays() {
     );
 }
 
-/// The patch text the webhook answers `pod()` with.
-async fn patch_text(server: &Server, bundle: &str) -> Vec<u8> {
-    use base64::Engine as _;
-    let answer: Value = client(bundle)
+/// A standalone server reading its config from `config_file`.
+fn start_with_config(dir: &std::path::Path, config_file: &std::path::Path) -> Server {
+    Server::start(
+        dir.to_path_buf(),
+        &[
+            "--ca-dir".into(),
+            dir.join("ca").display().to_string(),
+            "--ca-bundle-out".into(),
+            dir.join("bundle.pem").display().to_string(),
+            "--config".into(),
+            config_file.display().to_string(),
+        ],
+    )
+}
+
+/// The webhook's answer to a CREATE of `pod()`.
+async fn admit_pod(server: &Server, bundle: &str) -> Value {
+    client(bundle)
         .post(server.url("/inject"))
         .json(&review("admission.k8s.io/v1", "", "CREATE", &pod()))
         .send()
@@ -214,7 +210,13 @@ async fn patch_text(server: &Server, bundle: &str) -> Vec<u8> {
         .unwrap()
         .json()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// The patch text the webhook answers `pod()` with.
+async fn patch_text(server: &Server, bundle: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    let answer = admit_pod(server, bundle).await;
     let encoded = answer["response"]["patch"]
         .as_str()
         .unwrap_or_else(|| panic!("no patch: {answer}"));
@@ -245,17 +247,7 @@ async fn a_reloaded_config_changes_the_next_injection() {
     let first = "values:\n  global:\n    hub: registry.one.example/istio\n";
     let second = "values:\n  global:\n    hub: registry.two.example/istio\n";
     std::fs::write(&config_file, first).unwrap();
-    let server = Server::start(
-        dir.clone(),
-        &[
-            "--ca-dir".into(),
-            dir.join("ca").display().to_string(),
-            "--ca-bundle-out".into(),
-            dir.join("bundle.pem").display().to_string(),
-            "--config".into(),
-            config_file.display().to_string(),
-        ],
-    );
+    let server = start_with_config(&dir, &config_file);
     let bundle = server.bundle();
 
     let before = patch_text(&server, &bundle).await;

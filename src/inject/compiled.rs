@@ -213,6 +213,15 @@ mod tests {
     }
 
     #[test]
+    fn prepare_compiles_the_template_before_any_admission() {
+        let cfg = crate::config::Config::default();
+        assert_eq!(format!("{:?}", cfg.derived()), "Derived(empty)");
+        super::super::prepare(&cfg);
+        assert_eq!(format!("{:?}", cfg.derived()), "Derived(made)");
+        assert!(of_config(&cfg).is_some());
+    }
+
+    #[test]
     fn the_default_template_compiles_with_its_holes() {
         let cfg = crate::config::Config::default();
         let compiled = Compiled::of(cfg.settings()).expect("the defaults compile");

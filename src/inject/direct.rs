@@ -145,7 +145,7 @@ pub fn patch(object: &Value, c: &Candidate, cfg: &Config) -> Result<Option<Direc
         &mut metadata.annotations,
         s,
         &settings.target_port,
-        &status,
+        &status.revision,
         status_json,
         &mut proxy_env,
     );

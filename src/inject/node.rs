@@ -216,7 +216,7 @@ impl<'a> Node<'a> {
                 for (i, item) in items.iter().enumerate() {
                     // Extra env vars bring their own commas, as there may
                     // be none.
-                    if i > 0 && *item != Node::Hole(Hole::ExtraEnv) {
+                    if i > 0 && !matches!(item, Node::Hole(Hole::ExtraEnv)) {
                         out.put_slice(b",");
                     }
                     item.write(out);

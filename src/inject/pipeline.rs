@@ -106,14 +106,14 @@ pub fn pod_settings<'a>(
 }
 
 /// The injected pod's annotations, from the merged ones: Istio's Prometheus
-/// merge, the configured extra annotations, the revision and the status
-/// record (`status`, whose JSON form is `status_json`). Env vars the proxy
+/// merge, the configured extra annotations, the `revision` and the status
+/// record (in its annotation's JSON form, `status_json`). Env vars the proxy
 /// needs as a result are added to `proxy_env`.
 pub fn finish_annotations(
     annos: &mut BTreeMap<String, String>,
     s: &Settings,
     target_port: &str,
-    status: &Status,
+    revision: &str,
     status_json: String,
     proxy_env: &mut Vec<Node<'static>>,
 ) {
@@ -121,7 +121,7 @@ pub fn finish_annotations(
     for (k, v) in &s.injected_annotations {
         annos.insert(k.clone(), v.clone());
     }
-    annos.insert("istio.io/rev".into(), status.revision.clone());
+    annos.insert("istio.io/rev".into(), revision.to_string());
     annos.insert(STATUS.into(), status_json);
     annos.remove(SCRAPE_TARGETS);
 }
@@ -332,7 +332,7 @@ pub fn inject_pod(
         &mut annos,
         s,
         &target_port,
-        &status,
+        &status.revision,
         status_json,
         &mut proxy_env,
     );

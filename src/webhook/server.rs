@@ -46,6 +46,7 @@ use crate::ca::grpc::config::ConfigError;
 use crate::ca::grpc::metrics::CaMetrics;
 use crate::cluster::ClusterArgs;
 use crate::config::Config;
+use crate::inject;
 use crate::metrics::MetricsRegistry;
 use crate::webhook::drain::Draining;
 use crate::webhook::metrics::WebhookMetrics;
@@ -184,6 +185,7 @@ pub async fn serve(
     let readiness = Arc::new(Readiness::default());
 
     let (config, config_files) = load_config(options.config.as_deref())?;
+    inject::prepare(&config);
     let config = Arc::new(ArcSwap::from_pointee(config));
     readiness.set_config_loaded();
 
