@@ -32,7 +32,7 @@ use super::order::{order_containers, order_init_containers};
 use super::patch::diff_into_at;
 use super::patch_json::Out;
 use super::pipeline;
-use super::probes::APP_PROBERS_ENV;
+use super::probes::{APP_PROBERS_ENV, Plan};
 use super::proxy;
 use super::sidecar::{
     self, CORE_DUMP_NAME, INIT_NAME, Inputs, PROXY_NAME, Status, VALIDATION_NAME,
@@ -43,6 +43,7 @@ use ops::{Ops, Slot};
 
 mod metadata;
 mod ops;
+mod probes;
 
 /// A first injection's patch.
 pub struct Direct {
@@ -150,15 +151,13 @@ pub fn patch(object: &Value, c: &Candidate, cfg: &Config) -> Result<Option<Direc
         &mut proxy_env,
     );
 
-    // The app's probes: rewritten on copies of what they read and change.
-    let mut probed = probed_copies(c.spec);
-    let existing = added.existing_probers();
-    proxy_env.extend(pipeline::rewrite_probes(
-        &mut probed,
-        s,
-        &c.annotations,
-        existing,
-    ));
+    // The app's probes: which handlers are redirected, and the probers.
+    let mut probe_plan = pipeline::probe_rewrite_port(s, &c.annotations)
+        .map(|status_port| Plan::of(c.spec, status_port));
+    if let Some(plan) = &mut probe_plan {
+        let found = std::mem::take(&mut plan.probers);
+        proxy_env.extend(pipeline::probers_env(found, added.existing_probers()));
+    }
     added.add_proxy_env(proxy_env);
 
     // The operations, in the order a diff of the whole pod gives: the
@@ -175,7 +174,7 @@ pub fn patch(object: &Value, c: &Candidate, cfg: &Config) -> Result<Option<Direc
         added: &added,
         hold: settings.hold,
     };
-    lists.write(&mut probed, &mut ops);
+    lists.write(probe_plan.as_ref(), &mut ops);
     if original_meta.is_none() {
         metadata.write(c.meta_ptr, original_meta, &mut ops);
     }
@@ -268,9 +267,9 @@ struct Lists<'a> {
 impl Lists<'_> {
     /// Writes the operations on the lists: those the pod has, in key
     /// order, then those the template adds; an inserted item is an `add`
-    /// at its merged index, a kept one is diffed where its probes were
-    /// rewritten (`probed`).
-    fn write(&self, probed: &mut Value, ops: &mut Ops) {
+    /// at its merged index, a kept one gets its redirected probes
+    /// (`probe_plan`).
+    fn write(&self, probe_plan: Option<&Plan>, ops: &mut Ops) {
         for present in [true, false] {
             for (l, field) in LISTS.iter().enumerate() {
                 let original = self.originals.lists[l];
@@ -290,10 +289,10 @@ impl Lists<'_> {
                             ops.add_item(&list_ptr, j, |out| self.added.write(l, i, out));
                         }
                         Slot::Kept(k) => {
-                            let mut item_ops = Vec::new();
-                            let item = (*field, k, &original[k]);
-                            probe_ops(probed, item, &list_ptr, j, &mut item_ops);
-                            ops.values(&item_ops);
+                            if let Some(plan) = probe_plan {
+                                let item = (*field, k, &original[k]);
+                                probes::write(plan, item, &list_ptr, j, ops);
+                            }
                         }
                     }
                 }
@@ -465,67 +464,4 @@ fn merged_order(field: &str, added: &[&str], kept: &[Value], hold: bool) -> Vec<
         _ => {}
     }
     named.into_iter().map(|(slot, _)| slot).collect()
-}
-
-/// The members of a container the probe rewrite reads.
-const PROBE_INPUTS: [&str; 3] = ["name", "ports", "restartPolicy"];
-
-/// The members of a container the probe rewrite changes, in key order.
-const PROBED: [&str; 4] = [
-    "lifecycle",
-    "livenessProbe",
-    "readinessProbe",
-    "startupProbe",
-];
-
-/// `{containers, initContainers}` with, for each container that has a
-/// probe or a lifecycle hook, a copy of what the probe rewrite reads and
-/// changes, and `null` for the others: the rewrite runs on these copies
-/// rather than on copies of whole containers.
-fn probed_copies(spec: &Value) -> Value {
-    let mut copies = Map::new();
-    for field in ["containers", "initContainers"] {
-        if let Some(Value::Array(items)) = spec.get(field) {
-            let list = items
-                .iter()
-                .map(|c| {
-                    if !PROBED.iter().any(|k| c.get(*k).is_some()) {
-                        return Value::Null;
-                    }
-                    let copy: Map<String, Value> = PROBE_INPUTS
-                        .iter()
-                        .chain(&PROBED)
-                        .filter_map(|k| Some((k.to_string(), c.get(*k)?.clone())))
-                        .collect();
-                    Value::Object(copy)
-                })
-                .collect();
-            copies.insert(field.to_string(), Value::Array(list));
-        }
-    }
-    Value::Object(copies)
-}
-
-/// The operations that rewrite the probes of the pod's item `k` of `field`
-/// (`original`), now at index `j` of the list at `list_ptr`, from its
-/// rewritten copy in `probed` (if one was made): the diff of the whole
-/// item, which differs only in these members.
-fn probe_ops(
-    probed: &mut Value,
-    (field, k, original): (&str, usize, &Value),
-    list_ptr: &str,
-    j: usize,
-    ops: &mut Vec<json_patch::PatchOperation>,
-) {
-    let Some(copy) = probed.get_mut(field).and_then(|l| l.get_mut(k)) else {
-        return;
-    };
-    for key in PROBED {
-        if let (Some(before), Some(after)) = (original.get(key), copy.get_mut(key))
-            && before != after
-        {
-            let ptr = format!("{list_ptr}/{j}/{key}");
-            diff_into_at(&ptr, Some(before), after.take(), ops);
-        }
-    }
 }

@@ -136,24 +136,24 @@ pub fn set_annotations(metadata: &mut Value, annos: BTreeMap<String, String>) {
     );
 }
 
-/// Rewrites the app containers' probes in `spec` when the pod's settings
-/// ask for it, and gives the proxy's `ISTIO_KUBE_APP_PROBERS` (with the
-/// probers an earlier injection recorded, `existing`, kept).
-pub fn rewrite_probes(
-    spec: &mut Value,
-    s: &Settings,
-    annotations: &BTreeMap<String, String>,
-    existing: Option<Value>,
-) -> Option<Node<'static>> {
+/// The status port the app's probes are redirected to, or `None` when the
+/// pod's settings do not rewrite them.
+pub fn probe_rewrite_port(s: &Settings, annotations: &BTreeMap<String, String>) -> Option<i64> {
     let rewrite = match annotations.get(anno::REWRITE_PROBERS) {
         Some(v) => v == "true",
         None => s.rewrite_probes,
     };
     let status_port: i64 = sidecar_status_port(s, annotations);
-    if !rewrite || status_port == 0 {
-        return None;
-    }
-    let mut found = probes::rewrite_app_probes(spec, status_port);
+    (rewrite && status_port != 0).then_some(status_port)
+}
+
+/// The proxy's `ISTIO_KUBE_APP_PROBERS`: the probers the rewrite `found`,
+/// with those an earlier injection recorded (`existing`) kept; none when
+/// there are neither.
+pub fn probers_env(
+    mut found: BTreeMap<String, Value>,
+    existing: Option<Value>,
+) -> Option<Node<'static>> {
     if found.is_empty() && existing.is_none() {
         return None;
     }
@@ -166,6 +166,19 @@ pub fn rewrite_probes(
         probes::APP_PROBERS_ENV,
         probes::probers_json(&found),
     ))
+}
+
+/// Rewrites the app containers' probes in `spec` when the pod's settings
+/// ask for it, and gives the proxy's `ISTIO_KUBE_APP_PROBERS` (with the
+/// probers an earlier injection recorded, `existing`, kept).
+pub fn rewrite_probes(
+    spec: &mut Value,
+    s: &Settings,
+    annotations: &BTreeMap<String, String>,
+    existing: Option<Value>,
+) -> Option<Node<'static>> {
+    let status_port = probe_rewrite_port(s, annotations)?;
+    probers_env(probes::rewrite_app_probes(spec, status_port), existing)
 }
 
 /// Injects one pod: `annotations`, `labels` and `spec` are the original

@@ -21,15 +21,14 @@ const PROBES: [(&str, &str); 3] = [
 ];
 const HOOKS: [(&str, &str); 2] = [("postStart", "poststartz"), ("preStop", "prestopz")];
 
-/// Resolves a named port against the container's ports.
-fn resolve_port(port: &Value, container: &Value) -> Option<Value> {
+/// Resolves a probe's port, by name against the container's `ports`.
+fn resolve_port(port: &Value, ports: Option<&Value>) -> Option<Value> {
     match port {
         Value::String(name) => {
             if let Ok(n) = name.parse::<i64>() {
                 return Some(json!(n));
             }
-            container
-                .get("ports")?
+            ports?
                 .as_array()?
                 .iter()
                 .find(|p| p.get("name").and_then(Value::as_str) == Some(name.as_str()))
@@ -40,8 +39,24 @@ fn resolve_port(port: &Value, container: &Value) -> Option<Value> {
     }
 }
 
-/// Rewrites one probe or hook in place; returns the original prober.
-fn rewrite(handler: &mut Value, path: &str, status_port: i64, container: &Value) -> Option<Value> {
+/// What the rewrite makes of one probe or hook handler: the original
+/// prober, recorded for the proxy, and whether the new `httpGet` says
+/// `scheme: HTTP` (the probed action was HTTPS).
+struct Redirect {
+    prober: Value,
+    https: bool,
+}
+
+/// How `handler` is redirected to `path` on the status port, or `None`
+/// when it is left as it is: not an object, already redirected, without an
+/// action the rewrite probes, or probing a named port the container does
+/// not have (`ports`).
+fn redirect(
+    handler: &Value,
+    path: &str,
+    status_port: i64,
+    ports: Option<&Value>,
+) -> Option<Redirect> {
     let Value::Object(h) = handler else {
         return None;
     };
@@ -52,112 +67,179 @@ fn rewrite(handler: &mut Value, path: &str, status_port: i64, container: &Value)
     if already {
         return None;
     }
-    let mut prober = Map::new();
-    let mut scheme_https = false;
-    // The first handler kind present is the one probed. Its port is resolved
-    // first (an unresolvable port leaves the handler as it is); then the
-    // action is moved into the prober, not copied: the handler gets a new
-    // `httpGet` below, and `tcpSocket`/`grpc` are dropped from it anyway.
-    let (kind, resolved) = ["httpGet", "tcpSocket", "grpc"]
+    // The first action kind present is the one probed, with its port
+    // resolved; an unresolvable port leaves the handler as it is.
+    let (kind, action) = ["httpGet", "tcpSocket", "grpc"]
         .into_iter()
         .find_map(|kind| match h.get(kind) {
             Some(Value::Object(action)) => Some((kind, action)),
             _ => None,
-        })
-        .map(|(kind, action)| {
-            let port = action.get("port").unwrap_or(&Value::Null);
-            (kind, resolve_port(port, container))
         })?;
-    let resolved = resolved?;
-    if let Some(Value::Object(mut action)) = h.remove(kind) {
-        action.insert("port".into(), resolved);
-        scheme_https = action.get("scheme").and_then(Value::as_str) == Some("HTTPS");
-        prober.insert(kind.into(), Value::Object(action));
-    }
+    let resolved = resolve_port(action.get("port").unwrap_or(&Value::Null), ports)?;
+    let mut action = action.clone();
+    action.insert("port".into(), resolved);
+    let https = action.get("scheme").and_then(Value::as_str) == Some("HTTPS");
+    let mut prober = Map::new();
+    prober.insert(kind.into(), Value::Object(action));
     if let Some(t) = h.get("timeoutSeconds").filter(|t| t.as_i64() != Some(0)) {
         prober.insert("timeoutSeconds".into(), t.clone());
     }
-    h.remove("tcpSocket");
-    h.remove("grpc");
-    let mut get = json!({ "path": path, "port": status_port });
-    if scheme_https {
-        get["scheme"] = json!("HTTP");
+    Some(Redirect {
+        prober: Value::Object(prober),
+        https,
+    })
+}
+
+/// One handler the rewrite redirects, by where it is in the pod spec.
+#[derive(Debug)]
+pub struct Redirected {
+    /// `containers` or `initContainers`.
+    pub list: &'static str,
+    /// The container's index in that list.
+    pub index: usize,
+    /// A probe (`livenessProbe`, ...) or `lifecycle`.
+    pub member: &'static str,
+    /// The hook (`postStart`, `preStop`), for a lifecycle handler.
+    pub hook: Option<&'static str>,
+    /// Where it now points, on the status port.
+    pub path: String,
+    /// The new `httpGet` says `scheme: HTTP`.
+    pub https: bool,
+}
+
+/// What the rewrite does to a pod spec: decided on the spec as it is, then
+/// applied to it ([`rewrite_app_probes`]) or written as patch operations
+/// (the webhook's direct path).
+#[derive(Debug)]
+pub struct Plan {
+    /// The status port the handlers are redirected to.
+    pub status_port: i64,
+    /// The handlers redirected: container by container, in list order
+    /// (`containers` first), and within one container in key order
+    /// (`lifecycle`'s hooks, then the probes), as a diff visits them.
+    pub redirected: Vec<Redirected>,
+    /// The original probers, keyed by their new path.
+    pub probers: BTreeMap<String, Value>,
+}
+
+impl Plan {
+    /// The plan for the app containers of `spec`: its containers and its
+    /// native sidecars (init containers that keep running), except the
+    /// proxy itself.
+    pub fn of(spec: &Value, status_port: i64) -> Plan {
+        let mut plan = Plan {
+            status_port,
+            redirected: Vec::new(),
+            probers: BTreeMap::new(),
+        };
+        for list in ["containers", "initContainers"] {
+            let Some(Value::Array(items)) = spec.get(list) else {
+                continue;
+            };
+            for (index, container) in items.iter().enumerate() {
+                let is_app = list == "containers"
+                    || container.get("restartPolicy").and_then(Value::as_str) == Some("Always");
+                if is_app && container.is_object() {
+                    plan.container(list, index, container);
+                }
+            }
+        }
+        plan
     }
-    h.insert("httpGet".into(), get);
-    Some(Value::Object(prober))
+
+    fn container(&mut self, list: &'static str, index: usize, container: &Value) {
+        let name = container.get("name").and_then(Value::as_str).unwrap_or("");
+        if name == PROXY_NAME {
+            return;
+        }
+        let ports = container.get("ports");
+        let mut handle = |member, hook, handler: &Value, path: String| {
+            if let Some(r) = redirect(handler, &path, self.status_port, ports) {
+                self.redirected.push(Redirected {
+                    list,
+                    index,
+                    member,
+                    hook,
+                    path: path.clone(),
+                    https: r.https,
+                });
+                self.probers.insert(path, r.prober);
+            }
+        };
+        if let Some(lifecycle) = container.get("lifecycle") {
+            for (hook, suffix) in HOOKS {
+                match lifecycle.get(hook) {
+                    Some(handler) if handler.get("grpc").is_none() => {
+                        let path = format!("/app-lifecycle/{name}/{suffix}");
+                        handle("lifecycle", Some(hook), handler, path);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for (member, suffix) in PROBES {
+            if let Some(probe) = container.get(member) {
+                handle(member, None, probe, format!("/app-health/{name}/{suffix}"));
+            }
+        }
+    }
+}
+
+/// The `httpGet` a redirected handler gets: its members, in key order.
+pub fn redirected_get(
+    path: &str,
+    status_port: i64,
+    https: bool,
+) -> impl Iterator<Item = (&'static str, Leaf<'_>)> + Clone {
+    [
+        ("path", Leaf::Str(path)),
+        ("port", Leaf::Int(status_port)),
+        ("scheme", Leaf::Str("HTTP")),
+    ]
+    .into_iter()
+    .take(if https { 3 } else { 2 })
+}
+
+/// A member of a redirected `httpGet`.
+#[derive(Debug, Clone, Copy)]
+pub enum Leaf<'a> {
+    Str(&'a str),
+    Int(i64),
+}
+
+impl Leaf<'_> {
+    pub fn to_value(self) -> Value {
+        match self {
+            Leaf::Str(s) => Value::String(s.to_string()),
+            Leaf::Int(n) => Value::from(n),
+        }
+    }
 }
 
 /// Rewrites the app containers' probes of `spec` in place and returns the
 /// originals, keyed by their new path. Containers that are not apps (the
 /// proxy) are left alone.
 pub fn rewrite_app_probes(spec: &mut Value, status_port: i64) -> BTreeMap<String, Value> {
-    let mut probers = BTreeMap::new();
-    let Some(spec) = spec.as_object_mut() else {
-        return probers;
-    };
-    let mut apps: Vec<&mut Value> = Vec::new();
-    for (field, value) in spec.iter_mut() {
-        let Value::Array(list) = value else { continue };
-        match field.as_str() {
-            "containers" => apps.extend(list.iter_mut()),
-            // Native sidecars of the app (init containers that keep running)
-            // are probed too.
-            "initContainers" => apps.extend(
-                list.iter_mut()
-                    .filter(|c| c.get("restartPolicy").and_then(Value::as_str) == Some("Always")),
-            ),
-            _ => {}
-        }
-    }
-    for c in apps {
-        let Some(container) = c.as_object_mut() else {
-            continue;
+    let plan = Plan::of(spec, status_port);
+    for r in &plan.redirected {
+        let member = spec
+            .get_mut(r.list)
+            .and_then(|l| l.get_mut(r.index))
+            .and_then(|c| c.get_mut(r.member));
+        let handler = match r.hook {
+            None => member,
+            Some(hook) => member.and_then(|l| l.get_mut(hook)),
         };
-        let name = container
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        if name == PROXY_NAME {
-            continue;
-        }
-        // Only the ports are needed to resolve named probe ports: they are
-        // lent out of the container while its probes are rewritten.
-        let mut ports = Map::new();
-        if let Some(p) = container.get_mut("ports") {
-            ports.insert("ports".into(), p.take());
-        }
-        let ports = Value::Object(ports);
-        for (field, suffix) in PROBES {
-            if let Some(probe) = container.get_mut(field) {
-                let path = format!("/app-health/{name}/{suffix}");
-                if let Some(p) = rewrite(probe, &path, status_port, &ports) {
-                    probers.insert(path, p);
-                }
-            }
-        }
-        if let Some(lifecycle) = container.get_mut("lifecycle") {
-            for (hook, suffix) in HOOKS {
-                let Some(handler) = lifecycle.get_mut(hook) else {
-                    continue;
-                };
-                if handler.get("grpc").is_some() {
-                    continue;
-                }
-                let path = format!("/app-lifecycle/{name}/{suffix}");
-                if let Some(p) = rewrite(handler, &path, status_port, &ports) {
-                    probers.insert(path, p);
-                }
-            }
-        }
-        if let Value::Object(mut lent) = ports
-            && let Some(p) = lent.remove("ports")
-            && let Some(slot) = container.get_mut("ports")
-        {
-            *slot = p;
+        if let Some(Value::Object(h)) = handler {
+            h.remove("tcpSocket");
+            h.remove("grpc");
+            let get: Map<String, Value> = redirected_get(&r.path, status_port, r.https)
+                .map(|(k, leaf)| (k.to_string(), leaf.to_value()))
+                .collect();
+            h.insert("httpGet".into(), Value::Object(get));
         }
     }
-    probers
+    plan.probers
 }
 
 /// The `ISTIO_KUBE_APP_PROBERS` value: sorted by path, each prober in Go's

@@ -80,6 +80,24 @@ fn handler(rng: &mut Rng, hook: bool) -> Value {
             ])
             .clone(),
     };
+    // Handlers whose rewrite the diff writes in different ways: a member
+    // added to `httpGet`, members of it replaced, a scheme dropped or
+    // changed, an action dropped beside the probed one.
+    if chance(rng, 4) {
+        h = rng
+            .pick(&[
+                json!({"httpGet": {"port": 8080}}),
+                json!({"httpGet": {"path": "/h", "port": 8080, "scheme": "HTTP"}}),
+                json!({"httpGet": {"path": "/t", "port": "http", "scheme": "HTTPS"}}),
+                json!({"httpGet": {"path": "/app-health/app/livez", "port": "15020"}}),
+                json!({"httpGet": {"path": "/app-health/app/readyz", "port": 15020.0}}),
+                json!({"httpGet": {"path": "/b", "port": 8080}, "tcpSocket": {"port": 9090}}),
+                json!({"httpGet": null, "tcpSocket": {"port": 9090}}),
+                json!({"grpc": {"port": 9090}, "httpGet": {"path": "/g", "port": 8080}}),
+                json!({"exec": {"command": ["true"]}, "tcpSocket": {"port": 8080}}),
+            ])
+            .clone();
+    }
     if hook && chance(rng, 6) {
         h = json!({"sleep": {"seconds": 3}});
     }

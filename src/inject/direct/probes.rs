@@ -1,0 +1,138 @@
+//! The app probes' rewrite on the direct path: decided on the pod's own
+//! containers ([`Plan`], shared with the Value engine), and written as the
+//! very operations the engine's diff gives for it, without copying a
+//! container, rewriting the copy or diffing it.
+//!
+//! What the diff gives for a redirected handler: the handler loses
+//! `tcpSocket` and `grpc`, so when it has either, the whole handler is
+//! replaced (the diff replaces an object that loses a key); otherwise only
+//! its `httpGet` changes, and the diff goes into it: replaced whole if it
+//! has a key the new one lacks (`host`, `httpHeaders`, an HTTPS `scheme`
+//! dropped...), else a `replace` per changed member, then an `add` per new
+//! one, in key order. A lifecycle's handlers are visited in key order
+//! under `lifecycle`.
+
+use serde_json::{Map, Value};
+
+use super::super::patch_json::Out;
+use super::super::probes::{Leaf, Plan, Redirected, redirected_get};
+use super::ops::Ops;
+
+/// The action kinds a redirected handler loses.
+const DROPPED: [&str; 2] = ["grpc", "tcpSocket"];
+
+/// Writes the operations that redirect the handlers of the pod's item
+/// `index` of `list` (`item`), now at index `j` of the list at `list_ptr`.
+pub fn write(
+    plan: &Plan,
+    (list, index, item): (&str, usize, &Value),
+    list_ptr: &str,
+    j: usize,
+    ops: &mut Ops,
+) {
+    let mut ptr = String::new();
+    for r in plan
+        .redirected
+        .iter()
+        .filter(|r| r.list == list && r.index == index)
+    {
+        let member = item.get(r.member);
+        let handler = match r.hook {
+            None => member,
+            Some(hook) => member.and_then(|m| m.get(hook)),
+        };
+        // The plan was made on this very item: the handler is there.
+        let Some(Value::Object(handler)) = handler else {
+            continue;
+        };
+        ptr.clear();
+        ptr.push_str(list_ptr);
+        ptr.push('/');
+        ptr.push_str(itoa::Buffer::new().format(j));
+        ptr.push('/');
+        ptr.push_str(r.member);
+        if let Some(hook) = r.hook {
+            ptr.push('/');
+            ptr.push_str(hook);
+        }
+        handler_ops(&ptr, handler, r, plan.status_port, ops);
+    }
+}
+
+/// The operations that turn `handler`, at `ptr`, into its redirection.
+fn handler_ops(
+    ptr: &str,
+    handler: &Map<String, Value>,
+    r: &Redirected,
+    status_port: i64,
+    ops: &mut Ops,
+) {
+    let get = redirected_get(&r.path, status_port, r.https);
+    if DROPPED.iter().any(|k| handler.contains_key(*k)) {
+        ops.op("replace", ptr, |out| {
+            let mut members: Vec<(&str, Option<&Value>)> = handler
+                .iter()
+                .filter(|(k, _)| !DROPPED.contains(&k.as_str()) && k.as_str() != "httpGet")
+                .map(|(k, v)| (k.as_str(), Some(v)))
+                .collect();
+            let at = members.partition_point(|(k, _)| *k < "httpGet");
+            members.insert(at, ("httpGet", None));
+            out.object(members, |out, v| match v {
+                Some(v) => out.value(v),
+                None => write_get(out, get.clone()),
+            });
+        });
+        return;
+    }
+    let get_ptr = format!("{ptr}/httpGet");
+    match handler.get("httpGet") {
+        Some(Value::Object(old)) => get_ops(&get_ptr, old, get, ops),
+        Some(_) => ops.op("replace", &get_ptr, |out| write_get(out, get)),
+        None => ops.op("add", &get_ptr, |out| write_get(out, get)),
+    }
+}
+
+/// The operations that turn the handler's `httpGet`, `old`, at `ptr`, into
+/// `get`.
+fn get_ops<'a>(
+    ptr: &str,
+    old: &Map<String, Value>,
+    get: impl Iterator<Item = (&'static str, Leaf<'a>)> + Clone,
+    ops: &mut Ops,
+) {
+    let new = |key: &str| get.clone().find(|(k, _)| *k == key).map(|(_, leaf)| leaf);
+    if old.keys().any(|k| new(k).is_none()) {
+        ops.op("replace", ptr, |out| write_get(out, get.clone()));
+        return;
+    }
+    for (key, value) in old {
+        // Every key is in the new one (checked above).
+        let Some(leaf) = new(key) else { continue };
+        let same = match leaf {
+            Leaf::Str(s) => value.as_str() == Some(s),
+            Leaf::Int(n) => value.as_i64() == Some(n),
+        };
+        if !same {
+            ops.op("replace", &format!("{ptr}/{key}"), |out| {
+                write_leaf(out, leaf)
+            });
+        }
+    }
+    for (key, leaf) in get.clone() {
+        if !old.contains_key(key) {
+            ops.op("add", &format!("{ptr}/{key}"), |out| write_leaf(out, leaf));
+        }
+    }
+}
+
+/// A redirected `httpGet`, as serde_json writes it.
+fn write_get<'a>(out: &mut Out, get: impl Iterator<Item = (&'static str, Leaf<'a>)>) {
+    out.object(get, write_leaf);
+}
+
+fn write_leaf(out: &mut Out, leaf: Leaf) {
+    match leaf {
+        Leaf::Str(s) => out.string(s),
+        Leaf::Int(n) => out.integer(n),
+    }
+}
