@@ -12,7 +12,8 @@
 //! text, from the configuration's compiled template ([`compiled`]) or, for
 //! a pod with tuning annotations, from the template rendered for it
 //! ([`Node`]s). The metadata's operations are written directly too
-//! ([`metadata`]); the rewritten app probes go through the engine's diff.
+//! ([`metadata`]), and so are the redirected app probes ([`probes`]), from
+//! the rewrite's plan, which the Value engine applies.
 //!
 //! The contract: [`patch`] gives the very bytes `serde_json::to_vec` writes
 //! for [`super::inject`]'s patch, or `None` (take the Value engine). The

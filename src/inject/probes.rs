@@ -3,6 +3,10 @@
 //! port under `/app-health/<container>/{livez,readyz,startupz}` (or
 //! `/app-lifecycle/<container>/{poststartz,prestopz}`), and the originals are
 //! recorded for the proxy in `ISTIO_KUBE_APP_PROBERS`.
+//!
+//! What is redirected is decided once, on the pod as it is ([`Plan`]); the
+//! Value engine applies the plan to its copy of the pod, and the webhook's
+//! direct path writes it as patch operations without a copy.
 
 use std::collections::BTreeMap;
 

@@ -136,3 +136,72 @@ fn write_leaf(out: &mut Out, leaf: Leaf) {
         Leaf::Int(n) => out.integer(n),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::super::super::probes::Plan;
+    use super::super::ops::Ops;
+
+    /// The operations that redirect the probes of an `app` container with
+    /// these members, at index 0 of `/spec/containers`.
+    fn ops_for(members: Value) -> Value {
+        let mut container =
+            json!({"name": "app", "ports": [{"name": "http", "containerPort": 8080}]});
+        for (k, v) in members.as_object().unwrap() {
+            container[k] = v.clone();
+        }
+        let spec = json!({ "containers": [container] });
+        let plan = Plan::of(&spec, 15020);
+        let mut ops = Ops::new();
+        let item = ("containers", 0, &spec["containers"][0]);
+        super::write(&plan, item, "/spec/containers", 0, &mut ops);
+        serde_json::from_slice(&ops.finish()).unwrap()
+    }
+
+    #[test]
+    fn an_http_get_with_members_the_new_one_lacks_is_replaced_whole() {
+        let ops = ops_for(json!({
+            "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http", "scheme": "HTTP"}, "periodSeconds": 5}
+        }));
+        assert_eq!(
+            ops,
+            json!([{"op": "replace", "path": "/spec/containers/0/livenessProbe/httpGet",
+                    "value": {"path": "/app-health/app/livez", "port": 15020}}])
+        );
+    }
+
+    #[test]
+    fn members_of_an_http_get_are_replaced_then_new_ones_added_in_key_order() {
+        let ops =
+            ops_for(json!({"readinessProbe": {"httpGet": {"port": 8080, "scheme": "HTTPS"}}}));
+        assert_eq!(
+            ops,
+            json!([
+                {"op": "replace", "path": "/spec/containers/0/readinessProbe/httpGet/port", "value": 15020},
+                {"op": "replace", "path": "/spec/containers/0/readinessProbe/httpGet/scheme", "value": "HTTP"},
+                {"op": "add", "path": "/spec/containers/0/readinessProbe/httpGet/path", "value": "/app-health/app/readyz"}
+            ])
+        );
+    }
+
+    #[test]
+    fn a_handler_that_loses_an_action_is_replaced_whole_lifecycle_hooks_in_key_order() {
+        let ops = ops_for(json!({
+            "lifecycle": {"preStop": {"tcpSocket": {"port": 8080}}, "postStart": {"httpGet": {"path": "/up", "port": 8080}}},
+            "startupProbe": {"grpc": {"port": 8080}, "failureThreshold": 30}
+        }));
+        assert_eq!(
+            ops,
+            json!([
+                {"op": "replace", "path": "/spec/containers/0/lifecycle/postStart/httpGet/path", "value": "/app-lifecycle/app/poststartz"},
+                {"op": "replace", "path": "/spec/containers/0/lifecycle/postStart/httpGet/port", "value": 15020},
+                {"op": "replace", "path": "/spec/containers/0/lifecycle/preStop",
+                 "value": {"httpGet": {"path": "/app-lifecycle/app/prestopz", "port": 15020}}},
+                {"op": "replace", "path": "/spec/containers/0/startupProbe",
+                 "value": {"failureThreshold": 30, "httpGet": {"path": "/app-health/app/startupz", "port": 15020}}}
+            ])
+        );
+    }
+}
