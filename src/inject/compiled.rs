@@ -96,6 +96,9 @@ pub struct Compiled {
     pub status: Status,
     /// `status` in its annotation's JSON form.
     pub status_json: String,
+    /// `status_json` as the patch carries it: a JSON string, quoted and
+    /// escaped once here rather than in every patch.
+    pub status_text: Vec<u8>,
     /// What an untuned pod's settings are.
     pub pod_settings: PodSettings<'static>,
 }
@@ -165,6 +168,7 @@ impl Compiled {
             containers: items(&rendered.containers),
             volumes: items(&rendered.volumes),
             image_pull_secrets: items(&rendered.image_pull_secrets),
+            status_text: json_string(&rendered.status.to_json()),
             status_json: rendered.status.to_json(),
             status: rendered.status,
             pod_settings: PodSettings {
@@ -194,6 +198,13 @@ pub fn of_config(cfg: &Config) -> Option<&Compiled> {
     cfg.derived()
         .get_or_init(|| Compiled::of(cfg.settings()))
         .and_then(Option::as_ref)
+}
+
+/// `s` as a JSON string: what [`Out::string`] writes.
+fn json_string(s: &str) -> Vec<u8> {
+    let mut out = Out::with_capacity(s.len() + 16);
+    out.string(s);
+    out.into_vec()
 }
 
 #[cfg(test)]

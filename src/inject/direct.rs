@@ -138,7 +138,8 @@ pub fn patch(object: &Value, c: &Candidate, cfg: &Config) -> Result<Option<Direc
     // Metadata: the pod's labels and annotations with the template's merged
     // in, then post-processed as the engine does.
     let mut proxy_env = Vec::new();
-    let mut metadata = NewMetadata::merged(c, template_metadata);
+    let status_text = compiled_template.map(|t| (t.status_json.as_str(), &t.status_text[..]));
+    let mut metadata = NewMetadata::merged(c, template_metadata, status_text);
     let status_json = match compiled_template {
         Some(t) => t.status_json.clone(),
         None => status.to_json(),
@@ -209,18 +210,21 @@ fn compiled_fits(c: &Candidate) -> bool {
 }
 
 /// The injected pod's labels and annotations.
-struct NewMetadata {
+struct NewMetadata<'a> {
     labels: BTreeMap<String, String>,
     annotations: BTreeMap<String, String>,
     /// The template's own `{labels, annotations}`, for the engine's merge
     /// when the pod's metadata is unusual.
     template: Value,
+    /// A value whose JSON text is written already, and that text: the
+    /// compiled template's status record.
+    written: Option<(&'a str, &'a [u8])>,
 }
 
-impl NewMetadata {
+impl<'a> NewMetadata<'a> {
     /// The pod's labels and annotations (as strings, as the engine reads
     /// them) with the template's merged in.
-    fn merged(c: &Candidate, template: Value) -> NewMetadata {
+    fn merged(c: &Candidate, template: Value, written: Option<(&'a str, &'a [u8])>) -> Self {
         let mut labels = c.labels.clone();
         let mut annotations = c.annotations.clone();
         for (key, map) in [("labels", &mut labels), ("annotations", &mut annotations)] {
@@ -234,6 +238,7 @@ impl NewMetadata {
             labels,
             annotations,
             template,
+            written,
         }
     }
 
@@ -242,7 +247,7 @@ impl NewMetadata {
     /// the engine's merge and diff.
     fn write(&self, meta_ptr: &str, original: Option<&Value>, ops: &mut Ops) {
         if let Some(direct) = metadata::ops(original, &self.labels, &self.annotations) {
-            metadata::write(meta_ptr, &direct, ops);
+            metadata::write(meta_ptr, &direct, self.written, ops);
             return;
         }
         let mut meta = match original {

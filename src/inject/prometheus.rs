@@ -5,9 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
-
 use super::annotations::MERGE_METRICS;
+use super::gojson;
 use super::node::Node;
 use super::sidecar;
 use crate::config::Settings;
@@ -71,31 +70,78 @@ pub fn prometheus_merge(
         }
     }
     if !(scrape.is_empty() && path.is_empty() && port.is_empty()) {
-        let mut text = String::from("{");
-        let mut parts = Vec::new();
-        for (k, v) in [("scrape", &scrape), ("path", &path), ("port", &port)] {
-            if !v.is_empty() {
-                parts.push(format!("\"{k}\":{}", Value::String(v.clone())));
-            }
-        }
-        if !targets.is_empty() {
-            let t: Vec<String> = targets
-                .iter()
-                .map(|(p, pa)| {
-                    format!(
-                        "{{\"port\":{},\"path\":{}}}",
-                        Value::String(p.clone()),
-                        Value::String(pa.clone())
-                    )
-                })
-                .collect();
-            parts.push(format!("\"targets\":[{}]", t.join(",")));
-        }
-        text.push_str(&parts.join(","));
-        text.push('}');
-        env.push(sidecar::env(PROMETHEUS_ENV, text));
+        env.push(sidecar::env(
+            PROMETHEUS_ENV,
+            annotations_json(&scrape, &path, &port, &targets),
+        ));
     }
     annos.insert(PROMETHEUS_PORT.into(), target_port.into());
     annos.insert(PROMETHEUS_PATH.into(), "/stats/prometheus".into());
     annos.insert(PROMETHEUS_SCRAPE.into(), "true".into());
+}
+
+/// `ISTIO_PROMETHEUS_ANNOTATIONS`: the app's own scrape settings, as
+/// Istio's Go struct writes them (unset members left out).
+fn annotations_json(scrape: &str, path: &str, port: &str, targets: &[(String, String)]) -> String {
+    let mut text = String::with_capacity(64);
+    text.push('{');
+    for (k, v) in [("scrape", scrape), ("path", path), ("port", port)] {
+        if !v.is_empty() {
+            if text.len() > 1 {
+                text.push(',');
+            }
+            text.push('"');
+            text.push_str(k);
+            text.push_str("\":");
+            gojson::push_string(&mut text, v);
+        }
+    }
+    if !targets.is_empty() {
+        if text.len() > 1 {
+            text.push(',');
+        }
+        text.push_str("\"targets\":[");
+        for (i, (p, pa)) in targets.iter().enumerate() {
+            if i > 0 {
+                text.push(',');
+            }
+            text.push_str("{\"port\":");
+            gojson::push_string(&mut text, p);
+            text.push_str(",\"path\":");
+            gojson::push_string(&mut text, pa);
+            text.push('}');
+        }
+        text.push(']');
+    }
+    text.push('}');
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::annotations_json;
+
+    #[test]
+    fn the_apps_settings_are_written_in_go_field_order_without_unset_members() {
+        assert_eq!(
+            annotations_json("true", "", "9090", &[]),
+            r#"{"scrape":"true","port":"9090"}"#
+        );
+        let targets = [
+            ("9090".to_string(), "/m".to_string()),
+            ("9091".to_string(), String::new()),
+        ];
+        assert_eq!(
+            annotations_json("", "/m", "", &targets),
+            r#"{"path":"/m","targets":[{"port":"9090","path":"/m"},{"port":"9091","path":""}]}"#
+        );
+    }
+
+    #[test]
+    fn values_are_escaped_as_json_strings() {
+        assert_eq!(
+            annotations_json("", "/a\"b", "", &[]),
+            r#"{"path":"/a\"b"}"#
+        );
+    }
 }

@@ -106,8 +106,9 @@ pub fn ops<'a>(
     Some(ops)
 }
 
-/// Writes the operations on the metadata at `meta_ptr`.
-pub fn write(meta_ptr: &str, ops: &[MetaOp], out: &mut Ops) {
+/// Writes the operations on the metadata at `meta_ptr`; a value that is
+/// `written.0` is written as `written.1`, its JSON text made beforehand.
+pub fn write(meta_ptr: &str, ops: &[MetaOp], written: Option<(&str, &[u8])>, out: &mut Ops) {
     let mut path = String::with_capacity(128);
     for op in ops {
         path.clear();
@@ -119,7 +120,10 @@ pub fn write(meta_ptr: &str, ops: &[MetaOp], out: &mut Ops) {
             push_token(&mut path, key);
         }
         out.op(op.kind, &path, |o| match op.value {
-            MetaValue::Str(s) => o.string(s),
+            MetaValue::Str(s) => match written {
+                Some((value, text)) if value == s => o.put_slice(text),
+                _ => o.string(s),
+            },
             MetaValue::Strings(map) => o.object(map, |o, v| o.string(v)),
         });
     }

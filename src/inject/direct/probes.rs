@@ -84,7 +84,9 @@ fn handler_ops(
         });
         return;
     }
-    let get_ptr = format!("{ptr}/httpGet");
+    let mut get_ptr = String::with_capacity(ptr.len() + 8);
+    get_ptr.push_str(ptr);
+    get_ptr.push_str("/httpGet");
     match handler.get("httpGet") {
         Some(Value::Object(old)) => get_ops(&get_ptr, old, get, ops),
         Some(_) => ops.op("replace", &get_ptr, |out| write_get(out, get)),
