@@ -83,6 +83,23 @@ impl Source<'_> {
     }
 }
 
+/// Appends `key` as one RFC 6901 pointer token: `~` as `~0`, `/` as `~1`.
+/// Annotation and label keys often hold a `/`: the runs between the
+/// characters to escape are copied whole, not character by character.
+pub fn push_token(path: &mut String, key: &str) {
+    let mut rest = key;
+    while let Some(at) = rest.bytes().position(|b| b == b'~' || b == b'/') {
+        path.push_str(&rest[..at]);
+        path.push_str(if rest.as_bytes()[at] == b'~' {
+            "~0"
+        } else {
+            "~1"
+        });
+        rest = &rest[at + 1..];
+    }
+    path.push_str(rest);
+}
+
 /// The RFC 6901 pointer of the node being walked, kept escaped as the walk
 /// goes down and cut back as it returns: an operation's path is one copy.
 #[derive(Default)]
@@ -92,19 +109,7 @@ impl Path {
     fn push_key(&mut self, key: &str) -> usize {
         let len = self.0.len();
         self.0.push('/');
-        // Annotation and label keys often hold a `/`: copy the runs
-        // between the characters to escape, not character by character.
-        let mut rest = key;
-        while let Some(at) = rest.bytes().position(|b| b == b'~' || b == b'/') {
-            self.0.push_str(&rest[..at]);
-            self.0.push_str(if rest.as_bytes()[at] == b'~' {
-                "~0"
-            } else {
-                "~1"
-            });
-            rest = &rest[at + 1..];
-        }
-        self.0.push_str(rest);
+        push_token(&mut self.0, key);
         len
     }
     fn push_index(&mut self, index: usize) -> usize {

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
+use super::super::patch::push_token;
 use super::ops::Ops;
 
 /// One operation on the metadata.
@@ -59,38 +60,46 @@ pub fn ops<'a>(
     // ones it gains.
     for (map, before, after) in maps {
         let Some(before) = before else { continue };
-        if before.keys().any(|k| !after.contains_key(k)) {
+        // Both maps are sorted the same way: one walk pairs their keys.
+        let mut changed = Vec::new();
+        let mut gained = Vec::new();
+        let mut old = before.iter().peekable();
+        let mut lost = false;
+        for (key, new) in after {
+            match old.peek() {
+                Some((k, _)) if k.as_str() < key.as_str() => {
+                    lost = true;
+                    break;
+                }
+                Some((k, v)) if k.as_str() == key.as_str() => {
+                    if v.as_str() != Some(new.as_str()) {
+                        changed.push(MetaOp {
+                            kind: "replace",
+                            map,
+                            key: Some(key),
+                            value: MetaValue::Str(new),
+                        });
+                    }
+                    old.next();
+                }
+                _ => gained.push(MetaOp {
+                    kind: "add",
+                    map,
+                    key: Some(key),
+                    value: MetaValue::Str(new),
+                }),
+            }
+        }
+        if lost || old.peek().is_some() {
             ops.push(MetaOp {
                 kind: "replace",
                 map,
                 key: None,
                 value: MetaValue::Strings(after),
             });
-            continue;
-        }
-        for (k, v) in before {
-            // Every key is still there (checked above).
-            let Some((key, new)) = after.get_key_value(k.as_str()) else {
-                continue;
-            };
-            if v.as_str() != Some(new.as_str()) {
-                ops.push(MetaOp {
-                    kind: "replace",
-                    map,
-                    key: Some(key),
-                    value: MetaValue::Str(new),
-                });
-            }
-        }
-        for (k, v) in after {
-            if !before.contains_key(k) {
-                ops.push(MetaOp {
-                    kind: "add",
-                    map,
-                    key: Some(k),
-                    value: MetaValue::Str(v),
-                });
-            }
+        } else {
+            ops.extend(changed);
+            ops.extend(gained);
         }
     }
     for (map, before, after) in maps {
@@ -129,17 +138,56 @@ pub fn write(meta_ptr: &str, ops: &[MetaOp], written: Option<(&str, &[u8])>, out
     }
 }
 
-/// Appends `name` as one JSON pointer token (`~` as `~0`, `/` as `~1`).
-fn push_token(path: &mut String, name: &str) {
-    let mut rest = name;
-    while let Some(at) = rest.find(['~', '/']) {
-        path.push_str(&rest[..at]);
-        path.push_str(if rest.as_bytes()[at] == b'~' {
-            "~0"
-        } else {
-            "~1"
-        });
-        rest = &rest[at + 1..];
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::{Value, json};
+
+    use super::super::ops::Ops;
+    use super::{ops, write};
+
+    fn strings(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
-    path.push_str(rest);
+
+    /// The patch that turns `original` into `labels` and `annotations`.
+    fn patch(original: Value, labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> Value {
+        let (labels, annotations) = (strings(labels), strings(annotations));
+        let meta_ops = ops(Some(&original), &labels, &annotations).expect("plain metadata");
+        let mut out = Ops::new();
+        write("/metadata", &meta_ops, None, &mut out);
+        serde_json::from_slice(&out.finish()).unwrap()
+    }
+
+    #[test]
+    fn changed_keys_are_replaced_then_new_ones_added_in_key_order() {
+        let original = json!({"labels": {"app": "a", "v": "1"}});
+        assert_eq!(
+            patch(original, &[("app", "a"), ("b/c", "x"), ("v", "2")], &[]),
+            json!([
+                {"op": "replace", "path": "/metadata/labels/v", "value": "2"},
+                {"op": "add", "path": "/metadata/labels/b~1c", "value": "x"},
+                {"op": "add", "path": "/metadata/annotations", "value": {}}
+            ])
+        );
+    }
+
+    #[test]
+    fn a_map_that_loses_a_key_is_replaced_whole_wherever_the_key_sorts() {
+        for lost in ["a", "m", "z"] {
+            let original = json!({"annotations": {lost: "1", "k": "2"}});
+            assert_eq!(
+                patch(original, &[], &[("k", "2"), ("n", "3")]),
+                json!([
+                    {"op": "replace", "path": "/metadata/annotations", "value": {"k": "2", "n": "3"}},
+                    {"op": "add", "path": "/metadata/labels", "value": {}}
+                ]),
+                "lost key {lost}"
+            );
+        }
+    }
 }
