@@ -141,6 +141,7 @@ pub fn push_string(out: &mut String, s: &str) {
     if s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
         out.push_str(&Value::String(s.to_owned()).to_string());
     } else {
+        out.reserve(s.len() + 2);
         out.push('"');
         out.push_str(s);
         out.push('"');

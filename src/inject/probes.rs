@@ -249,7 +249,8 @@ pub fn rewrite_app_probes(spec: &mut Value, status_port: i64) -> BTreeMap<String
 /// The `ISTIO_KUBE_APP_PROBERS` value: sorted by path, each prober in Go's
 /// field order.
 pub fn probers_json(probers: &BTreeMap<String, Value>) -> String {
-    let mut out = String::from("{");
+    let mut out = String::with_capacity(128 * probers.len() + 2);
+    out.push('{');
     for (i, (path, prober)) in probers.iter().enumerate() {
         if i > 0 {
             out.push(',');

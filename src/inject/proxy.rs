@@ -14,7 +14,9 @@ use super::sidecar::{Inputs, PROXY_NAME, env, strings};
 /// `ISTIO_META_POD_PORTS`: the app containers' ports, one JSON object per
 /// line, in Istio's layout.
 pub fn pod_ports(i: &Inputs) -> String {
-    let mut out = String::from("[");
+    // Room for a few ports: the text is built once, without regrowing.
+    let mut out = String::with_capacity(256);
+    out.push('[');
     let mut first = true;
     let containers = i.spec.get("containers").and_then(Value::as_array);
     for c in containers.into_iter().flatten() {
@@ -25,7 +27,7 @@ pub fn pod_ports(i: &Inputs) -> String {
                 out.push(',');
             }
             first = false;
-            out.push_str(&gojson::to_string(p, Ty::Port));
+            gojson::write(&mut out, p, Ty::Port);
         }
     }
     out.push_str("\n]");

@@ -55,14 +55,14 @@ pub fn ops<'a>(
         ("annotations", strings("annotations")?, annotations),
         ("labels", strings("labels")?, labels),
     ];
-    let mut ops = Vec::new();
+    let mut ops = Vec::with_capacity(16);
     // Maps the pod has, in key order ("annotations" < "labels"), then the
     // ones it gains.
     for (map, before, after) in maps {
         let Some(before) = before else { continue };
         // Both maps are sorted the same way: one walk pairs their keys.
-        let mut changed = Vec::new();
-        let mut gained = Vec::new();
+        let mut changed = Vec::with_capacity(before.len());
+        let mut gained = Vec::with_capacity(after.len());
         let mut old = before.iter().peekable();
         let mut lost = false;
         for (key, new) in after {

@@ -30,7 +30,7 @@ pub fn write(
     j: usize,
     ops: &mut Ops,
 ) {
-    let mut ptr = String::new();
+    let mut ptr = String::with_capacity(list_ptr.len() + 48);
     for r in plan
         .redirected
         .iter()
