@@ -163,13 +163,14 @@ impl Compiled {
             return None;
         }
         let items = |nodes: &[Node]| nodes.iter().map(item).collect();
+        let status_json = rendered.status.to_json();
         Some(Compiled {
             init_containers: items(&rendered.init_containers),
             containers: items(&rendered.containers),
             volumes: items(&rendered.volumes),
             image_pull_secrets: items(&rendered.image_pull_secrets),
-            status_text: json_string(&rendered.status.to_json()),
-            status_json: rendered.status.to_json(),
+            status_text: json_string(&status_json),
+            status_json,
             status: rendered.status,
             pod_settings: PodSettings {
                 proxy_config: std::borrow::Cow::Owned(settings.proxy_config.into_owned()),

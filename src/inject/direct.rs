@@ -154,11 +154,13 @@ pub fn patch(object: &Value, c: &Candidate, cfg: &Config) -> Result<Option<Direc
     );
 
     // The app's probes: which handlers are redirected, and the probers.
-    let mut probe_plan = pipeline::probe_rewrite_port(s, &c.annotations)
+    let probe_plan = pipeline::probe_rewrite_port(s, &c.annotations)
         .map(|status_port| Plan::of(c.spec, status_port));
-    if let Some(plan) = &mut probe_plan {
-        let found = std::mem::take(&mut plan.probers);
-        proxy_env.extend(pipeline::probers_env(found, added.existing_probers()));
+    if let Some(plan) = &probe_plan {
+        proxy_env.extend(pipeline::probers_env(
+            &plan.probers,
+            added.existing_probers(),
+        ));
     }
     added.add_proxy_env(proxy_env);
 

@@ -151,21 +151,23 @@ pub fn probe_rewrite_port(s: &Settings, annotations: &BTreeMap<String, String>) 
 /// with those an earlier injection recorded (`existing`) kept; none when
 /// there are neither.
 pub fn probers_env(
-    mut found: BTreeMap<String, Value>,
+    found: &BTreeMap<String, Value>,
     existing: Option<Value>,
 ) -> Option<Node<'static>> {
     if found.is_empty() && existing.is_none() {
         return None;
     }
-    if let Some(Value::Object(old)) = existing {
-        for (k, v) in old {
-            found.entry(k).or_insert(v);
+    let text = match existing {
+        Some(Value::Object(old)) => {
+            let mut all = found.clone();
+            for (k, v) in old {
+                all.entry(k).or_insert(v);
+            }
+            probes::probers_json(&all)
         }
-    }
-    Some(sidecar::env(
-        probes::APP_PROBERS_ENV,
-        probes::probers_json(&found),
-    ))
+        _ => probes::probers_json(found),
+    };
+    Some(sidecar::env(probes::APP_PROBERS_ENV, text))
 }
 
 /// Rewrites the app containers' probes in `spec` when the pod's settings
@@ -178,7 +180,7 @@ pub fn rewrite_probes(
     existing: Option<Value>,
 ) -> Option<Node<'static>> {
     let status_port = probe_rewrite_port(s, annotations)?;
-    probers_env(probes::rewrite_app_probes(spec, status_port), existing)
+    probers_env(&probes::rewrite_app_probes(spec, status_port), existing)
 }
 
 /// Injects one pod: `annotations`, `labels` and `spec` are the original
