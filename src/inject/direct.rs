@@ -286,7 +286,7 @@ impl Lists<'_> {
                 }
                 let names = self.added.names(l);
                 let slots = merged_order(field, &names, original.unwrap_or(&[]), self.hold);
-                let list_ptr = format!("{}/{field}", self.spec_ptr);
+                let list_ptr = [self.spec_ptr, "/", field].concat();
                 let Some(original) = original else {
                     ops.add_list(&list_ptr, &slots, |i, out| self.added.write(l, i, out));
                     continue;

@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// The Go type a JSON object stands for.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -166,31 +166,7 @@ fn push_scalar(out: &mut String, v: &Value) {
 /// Appends `v` as compact JSON, objects in the field order of `ty`.
 pub fn write(out: &mut String, v: &Value, ty: Ty) {
     match v {
-        Value::Object(map) => {
-            out.push('{');
-            let known = fields(ty);
-            let mut first = true;
-            let mut emit = |out: &mut String, k: &str, val: &Value, t: Ty| {
-                if !first {
-                    out.push(',');
-                }
-                first = false;
-                push_string(out, k);
-                out.push(':');
-                write(out, val, t);
-            };
-            for (name, t) in known {
-                if let Some(val) = map.get(*name) {
-                    emit(out, name, val, *t);
-                }
-            }
-            for (k, val) in map {
-                if !known.iter().any(|(n, _)| n == k) {
-                    emit(out, k, val, Ty::Any);
-                }
-            }
-            out.push('}');
-        }
+        Value::Object(map) => write_object(out, map, ty, None),
         Value::Array(items) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {
@@ -203,6 +179,47 @@ pub fn write(out: &mut String, v: &Value, ty: Ty) {
         }
         scalar => push_scalar(out, scalar),
     }
+}
+
+/// Appends `map` as a compact JSON object in the field order of `ty`
+/// (unknown fields after, sorted), with `replace`'s value for its key, a
+/// field of `ty`, in place of the map's own (or added, if the map has
+/// none): the object as it would be with that one field set, without
+/// copying the map to set it.
+pub fn write_object(
+    out: &mut String,
+    map: &Map<String, Value>,
+    ty: Ty,
+    replace: Option<(&str, &Value)>,
+) {
+    let known = fields(ty);
+    debug_assert!(replace.is_none_or(|(key, _)| known.iter().any(|(n, _)| *n == key)));
+    out.push('{');
+    let mut first = true;
+    let mut emit = |out: &mut String, k: &str, val: &Value, t: Ty| {
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        push_string(out, k);
+        out.push(':');
+        write(out, val, t);
+    };
+    for (name, t) in known {
+        let val = match replace {
+            Some((key, val)) if key == *name => Some(val),
+            _ => map.get(*name),
+        };
+        if let Some(val) = val {
+            emit(out, name, val, *t);
+        }
+    }
+    for (k, val) in map {
+        if !known.iter().any(|(n, _)| n == k) {
+            emit(out, k, val, Ty::Any);
+        }
+    }
+    out.push('}');
 }
 
 #[cfg(test)]

@@ -151,7 +151,7 @@ pub fn probe_rewrite_port(s: &Settings, annotations: &BTreeMap<String, String>) 
 /// with those an earlier injection recorded (`existing`) kept; none when
 /// there are neither.
 pub fn probers_env(
-    found: &BTreeMap<String, Value>,
+    found: &BTreeMap<String, String>,
     existing: Option<Value>,
 ) -> Option<Node<'static>> {
     if found.is_empty() && existing.is_none() {
@@ -161,7 +161,7 @@ pub fn probers_env(
         Some(Value::Object(old)) => {
             let mut all = found.clone();
             for (k, v) in old {
-                all.entry(k).or_insert(v);
+                all.entry(k).or_insert_with(|| probes::prober_text(&v));
             }
             probes::probers_json(&all)
         }

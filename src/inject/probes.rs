@@ -44,10 +44,10 @@ fn resolve_port(port: &Value, ports: Option<&Value>) -> Option<Value> {
 }
 
 /// What the rewrite makes of one probe or hook handler: the original
-/// prober, recorded for the proxy, and whether the new `httpGet` says
-/// `scheme: HTTP` (the probed action was HTTPS).
+/// prober's JSON text, recorded for the proxy, and whether the new
+/// `httpGet` says `scheme: HTTP` (the probed action was HTTPS).
 struct Redirect {
-    prober: Value,
+    prober: String,
     https: bool,
 }
 
@@ -80,18 +80,38 @@ fn redirect(
             _ => None,
         })?;
     let resolved = resolve_port(action.get("port").unwrap_or(&Value::Null), ports)?;
-    let mut action = action.clone();
-    action.insert("port".into(), resolved);
     let https = action.get("scheme").and_then(Value::as_str) == Some("HTTPS");
-    let mut prober = Map::new();
-    prober.insert(kind.into(), Value::Object(action));
+    // The prober is written here, from the pod's own action with its port
+    // resolved, in the order `push_prober` writes one (its kind, then the
+    // timeout): no copy of the action is made.
+    let mut prober = String::with_capacity(PROBER_ROOM);
+    prober.push('{');
+    gojson::push_string(&mut prober, kind);
+    prober.push(':');
+    gojson::write_object(
+        &mut prober,
+        action,
+        action_type(kind),
+        Some(("port", &resolved)),
+    );
     if let Some(t) = h.get("timeoutSeconds").filter(|t| t.as_i64() != Some(0)) {
-        prober.insert("timeoutSeconds".into(), t.clone());
+        prober.push_str(",\"timeoutSeconds\":");
+        gojson::write(&mut prober, t, Ty::Any);
     }
-    Some(Redirect {
-        prober: Value::Object(prober),
-        https,
-    })
+    prober.push('}');
+    Some(Redirect { prober, https })
+}
+
+/// Room for a typical prober's text.
+const PROBER_ROOM: usize = 96;
+
+/// The Go type of a probed action.
+fn action_type(kind: &str) -> Ty {
+    match kind {
+        "httpGet" => Ty::HttpGet,
+        "tcpSocket" => Ty::TcpSocket,
+        _ => Ty::Grpc,
+    }
 }
 
 /// One handler the rewrite redirects, by where it is in the pod spec.
@@ -122,8 +142,9 @@ pub struct Plan {
     /// (`containers` first), and within one container in key order
     /// (`lifecycle`'s hooks, then the probes), as a diff visits them.
     pub redirected: Vec<Redirected>,
-    /// The original probers, keyed by their new path.
-    pub probers: BTreeMap<String, Value>,
+    /// The original probers' JSON text (Go's field order), keyed by their
+    /// new path.
+    pub probers: BTreeMap<String, String>,
 }
 
 impl Plan {
@@ -174,7 +195,7 @@ impl Plan {
             for (hook, suffix) in HOOKS {
                 match lifecycle.get(hook) {
                     Some(handler) if handler.get("grpc").is_none() => {
-                        let path = format!("/app-lifecycle/{name}/{suffix}");
+                        let path = ["/app-lifecycle/", name, "/", suffix].concat();
                         handle("lifecycle", Some(hook), handler, path);
                     }
                     _ => {}
@@ -183,7 +204,8 @@ impl Plan {
         }
         for (member, suffix) in PROBES {
             if let Some(probe) = container.get(member) {
-                handle(member, None, probe, format!("/app-health/{name}/{suffix}"));
+                let path = ["/app-health/", name, "/", suffix].concat();
+                handle(member, None, probe, path);
             }
         }
     }
@@ -221,9 +243,9 @@ impl Leaf<'_> {
 }
 
 /// Rewrites the app containers' probes of `spec` in place and returns the
-/// originals, keyed by their new path. Containers that are not apps (the
-/// proxy) are left alone.
-pub fn rewrite_app_probes(spec: &mut Value, status_port: i64) -> BTreeMap<String, Value> {
+/// originals' JSON text, keyed by their new path. Containers that are not
+/// apps (the proxy) are left alone.
+pub fn rewrite_app_probes(spec: &mut Value, status_port: i64) -> BTreeMap<String, String> {
     let plan = Plan::of(spec, status_port);
     for r in &plan.redirected {
         let member = spec
@@ -246,10 +268,14 @@ pub fn rewrite_app_probes(spec: &mut Value, status_port: i64) -> BTreeMap<String
     plan.probers
 }
 
-/// The `ISTIO_KUBE_APP_PROBERS` value: sorted by path, each prober in Go's
-/// field order.
-pub fn probers_json(probers: &BTreeMap<String, Value>) -> String {
-    let mut out = String::with_capacity(128 * probers.len() + 2);
+/// The `ISTIO_KUBE_APP_PROBERS` value: sorted by path, each prober's text
+/// as written in Go's field order.
+pub fn probers_json(probers: &BTreeMap<String, String>) -> String {
+    let room = probers
+        .iter()
+        .map(|(p, t)| p.len() + t.len() + 4)
+        .sum::<usize>();
+    let mut out = String::with_capacity(room + 2);
     out.push('{');
     for (i, (path, prober)) in probers.iter().enumerate() {
         if i > 0 {
@@ -257,9 +283,17 @@ pub fn probers_json(probers: &BTreeMap<String, Value>) -> String {
         }
         gojson::push_string(&mut out, path);
         out.push(':');
-        push_prober(&mut out, prober);
+        out.push_str(prober);
     }
     out.push('}');
+    out
+}
+
+/// The JSON text of a prober recorded by an earlier injection (or set in
+/// ProxyConfig's `proxyMetadata`), as [`probers_json`] writes it.
+pub fn prober_text(prober: &Value) -> String {
+    let mut out = String::with_capacity(PROBER_ROOM);
+    push_prober(&mut out, prober);
     out
 }
 
@@ -283,4 +317,60 @@ fn push_prober(out: &mut String, p: &Value) {
         }
     }
     out.push('}');
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::inject::pipeline::probers_env;
+
+    #[test]
+    fn a_prober_is_the_probed_action_in_gos_field_order_with_its_port_resolved() {
+        let spec = json!({"containers": [{
+            "name": "app",
+            "ports": [{"name": "http", "containerPort": 8080}],
+            "livenessProbe": {
+                "httpGet": {"scheme": "HTTPS", "port": "http", "path": "/healthz", "host": "h",
+                            "httpHeaders": [{"name": "X", "value": "1"}]},
+                "timeoutSeconds": 3, "periodSeconds": 5
+            },
+            "startupProbe": {"tcpSocket": {"port": 8080}, "timeoutSeconds": 0}
+        }]});
+        let plan = Plan::of(&spec, 15020);
+        assert_eq!(
+            plan.probers["/app-health/app/livez"],
+            r#"{"httpGet":{"path":"/healthz","port":8080,"host":"h","scheme":"HTTPS","httpHeaders":[{"name":"X","value":"1"}]},"timeoutSeconds":3}"#
+        );
+        // A zero timeout is left out, as Istio leaves it.
+        assert_eq!(
+            plan.probers["/app-health/app/startupz"],
+            r#"{"tcpSocket":{"port":8080}}"#
+        );
+    }
+
+    #[test]
+    fn probers_an_earlier_injection_recorded_are_kept_unless_found_again() {
+        let spec = json!({"containers": [{
+            "name": "app",
+            "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080}}
+        }]});
+        let plan = Plan::of(&spec, 15020);
+        let existing = json!({
+            "/app-health/app/readyz": {"httpGet": {"path": "/old", "port": 1}},
+            "/app-health/old/livez": {"timeoutSeconds": 2, "httpGet": {"port": 9, "path": "/z"}}
+        });
+        let env = probers_env(&plan.probers, Some(existing))
+            .unwrap()
+            .into_value();
+        assert_eq!(env["name"], APP_PROBERS_ENV);
+        assert_eq!(
+            env["value"],
+            concat!(
+                r#"{"/app-health/app/readyz":{"httpGet":{"path":"/ready","port":8080}},"#,
+                r#""/app-health/old/livez":{"httpGet":{"path":"/z","port":9},"timeoutSeconds":2}}"#
+            )
+        );
+    }
 }

@@ -45,13 +45,17 @@ pub struct Workload {
 impl Workload {
     /// Istio's owner URI, `kubernetes://apis/<apiVersion>/namespaces/<ns>/<kind>s/<name>`.
     pub fn owner(&self) -> String {
-        format!(
-            "kubernetes://apis/{}/namespaces/{}/{}s/{}",
-            self.api_version,
-            self.namespace,
-            self.kind.to_lowercase(),
-            self.name
-        )
+        [
+            "kubernetes://apis/",
+            &self.api_version,
+            "/namespaces/",
+            &self.namespace,
+            "/",
+            &self.kind.to_lowercase(),
+            "s/",
+            &self.name,
+        ]
+        .concat()
     }
 
     /// Finds the owning workload of `object` (a workload, or a Pod whose

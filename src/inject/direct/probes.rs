@@ -115,14 +115,16 @@ fn get_ops<'a>(
             Leaf::Int(n) => value.as_i64() == Some(n),
         };
         if !same {
-            ops.op("replace", &format!("{ptr}/{key}"), |out| {
+            ops.op("replace", &[ptr, "/", key].concat(), |out| {
                 write_leaf(out, leaf)
             });
         }
     }
     for (key, leaf) in get.clone() {
         if !old.contains_key(key) {
-            ops.op("add", &format!("{ptr}/{key}"), |out| write_leaf(out, leaf));
+            ops.op("add", &[ptr, "/", key].concat(), |out| {
+                write_leaf(out, leaf)
+            });
         }
     }
 }

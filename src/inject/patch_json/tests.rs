@@ -47,6 +47,34 @@ fn every_byte_below_0x80_is_escaped_as_serde_does_at_every_offset() {
 }
 
 #[test]
+fn two_bytes_to_escape_at_every_pair_of_offsets() {
+    // The escaped path finds each byte to escape a word at a time; a
+    // borrow from the first can flag bytes after it, so pairs of every kind,
+    // next to bytes with the high bit set and to each other, in every lane.
+    let escapes = [b'"', b'\\', b'\n', 0x00, 0x1f];
+    let fillers = [b'a', 0xc3];
+    for first in escapes {
+        for second in escapes {
+            for filler in fillers {
+                for len in 2..=19 {
+                    for i in 0..len {
+                        for j in i + 1..len {
+                            let mut s = vec![filler; len];
+                            s[i] = first;
+                            s[j] = second;
+                            // 0xc3 alone is not UTF-8: keep it valid by
+                            // reading the bytes as Latin-1.
+                            let s: String = s.iter().map(|&b| char::from(b)).collect();
+                            assert_value_like_serde(&Value::String(s));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn non_ascii_text_is_copied_as_is() {
     for s in [
         "",
