@@ -36,7 +36,7 @@ use super::pipeline;
 use super::probes::{APP_PROBERS_ENV, Plan};
 use super::proxy;
 use super::sidecar::{
-    self, CORE_DUMP_NAME, INIT_NAME, Inputs, PROXY_NAME, Status, VALIDATION_NAME,
+    self, CORE_DUMP_NAME, INIT_NAME, Inputs, Metadata, PROXY_NAME, Status, VALIDATION_NAME,
 };
 use super::{Candidate, InjectError, at, inputs};
 use crate::config::Config;
@@ -215,9 +215,9 @@ fn compiled_fits(c: &Candidate) -> bool {
 struct NewMetadata<'a> {
     labels: BTreeMap<String, String>,
     annotations: BTreeMap<String, String>,
-    /// The template's own `{labels, annotations}`, for the engine's merge
+    /// The template's own labels and annotations, for the engine's merge
     /// when the pod's metadata is unusual.
-    template: Value,
+    template: Metadata,
     /// A value whose JSON text is written already, and that text: the
     /// compiled template's status record.
     written: Option<(&'a str, &'a [u8])>,
@@ -226,14 +226,15 @@ struct NewMetadata<'a> {
 impl<'a> NewMetadata<'a> {
     /// The pod's labels and annotations (as strings, as the engine reads
     /// them) with the template's merged in.
-    fn merged(c: &Candidate, template: Value, written: Option<(&'a str, &'a [u8])>) -> Self {
+    fn merged(c: &Candidate, template: Metadata, written: Option<(&'a str, &'a [u8])>) -> Self {
         let mut labels = c.labels.clone();
         let mut annotations = c.annotations.clone();
-        for (key, map) in [("labels", &mut labels), ("annotations", &mut annotations)] {
-            if let Some(Value::Object(added)) = template.get(key) {
-                for (k, v) in added {
-                    map.insert(k.clone(), inputs::scalar_string(v));
-                }
+        for (added, map) in [
+            (&template.labels, &mut labels),
+            (&template.annotations, &mut annotations),
+        ] {
+            for (k, v) in added {
+                map.insert(k.to_string(), v.clone());
             }
         }
         NewMetadata {
@@ -256,7 +257,7 @@ impl<'a> NewMetadata<'a> {
             None | Some(Value::Null) => Value::Object(Map::new()),
             Some(m) => m.clone(),
         };
-        merge_into(&mut meta, self.template.clone());
+        merge_into(&mut meta, self.template.to_value());
         pipeline::set_annotations(&mut meta, self.annotations.clone());
         let mut engine_ops = Vec::new();
         diff_into_at(meta_ptr, original, meta, &mut engine_ops);

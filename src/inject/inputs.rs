@@ -70,16 +70,22 @@ impl<'a> Inputs<'a> {
 
     /// Names of the pod's application containers.
     pub fn app_containers(&self) -> Vec<&str> {
+        self.app_container_names().collect()
+    }
+
+    /// The name of the pod's first application container.
+    pub fn first_app_container(&self) -> Option<&str> {
+        self.app_container_names().next()
+    }
+
+    fn app_container_names(&self) -> impl Iterator<Item = &str> {
         self.spec
             .get("containers")
             .and_then(Value::as_array)
-            .map(|cs| {
-                cs.iter()
-                    .filter_map(|c| c.get("name").and_then(Value::as_str))
-                    .filter(|n| *n != PROXY_NAME)
-                    .collect()
-            })
-            .unwrap_or_default()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.get("name").and_then(Value::as_str))
+            .filter(|n| *n != PROXY_NAME)
     }
 
     /// An image: the annotation when set, else the configured name (used as

@@ -27,7 +27,7 @@ pub const CORE_DUMP_NAME: &str = "enable-core-dump";
 /// The rendered template: what is added to the pod, and the names it adds.
 pub struct Rendered<'a> {
     /// `metadata.labels` and `metadata.annotations` to merge into the pod's.
-    pub metadata: Value,
+    pub metadata: Metadata,
     /// Init containers, in the template's order.
     pub init_containers: Vec<Node<'a>>,
     /// Containers (the proxy, unless it is a native sidecar).
@@ -54,7 +54,7 @@ impl<'a> Rendered<'a> {
             spec.insert("imagePullSecrets".into(), list(self.image_pull_secrets));
         }
         let mut pod = Map::new();
-        pod.insert("metadata".into(), self.metadata);
+        pod.insert("metadata".into(), self.metadata.to_value());
         pod.insert("spec".into(), Value::Object(spec));
         Value::Object(pod)
     }
@@ -130,8 +130,31 @@ pub fn revision(s: &Settings) -> String {
     }
 }
 
+/// The labels and annotations the template adds to the pod's metadata,
+/// each list in key order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metadata {
+    pub labels: Vec<(&'static str, String)>,
+    pub annotations: Vec<(&'static str, String)>,
+}
+
+impl Metadata {
+    /// `{labels, annotations}`, as the Value engine merges it into the pod.
+    pub fn to_value(&self) -> Value {
+        let object = |entries: &[(&str, String)]| {
+            Value::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), Value::String(v.clone())))
+                    .collect(),
+            )
+        };
+        json!({"labels": object(&self.labels), "annotations": object(&self.annotations)})
+    }
+}
+
 /// The labels and annotations the template adds to the pod's metadata.
-pub fn metadata(i: &Inputs) -> Value {
+pub fn metadata(i: &Inputs) -> Metadata {
     let label = |k: &str| i.labels.get(k).filter(|v| !v.is_empty()).cloned();
     let mut canonical_name = label("service.istio.io/canonical-name")
         .or_else(|| label("app.kubernetes.io/name"))
@@ -148,34 +171,30 @@ pub fn metadata(i: &Inputs) -> Value {
         .or_else(|| label("app.kubernetes.io/version"))
         .or_else(|| label("version"))
         .unwrap_or_else(|| "latest".into());
-    let mut annotations = Map::new();
-    if let Some(first) = i.app_containers().first() {
+    let mut annotations = Vec::new();
+    if let Some(first) = i.first_app_container() {
+        // In key order.
         for key in [
-            "kubectl.kubernetes.io/default-logs-container",
             "kubectl.kubernetes.io/default-container",
+            "kubectl.kubernetes.io/default-logs-container",
         ] {
             if !i.annotations.contains_key(key) {
-                annotations.insert(key.into(), json!(first));
+                annotations.push((key, first.to_string()));
             }
         }
     }
-    let mut labels = Map::new();
-    labels.insert(
-        "security.istio.io/tlsMode".into(),
-        Value::String(label("security.istio.io/tlsMode").unwrap_or_else(|| "istio".into())),
-    );
-    labels.insert(
-        "service.istio.io/canonical-name".into(),
-        Value::String(canonical_name),
-    );
-    labels.insert(
-        "service.istio.io/canonical-revision".into(),
-        Value::String(canonical_revision),
-    );
-    let mut meta = Map::new();
-    meta.insert("labels".into(), Value::Object(labels));
-    meta.insert("annotations".into(), Value::Object(annotations));
-    Value::Object(meta)
+    let labels = vec![
+        (
+            "security.istio.io/tlsMode",
+            label("security.istio.io/tlsMode").unwrap_or_else(|| "istio".into()),
+        ),
+        ("service.istio.io/canonical-name", canonical_name),
+        ("service.istio.io/canonical-revision", canonical_revision),
+    ];
+    Metadata {
+        labels,
+        annotations,
+    }
 }
 
 /// The proxy's user id for traffic capture: the `runAsUser` of the user's
