@@ -84,7 +84,35 @@ pub fn deployment(opted_out: bool) -> Value {
     })
 }
 
+/// What the review's object carries besides the Deployment itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Envelope {
+    /// The Deployment alone, as the benchmark has posted it since it was
+    /// written (the figures in bench/webhook.md before session 5).
+    Minimal,
+    /// What the API server actually sends for a Deployment created by
+    /// `kubectl apply` (the review's `options` name its field manager):
+    /// the object also carries `kubectl.kubernetes.io/last-applied-configuration`
+    /// (the manifest as JSON) and its `managedFields` entry, both set before
+    /// mutating admission runs; the controller's revision annotation comes
+    /// only later.
+    Applied,
+}
+
+/// A CREATE review of the Deployment.
+// Not every file that includes this module calls it (the load generator
+// picks the envelope).
+#[allow(dead_code)]
 pub fn review(opted_out: bool) -> Vec<u8> {
+    review_of(opted_out, Envelope::Minimal)
+}
+
+/// A CREATE review of the Deployment, with `envelope`.
+pub fn review_of(opted_out: bool, envelope: Envelope) -> Vec<u8> {
+    let mut object = deployment(opted_out);
+    if envelope == Envelope::Applied {
+        apply_envelope(&mut object);
+    }
     let review = json!({
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",
@@ -98,11 +126,112 @@ pub fn review(opted_out: bool) -> Vec<u8> {
             "namespace": "shop",
             "operation": "CREATE",
             "userInfo": {"username": "kubernetes-admin", "groups": ["system:masters", "system:authenticated"]},
-            "object": deployment(opted_out),
+            "object": object,
             "oldObject": null,
             "dryRun": false,
             "options": {"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1", "fieldManager": "kubectl-client-side-apply"}
         }
     });
     serde_json::to_vec(&review).expect("serializable")
+}
+
+/// Fields the API server defaults: absent from the user's manifest.
+const DEFAULTED: [&str; 9] = [
+    "progressDeadlineSeconds",
+    "revisionHistoryLimit",
+    "strategy",
+    "dnsPolicy",
+    "restartPolicy",
+    "schedulerName",
+    "terminationMessagePath",
+    "terminationMessagePolicy",
+    "imagePullPolicy",
+];
+
+/// Adds what `kubectl apply` and the API server's field manager put on a
+/// new object before admission: the last applied manifest and the
+/// manager's field set.
+fn apply_envelope(object: &mut Value) {
+    let meta = &mut object["metadata"];
+    if let Some(Value::Object(annotations)) = meta.get_mut("annotations") {
+        annotations.remove("deployment.kubernetes.io/revision");
+    }
+    let mut manifest = object.clone();
+    strip(&mut manifest, &DEFAULTED);
+    if let Some(Value::Object(m)) = manifest.get_mut("metadata") {
+        m.remove("annotations");
+    }
+    let last_applied = format!(
+        "{}\n",
+        serde_json::to_string(&manifest).expect("serializable")
+    );
+    object["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"] =
+        Value::String(last_applied);
+    let fields = fields_v1(object, true);
+    object["metadata"]["managedFields"] = json!([{
+        "manager": "kubectl-client-side-apply",
+        "operation": "Update",
+        "apiVersion": "apps/v1",
+        "time": "2026-11-21T10:00:00Z",
+        "fieldsType": "FieldsV1",
+        "fieldsV1": fields
+    }]);
+}
+
+/// Removes `keys` wherever they occur.
+fn strip(v: &mut Value, keys: &[&str]) {
+    match v {
+        Value::Object(m) => {
+            for k in keys {
+                m.remove(*k);
+            }
+            m.values_mut().for_each(|c| strip(c, keys));
+        }
+        Value::Array(items) => items.iter_mut().for_each(|c| strip(c, keys)),
+        _ => {}
+    }
+}
+
+/// A FieldsV1 set in the shape the field manager writes: `f:` per field,
+/// `k:` per item of a keyed list (by name, by port and protocol, by mount
+/// path), `.` for a map or item that is itself set, lists of scalars
+/// atomic.
+fn fields_v1(v: &Value, top: bool) -> Value {
+    let Value::Object(m) = v else {
+        return json!({});
+    };
+    let mut out = serde_json::Map::new();
+    if !top {
+        out.insert(".".into(), json!({}));
+    }
+    for (k, child) in m {
+        if top && (k == "apiVersion" || k == "kind") {
+            continue;
+        }
+        let set = match child {
+            Value::Object(_) => fields_v1(child, top && k != "labels" && k != "annotations"),
+            Value::Array(items) if items.iter().all(Value::is_object) && !items.is_empty() => {
+                let mut list = serde_json::Map::new();
+                for item in items {
+                    list.insert(item_key(item), fields_v1(item, false));
+                }
+                Value::Object(list)
+            }
+            _ => json!({}),
+        };
+        out.insert(format!("f:{k}"), set);
+    }
+    Value::Object(out)
+}
+
+/// The `k:` key of a keyed list's item.
+fn item_key(item: &Value) -> String {
+    let key = if let Some(port) = item.get("containerPort") {
+        json!({"containerPort": port, "protocol": item.get("protocol").cloned().unwrap_or(json!("TCP"))})
+    } else if let Some(path) = item.get("mountPath") {
+        json!({"mountPath": path})
+    } else {
+        json!({"name": item.get("name").cloned().unwrap_or(Value::Null)})
+    };
+    format!("k:{key}")
 }

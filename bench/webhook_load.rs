@@ -68,6 +68,18 @@ struct Args {
     /// What to post.
     #[arg(long, value_enum)]
     scenario: Scenario,
+    /// What the Deployment carries besides itself.
+    #[arg(long, value_enum, default_value_t = EnvelopeArg::Minimal)]
+    review: EnvelopeArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum EnvelopeArg {
+    /// The Deployment alone (the benchmark's input before session 5).
+    Minimal,
+    /// As `kubectl apply` creates it: with its last-applied annotation and
+    /// managedFields, as the API server sends it to mutating webhooks.
+    Applied,
 }
 
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
@@ -216,7 +228,11 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let args = Arc::new(Args::parse());
-    let body = Bytes::from(review::review(args.scenario == Scenario::Skip));
+    let envelope = match args.review {
+        EnvelopeArg::Minimal => review::Envelope::Minimal,
+        EnvelopeArg::Applied => review::Envelope::Applied,
+    };
+    let body = Bytes::from(review::review_of(args.scenario == Scenario::Skip, envelope));
     if args.print_body {
         println!("{}", String::from_utf8_lossy(&body));
         return Ok(());
@@ -280,6 +296,7 @@ async fn main() -> Result<(), String> {
     latencies.sort_unstable();
     let out = json!({
         "scenario": format!("{:?}", args.scenario).to_lowercase(),
+        "review": format!("{:?}", args.review).to_lowercase(),
         "connections": args.connections,
         "seconds": args.seconds,
         "target_rate": args.rate,
