@@ -75,6 +75,23 @@ fn two_bytes_to_escape_at_every_pair_of_offsets() {
 }
 
 #[test]
+fn long_strings_dense_with_escapes_cross_the_buffer_at_every_alignment() {
+    // Escaped text goes through a 256-byte buffer: strings whose escapes
+    // (two or six bytes each) and plain words land on its edge in every way.
+    for pattern in [
+        "\u{1}a\"",
+        "ab\\cdefghij\"",
+        "\n\u{1f}xyz",
+        "\"\"\"\"\"\"\"\"\"\"x",
+    ] {
+        for len in 200..=330 {
+            let s: String = pattern.chars().cycle().take(len).collect();
+            assert_value_like_serde(&Value::String(s));
+        }
+    }
+}
+
+#[test]
 fn non_ascii_text_is_copied_as_is() {
     for s in [
         "",
