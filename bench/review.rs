@@ -94,8 +94,9 @@ pub enum Envelope {
     /// `kubectl apply` (the review's `options` name its field manager):
     /// the object also carries `kubectl.kubernetes.io/last-applied-configuration`
     /// (the manifest as JSON) and its `managedFields` entry, both set before
-    /// mutating admission runs; the controller's revision annotation comes
-    /// only later.
+    /// mutating admission runs (the create handler runs the field manager
+    /// first: kubernetes/kubernetes#87672); the controller's revision
+    /// annotation comes only later.
     Applied,
 }
 
