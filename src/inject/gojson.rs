@@ -153,8 +153,17 @@ fn push_scalar(out: &mut String, v: &Value) {
     match v {
         Value::String(s) => push_string(out, s),
         Value::Number(n) => {
-            // Writing to a String cannot fail.
-            let _ = write!(out, "{n}");
+            // Integers as serde_json writes them (through `itoa`), without
+            // the formatting machinery; floats through its `Display`.
+            let mut buffer = itoa::Buffer::new();
+            if let Some(u) = n.as_u64() {
+                out.push_str(buffer.format(u));
+            } else if let Some(i) = n.as_i64() {
+                out.push_str(buffer.format(i));
+            } else {
+                // Writing to a String cannot fail.
+                let _ = write!(out, "{n}");
+            }
         }
         Value::Bool(true) => out.push_str("true"),
         Value::Bool(false) => out.push_str("false"),
@@ -186,46 +195,117 @@ pub fn write(out: &mut String, v: &Value, ty: Ty) {
 /// field of `ty`, in place of the map's own (or added, if the map has
 /// none): the object as it would be with that one field set, without
 /// copying the map to set it.
+///
+/// One pass over the map ranks its fields by their place in `ty`, and a
+/// stable sort of the ranks gives the order: no lookup per known field.
 pub fn write_object(
     out: &mut String,
     map: &Map<String, Value>,
     ty: Ty,
     replace: Option<(&str, &Value)>,
 ) {
+    const ROOM: usize = 16;
     let known = fields(ty);
     debug_assert!(replace.is_none_or(|(key, _)| known.iter().any(|(n, _)| *n == key)));
+    let rank = |key: &str| known.iter().position(|(n, _)| *n == key);
+    // A field: its place in `ty` (`known.len()` for one `ty` does not
+    // list), its name, its value.
+    let mut stack = [(0, "", &Value::Null); ROOM];
+    let mut heap = Vec::new();
+    let fields = if map.len() < ROOM {
+        &mut stack[..]
+    } else {
+        heap.resize(map.len() + 1, (0, "", &Value::Null));
+        &mut heap[..]
+    };
+    let mut n = 0;
+    let mut replaced = false;
+    for (k, v) in map {
+        let place = rank(k);
+        let v = match replace {
+            Some((key, new)) if key == k => {
+                replaced = true;
+                new
+            }
+            _ => v,
+        };
+        fields[n] = (place.unwrap_or(known.len()), k.as_str(), v);
+        n += 1;
+    }
+    if let Some((key, new)) = replace
+        && !replaced
+    {
+        fields[n] = (rank(key).unwrap_or(known.len()), key, new);
+        n += 1;
+    }
+    let fields = &mut fields[..n];
+    // Stable: unknown fields keep the map's (sorted) order.
+    fields.sort_by_key(|&(place, _, _)| place);
     out.push('{');
-    let mut first = true;
-    let mut emit = |out: &mut String, k: &str, val: &Value, t: Ty| {
-        if !first {
+    for (i, &(place, k, v)) in fields.iter().enumerate() {
+        if i > 0 {
             out.push(',');
         }
-        first = false;
         push_string(out, k);
         out.push(':');
-        write(out, val, t);
-    };
-    for (name, t) in known {
-        let val = match replace {
-            Some((key, val)) if key == *name => Some(val),
-            _ => map.get(*name),
-        };
-        if let Some(val) = val {
-            emit(out, name, val, *t);
-        }
-    }
-    for (k, val) in map {
-        if !known.iter().any(|(n, _)| n == k) {
-            emit(out, k, val, Ty::Any);
-        }
+        write(out, v, known.get(place).map_or(Ty::Any, |(_, t)| *t));
     }
     out.push('}');
 }
 
 #[cfg(test)]
 mod tests {
-    use super::push_string;
-    use serde_json::Value;
+    use super::{Ty, push_string, to_string, write_object};
+    use serde_json::{Value, json};
+
+    #[test]
+    fn fields_come_in_go_order_then_unknown_ones_sorted() {
+        let port = json!({"zeta": 1, "protocol": "TCP", "alpha": [2], "containerPort": 80, "name": "http"});
+        assert_eq!(
+            to_string(&port, Ty::Port),
+            r#"{"name":"http","containerPort":80,"protocol":"TCP","alpha":[2],"zeta":1}"#
+        );
+        // Nested objects take their own field's type.
+        let probe =
+            json!({"timeoutSeconds": 1, "httpGet": {"scheme": "HTTP", "path": "/", "port": 8}});
+        assert_eq!(
+            to_string(&probe, Ty::Probe),
+            r#"{"httpGet":{"path":"/","port":8,"scheme":"HTTP"},"timeoutSeconds":1}"#
+        );
+        // More fields than the writer keeps on its stack.
+        let many: serde_json::Map<String, Value> = (0..40)
+            .map(|i| (format!("k{i:02}"), json!(i)))
+            .chain([("name".to_string(), json!("n"))])
+            .collect();
+        let text = to_string(&Value::Object(many), Ty::Port);
+        assert!(
+            text.starts_with(r#"{"name":"n","k00":0,"k01":1,"#),
+            "{text}"
+        );
+        assert!(text.ends_with(r#""k39":39}"#), "{text}");
+    }
+
+    #[test]
+    fn a_replaced_field_takes_its_own_place_present_or_not() {
+        let get = json!({"scheme": "HTTPS", "port": "http", "path": "/p"});
+        let mut out = String::new();
+        write_object(
+            &mut out,
+            get.as_object().unwrap(),
+            Ty::HttpGet,
+            Some(("port", &json!(8080))),
+        );
+        assert_eq!(out, r#"{"path":"/p","port":8080,"scheme":"HTTPS"}"#);
+        let no_port = json!({"scheme": "HTTPS", "path": "/p"});
+        out.clear();
+        write_object(
+            &mut out,
+            no_port.as_object().unwrap(),
+            Ty::HttpGet,
+            Some(("port", &json!(1))),
+        );
+        assert_eq!(out, r#"{"path":"/p","port":1,"scheme":"HTTPS"}"#);
+    }
 
     #[test]
     fn strings_are_escaped_as_serde_json_does() {
