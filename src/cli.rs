@@ -59,6 +59,13 @@ pub enum Command {
 /// Logs go to stderr so that stdout stays clean for previews and rules.
 /// Text logs are coloured only when stderr is a terminal, so files and log
 /// collectors get no escape codes.
+///
+/// A line that cannot be written (stderr on a full disk) is dropped:
+/// tracing-subscriber would otherwise report the failure with `eprintln!`,
+/// to the same stderr, and that panics. The webhook then failed every
+/// admission, its log line being written in the request, and could not
+/// start at all; with `failurePolicy: Fail`, a full log disk would have
+/// stopped every pod in the cluster from being created.
 pub fn init_logging(global: &GlobalArgs) {
     use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_new(&global.log_level)
@@ -66,7 +73,8 @@ pub fn init_logging(global: &GlobalArgs) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     match global.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -1,9 +1,11 @@
-//! `outrigger serve`'s text logs: colours are for terminals only, so a log
-//! file or collector gets plain lines.
+//! `outrigger serve`'s logs: colours are for terminals only, so a log
+//! file or collector gets plain lines; and a log that cannot be written
+//! (a full disk) costs log lines, never admissions.
 
 mod webhook_support;
 
-use webhook_support::{Server, test_dir};
+use serde_json::Value;
+use webhook_support::{Server, client, deployment, review, test_dir};
 
 #[test]
 fn text_logs_to_a_file_carry_no_colour_codes() {
@@ -17,4 +19,46 @@ fn text_logs_to_a_file_carry_no_colour_codes() {
     assert!(log.contains(" INFO "), "{log}");
     assert!(log.contains("shutdown complete"), "{log}");
     assert!(!log.contains('\u{1b}'), "escape codes in a file:\n{log}");
+}
+
+#[tokio::test]
+async fn a_log_that_cannot_be_written_costs_lines_not_admissions() {
+    // /dev/full fails every write with ENOSPC, as a full disk does.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let dir = test_dir("serve-full-log");
+    let args = [
+        "--ca-dir",
+        &dir.join("ca").display().to_string(),
+        "--ca-bundle-out",
+        &dir.join("bundle.pem").display().to_string(),
+        "--shutdown-delay",
+        "0s",
+    ]
+    .map(String::from);
+    let mut server = Server::start_logging_to(dir, &args, full);
+    let client = client(&server.bundle());
+    let body = review("admission.k8s.io/v1", "apps", "CREATE", &deployment());
+    for _ in 0..3 {
+        let response = client
+            .post(server.url("/inject"))
+            .json(&body)
+            .send()
+            .await
+            .expect("the admission is answered");
+        assert_eq!(response.status(), 200);
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["response"]["allowed"], true, "{answer}");
+        assert!(answer["response"]["patch"].is_string(), "{answer}");
+    }
+    let metrics = client
+        .get(server.monitoring_url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 200);
+    server.signal("TERM");
+    assert!(server.wait().success());
 }

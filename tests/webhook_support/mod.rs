@@ -61,8 +61,14 @@ impl Server {
 
     /// Starts with `args` (besides the listen and address flags) in `dir`.
     pub fn start(dir: PathBuf, args: &[String]) -> Server {
-        let addresses = dir.join("addresses.json");
         let log = std::fs::File::create(dir.join("server.log")).unwrap();
+        Server::start_logging_to(dir, args, log)
+    }
+
+    /// [`Server::start`], its stderr (the log) going to `log` rather than
+    /// to `dir/server.log`.
+    pub fn start_logging_to(dir: PathBuf, args: &[String], log: std::fs::File) -> Server {
+        let addresses = dir.join("addresses.json");
         // The CA service always has a CA: keep it in the test's directory,
         // not in the working directory, when the test names none.
         let default_log_format: &[&str] = if args.iter().any(|a| a == "--log-format") {
