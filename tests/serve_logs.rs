@@ -36,6 +36,9 @@ async fn a_log_that_cannot_be_written_costs_lines_not_admissions() {
         &dir.join("bundle.pem").display().to_string(),
         "--shutdown-delay",
         "0s",
+        // The client's keep-alive connections stay open to the end.
+        "--shutdown-grace",
+        "1s",
     ]
     .map(String::from);
     let mut server = Server::start_logging_to(dir, &args, full);
