@@ -73,11 +73,34 @@ pub fn init_logging(global: &GlobalArgs) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
+        .with_writer(|| Stderr)
         .log_internal_errors(false);
     match global.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// stderr, counting the lines it cannot take
+/// ([`outrigger::metrics::log_line_dropped`]); tracing-subscriber writes each
+/// line with one `write_all`.
+struct Stderr;
+
+impl std::io::Write for Stderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        std::io::stderr().write(buf)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        let written = std::io::stderr().write_all(buf);
+        if written.is_err() {
+            outrigger::metrics::log_line_dropped();
+        }
+        written
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
     }
 }
 

@@ -8,9 +8,10 @@
 //! [`MetricsRegistry::register_with`]; the lock is only taken to register and
 //! to scrape. The text format is OpenMetrics, via `prometheus-client`.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Metric, Registry};
 
@@ -21,6 +22,16 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
+}
+
+/// Log lines that could not be written, process-wide: logging starts
+/// before any registry exists, and every registry shows the same count.
+static LOG_LINES_DROPPED: LazyLock<Counter> = LazyLock::new(Counter::default);
+
+/// Counts one log line that could not be written (and was dropped: see
+/// `cli::init_logging`), so that a full log disk shows on `/metrics`.
+pub fn log_line_dropped() {
+    LOG_LINES_DROPPED.inc();
 }
 
 /// The shared registry. Cloning shares it.
@@ -43,7 +54,8 @@ impl Default for MetricsRegistry {
 
 impl MetricsRegistry {
     /// A registry holding `outrigger_build_info{version}` (always 1), so that
-    /// dashboards can tell which build each replica runs.
+    /// dashboards can tell which build each replica runs, and
+    /// `outrigger_log_lines_dropped_total`.
     pub fn new() -> Self {
         let mut registry = Registry::default();
         registry.register(
@@ -52,6 +64,11 @@ impl MetricsRegistry {
             Info::new(BuildLabels {
                 version: env!("CARGO_PKG_VERSION"),
             }),
+        );
+        registry.register(
+            "outrigger_log_lines_dropped",
+            "Log lines that could not be written (stderr on a full disk, a closed pipe) and were dropped",
+            LOG_LINES_DROPPED.clone(),
         );
         MetricsRegistry {
             inner: Arc::new(Mutex::new(registry)),

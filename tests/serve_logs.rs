@@ -5,7 +5,7 @@
 mod webhook_support;
 
 use serde_json::Value;
-use webhook_support::{Server, client, deployment, review, test_dir};
+use webhook_support::{Server, client, deployment, review, sample, test_dir};
 
 #[test]
 fn text_logs_to_a_file_carry_no_colour_codes() {
@@ -62,6 +62,10 @@ async fn a_log_that_cannot_be_written_costs_lines_not_admissions() {
         .await
         .unwrap();
     assert_eq!(metrics.status(), 200);
+    // The lost lines are counted: at least the three admissions'.
+    let metrics = metrics.text().await.unwrap();
+    let dropped = sample(&metrics, "outrigger_log_lines_dropped_total");
+    assert!(dropped >= 3.0, "{metrics}");
     server.signal("TERM");
     assert!(server.wait().success());
 }
