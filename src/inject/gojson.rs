@@ -287,24 +287,27 @@ mod tests {
 
     #[test]
     fn a_replaced_field_takes_its_own_place_present_or_not() {
-        let get = json!({"scheme": "HTTPS", "port": "http", "path": "/p"});
-        let mut out = String::new();
-        write_object(
-            &mut out,
-            get.as_object().unwrap(),
-            Ty::HttpGet,
-            Some(("port", &json!(8080))),
+        let with_port = |get: Value, port: Value| {
+            let mut out = String::new();
+            write_object(
+                &mut out,
+                get.as_object().unwrap(),
+                Ty::HttpGet,
+                Some(("port", &port)),
+            );
+            out
+        };
+        assert_eq!(
+            with_port(
+                json!({"scheme": "HTTPS", "port": "http", "path": "/p"}),
+                json!(8080)
+            ),
+            r#"{"path":"/p","port":8080,"scheme":"HTTPS"}"#
         );
-        assert_eq!(out, r#"{"path":"/p","port":8080,"scheme":"HTTPS"}"#);
-        let no_port = json!({"scheme": "HTTPS", "path": "/p"});
-        out.clear();
-        write_object(
-            &mut out,
-            no_port.as_object().unwrap(),
-            Ty::HttpGet,
-            Some(("port", &json!(1))),
+        assert_eq!(
+            with_port(json!({"scheme": "HTTPS", "path": "/p"}), json!(1)),
+            r#"{"path":"/p","port":1,"scheme":"HTTPS"}"#
         );
-        assert_eq!(out, r#"{"path":"/p","port":1,"scheme":"HTTPS"}"#);
     }
 
     #[test]

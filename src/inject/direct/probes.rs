@@ -84,9 +84,7 @@ fn handler_ops(
         });
         return;
     }
-    let mut get_ptr = String::with_capacity(ptr.len() + 8);
-    get_ptr.push_str(ptr);
-    get_ptr.push_str("/httpGet");
+    let get_ptr = [ptr, "/httpGet"].concat();
     match handler.get("httpGet") {
         Some(Value::Object(old)) => get_ops(&get_ptr, old, get, ops),
         Some(_) => ops.op("replace", &get_ptr, |out| write_get(out, get)),
