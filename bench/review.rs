@@ -90,6 +90,12 @@ pub enum Envelope {
     /// The Deployment alone, as the benchmark has posted it since it was
     /// written (the figures in bench/webhook.md before session 5).
     Minimal,
+    /// What the API server sends for a Deployment created any way that
+    /// keeps no client-side record (`kubectl create`, Helm, server-side
+    /// apply, a controller): the Deployment with the `managedFields` entry
+    /// the API server's field manager sets on every object it creates,
+    /// before mutating admission (kubernetes/kubernetes#87672).
+    Managed,
     /// What the API server actually sends for a Deployment created by
     /// `kubectl apply` (the review's `options` name its field manager):
     /// the object also carries `kubectl.kubernetes.io/last-applied-configuration`
@@ -111,8 +117,17 @@ pub fn review(opted_out: bool) -> Vec<u8> {
 /// A CREATE review of the Deployment, with `envelope`.
 pub fn review_of(opted_out: bool, envelope: Envelope) -> Vec<u8> {
     let mut object = deployment(opted_out);
-    if envelope == Envelope::Applied {
-        apply_envelope(&mut object);
+    let field_manager = match envelope {
+        Envelope::Minimal | Envelope::Applied => "kubectl-client-side-apply",
+        Envelope::Managed => "kubectl-create",
+    };
+    match envelope {
+        Envelope::Minimal => {}
+        Envelope::Managed => manage(&mut object, field_manager),
+        Envelope::Applied => {
+            record_last_applied(&mut object);
+            manage(&mut object, field_manager);
+        }
     }
     let review = json!({
         "apiVersion": "admission.k8s.io/v1",
@@ -130,7 +145,7 @@ pub fn review_of(opted_out: bool, envelope: Envelope) -> Vec<u8> {
             "object": object,
             "oldObject": null,
             "dryRun": false,
-            "options": {"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1", "fieldManager": "kubectl-client-side-apply"}
+            "options": {"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1", "fieldManager": field_manager}
         }
     });
     serde_json::to_vec(&review).expect("serializable")
@@ -149,14 +164,10 @@ const DEFAULTED: [&str; 9] = [
     "imagePullPolicy",
 ];
 
-/// Adds what `kubectl apply` and the API server's field manager put on a
-/// new object before admission: the last applied manifest and the
-/// manager's field set.
-fn apply_envelope(object: &mut Value) {
-    let meta = &mut object["metadata"];
-    if let Some(Value::Object(annotations)) = meta.get_mut("annotations") {
-        annotations.remove("deployment.kubernetes.io/revision");
-    }
+/// Adds what `kubectl apply` puts on a new object: the manifest it applied,
+/// as an annotation.
+fn record_last_applied(object: &mut Value) {
+    forget_revision(object);
     let mut manifest = object.clone();
     strip(&mut manifest, &DEFAULTED);
     if let Some(Value::Object(m)) = manifest.get_mut("metadata") {
@@ -168,15 +179,29 @@ fn apply_envelope(object: &mut Value) {
     );
     object["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"] =
         Value::String(last_applied);
+}
+
+/// Adds what the API server's field manager puts on a new object before
+/// admission: `manager`'s field set.
+fn manage(object: &mut Value, manager: &str) {
+    forget_revision(object);
     let fields = fields_v1(object, true);
     object["metadata"]["managedFields"] = json!([{
-        "manager": "kubectl-client-side-apply",
+        "manager": manager,
         "operation": "Update",
         "apiVersion": "apps/v1",
         "time": "2026-11-21T10:00:00Z",
         "fieldsType": "FieldsV1",
         "fieldsV1": fields
     }]);
+}
+
+/// Removes the Deployment controller's revision annotation: it comes only
+/// after the object is created.
+fn forget_revision(object: &mut Value) {
+    if let Some(Value::Object(annotations)) = object["metadata"].get_mut("annotations") {
+        annotations.remove("deployment.kubernetes.io/revision");
+    }
 }
 
 /// Removes `keys` wherever they occur.

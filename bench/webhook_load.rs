@@ -77,6 +77,9 @@ struct Args {
 enum EnvelopeArg {
     /// The Deployment alone (the benchmark's input before session 5).
     Minimal,
+    /// As `kubectl create`, Helm or a controller creates it: with the
+    /// managedFields the API server sets on every object before admission.
+    Managed,
     /// As `kubectl apply` creates it: with its last-applied annotation and
     /// managedFields, as the API server sends it to mutating webhooks.
     Applied,
@@ -230,6 +233,7 @@ async fn main() -> Result<(), String> {
     let args = Arc::new(Args::parse());
     let envelope = match args.review {
         EnvelopeArg::Minimal => review::Envelope::Minimal,
+        EnvelopeArg::Managed => review::Envelope::Managed,
         EnvelopeArg::Applied => review::Envelope::Applied,
     };
     let body = Bytes::from(review::review_of(args.scenario == Scenario::Skip, envelope));

@@ -1,6 +1,7 @@
 //! The server's own work per review, without TLS or HTTP: `admit()` of the
 //! exact request `bench/webhook` posts, for (a) a full injection and (b) the
-//! skip floor. The webhook throughput target (injection ≥ 70% of the skip
+//! skip floor, for each review `bench/webhook` can post (`-managed`,
+//! `-applied`: see `bench/review.rs`). The webhook throughput target (injection ≥ 70% of the skip
 //! floor, end to end) leaves the injecting review only a few tens of
 //! microseconds more than the skipped one; this shows where they go.
 //!
@@ -22,11 +23,21 @@ mod review;
 fn benches(c: &mut Criterion) {
     let config = Config::default();
     let mut group = c.benchmark_group("admit");
-    for (name, opted_out, expected) in [("inject", false, "injected"), ("skip", true, "skipped")] {
-        let body = review::review(opted_out);
-        let answered = admit(&body, &config).expect("the bench review is well formed");
-        assert_eq!(answered.summary.verdict.word(), expected, "{name}");
-        group.bench_function(name, |b| b.iter(|| admit(black_box(&body), &config)));
+    let envelopes = [
+        ("", review::Envelope::Minimal),
+        ("-managed", review::Envelope::Managed),
+        ("-applied", review::Envelope::Applied),
+    ];
+    for (suffix, envelope) in envelopes {
+        for (scenario, opted_out, expected) in
+            [("inject", false, "injected"), ("skip", true, "skipped")]
+        {
+            let name = format!("{scenario}{suffix}");
+            let body = review::review_of(opted_out, envelope);
+            let answered = admit(&body, &config).expect("the bench review is well formed");
+            assert_eq!(answered.summary.verdict.word(), expected, "{name}");
+            group.bench_function(name, |b| b.iter(|| admit(black_box(&body), &config)));
+        }
     }
     group.finish();
 }
