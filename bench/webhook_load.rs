@@ -69,13 +69,14 @@ struct Args {
     #[arg(long, value_enum)]
     scenario: Scenario,
     /// What the Deployment carries besides itself.
-    #[arg(long, value_enum, default_value_t = EnvelopeArg::Minimal)]
+    #[arg(long, value_enum, default_value_t = EnvelopeArg::Managed)]
     review: EnvelopeArg,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum EnvelopeArg {
-    /// The Deployment alone (the benchmark's input before session 5).
+    /// The Deployment alone (the benchmark's input until session 6; no API
+    /// server sends a new object without managedFields).
     Minimal,
     /// As `kubectl create`, Helm or a controller creates it: with the
     /// managedFields the API server sets on every object before admission.
