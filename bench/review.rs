@@ -194,11 +194,17 @@ fn manage(object: &mut Value, manager: &str) {
     }]);
 }
 
-/// Removes the Deployment controller's revision annotation: it comes only
-/// after the object is created.
+/// Removes the Deployment controller's revision annotation, which comes
+/// only after the object is created (and the map, if that was all of it).
 fn forget_revision(object: &mut Value) {
-    if let Some(Value::Object(annotations)) = object["metadata"].get_mut("annotations") {
+    let Some(Value::Object(meta)) = object.get_mut("metadata") else {
+        return;
+    };
+    if let Some(Value::Object(annotations)) = meta.get_mut("annotations") {
         annotations.remove("deployment.kubernetes.io/revision");
+        if annotations.is_empty() {
+            meta.remove("annotations");
+        }
     }
 }
 
