@@ -1,9 +1,10 @@
 //! The server's own work per review, without TLS or HTTP: `admit()` of the
-//! exact request `bench/webhook` posts, for (a) a full injection and (b) the
-//! skip floor, for each review `bench/webhook` can post (`-managed`,
-//! `-applied`: see `bench/review.rs`). The webhook throughput target (injection ≥ 70% of the skip
-//! floor, end to end) leaves the injecting review only a few tens of
-//! microseconds more than the skipped one; this shows where they go.
+//! exact requests `bench/webhook` posts, for (a) a full injection and (b)
+//! the skip floor, with each of its reviews (`minimal`, `managed`,
+//! `applied`: see `bench/review.rs`). The webhook throughput target
+//! (injection ≥ 70% of the skip floor, end to end) leaves the injecting
+//! review only a few tens of microseconds more than the skipped one; this
+//! shows where they go.
 //!
 //! Run: `cargo bench --bench admit -- --warm-up-time 1 --measurement-time 3`.
 
@@ -24,15 +25,15 @@ fn benches(c: &mut Criterion) {
     let config = Config::default();
     let mut group = c.benchmark_group("admit");
     let envelopes = [
-        ("", review::Envelope::Minimal),
-        ("-managed", review::Envelope::Managed),
-        ("-applied", review::Envelope::Applied),
+        ("minimal", review::Envelope::Minimal),
+        ("managed", review::Envelope::Managed),
+        ("applied", review::Envelope::Applied),
     ];
-    for (suffix, envelope) in envelopes {
+    for (review_name, envelope) in envelopes {
         for (scenario, opted_out, expected) in
             [("inject", false, "injected"), ("skip", true, "skipped")]
         {
-            let name = format!("{scenario}{suffix}");
+            let name = format!("{scenario}-{review_name}");
             let body = review::review_of(opted_out, envelope);
             let answered = admit(&body, &config).expect("the bench review is well formed");
             assert_eq!(answered.summary.verdict.word(), expected, "{name}");
