@@ -56,14 +56,8 @@ async fn a_log_that_cannot_be_written_costs_lines_not_admissions() {
         assert_eq!(answer["response"]["allowed"], true, "{answer}");
         assert!(answer["response"]["patch"].is_string(), "{answer}");
     }
-    let metrics = client
-        .get(server.monitoring_url("/metrics"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(metrics.status(), 200);
     // The lost lines are counted: at least the three admissions'.
-    let metrics = metrics.text().await.unwrap();
+    let metrics = server.metrics().await;
     let dropped = sample(&metrics, "outrigger_log_lines_dropped_total");
     assert!(dropped >= 3.0, "{metrics}");
     server.signal("TERM");
