@@ -28,6 +28,7 @@ pub mod root_renewal;
 pub mod sa_secrets;
 pub mod serving_cert;
 pub mod token_review;
+pub mod writes;
 
 use std::sync::Arc;
 

@@ -15,13 +15,19 @@ use std::time::Duration;
 use outrigger::ca::grpc::auth::jwt::JwtPolicy;
 use outrigger::ca::grpc::auth::{AuthChain, AuthError, Authenticator, Caller, Credentials};
 use outrigger::cluster::jwks::{
-    self, ClusterJwt, DISCOVERY_PATH, IssuerSource, JWKS_PATH, JwksFetchError,
+    self, ClusterJwt, DISCOVERY_MEDIA_TYPE, DISCOVERY_PATH, IssuerSource, JWKS_MEDIA_TYPE,
+    JWKS_PATH, JwksFetchError,
 };
 use outrigger::cluster::token_review::{CacheSettings, TokenReviewAuthenticator};
 use scenario::{Reply, Scenario, internal_error, ok};
 use serde_json::{Value, json};
 
 const ISSUER: &str = "https://oidc.test/cluster-1";
+/// What a real kube-apiserver serves the discovery document as.
+const SERVED_DISCOVERY: &str = "application/json";
+/// What a real kube-apiserver serves the JWKS as: it answers 406 to a
+/// request that accepts only `application/json` (seen on v1.32).
+const SERVED_JWKS: &str = "application/jwk-set+json";
 
 fn discovery() -> Reply {
     ok(json!({
@@ -70,8 +76,8 @@ fn get(path: &str) -> (String, String) {
 async fn fetched_keys_authenticate_tokens_with_no_token_review() {
     let key = jwt::IssuerKey::rs256("kid-rsa");
     let (client, verifier) = Scenario::new()
-        .get(DISCOVERY_PATH, discovery())
-        .get(JWKS_PATH, jwks_reply(&[&key]))
+        .get_served_as(DISCOVERY_PATH, SERVED_DISCOVERY, discovery())
+        .get_served_as(JWKS_PATH, SERVED_JWKS, jwks_reply(&[&key]))
         .start();
     let local = Arc::new(ClusterJwt::new(
         JwtPolicy::default(),
@@ -110,7 +116,9 @@ async fn fetched_keys_authenticate_tokens_with_no_token_review() {
 #[tokio::test]
 async fn an_explicit_issuer_skips_discovery() {
     let key = jwt::IssuerKey::es256("kid-1");
-    let (client, verifier) = Scenario::new().get(JWKS_PATH, jwks_reply(&[&key])).start();
+    let (client, verifier) = Scenario::new()
+        .get_served_as(JWKS_PATH, SERVED_JWKS, jwks_reply(&[&key]))
+        .start();
     let fixed = "https://issuer.from.flag";
     let local = ClusterJwt::new(JwtPolicy::default(), IssuerSource::from_flag(Some(fixed)));
     jwks::refresh(&client, &local).await.unwrap();
@@ -128,14 +136,22 @@ async fn an_explicit_issuer_skips_discovery() {
 async fn a_malformed_jwks_is_reported_and_not_installed() {
     let key = jwt::IssuerKey::es256("kid-1");
     let (client, verifier) = Scenario::new()
-        .get(DISCOVERY_PATH, discovery())
-        .get(JWKS_PATH, ok(json!({"keys": "not-a-list"})))
-        .get(DISCOVERY_PATH, discovery())
+        .get_served_as(DISCOVERY_PATH, SERVED_DISCOVERY, discovery())
+        .get_served_as(
+            JWKS_PATH,
+            JWKS_MEDIA_TYPE,
+            ok(json!({"keys": "not-a-list"})),
+        )
+        .get_served_as(DISCOVERY_PATH, SERVED_DISCOVERY, discovery())
         .get(
             JWKS_PATH,
             ok(json!({"keys": [{"kty": "oct", "k": "c2VjcmV0"}]})),
         )
-        .get(DISCOVERY_PATH, ok(json!({"jwks_uri": "x"})))
+        .get_served_as(
+            DISCOVERY_PATH,
+            DISCOVERY_MEDIA_TYPE,
+            ok(json!({"jwks_uri": "x"})),
+        )
         .start();
     let local = ClusterJwt::new(JwtPolicy::default(), IssuerSource::Discover);
     for expected in ["not valid JSON", "no usable RSA or EC"] {
@@ -195,19 +211,27 @@ async fn refresh_errors_keep_the_old_keys_and_back_off() {
         }))
     };
     let (client, verifier) = Scenario::new()
-        .get(DISCOVERY_PATH, at(&times, check("before"), discovery()))
-        .get(JWKS_PATH, jwks_reply(&[&old]))
+        .get_served_as(
+            DISCOVERY_PATH,
+            DISCOVERY_MEDIA_TYPE,
+            at(&times, check("before"), discovery()),
+        )
+        .get_served_as(JWKS_PATH, SERVED_JWKS, jwks_reply(&[&old]))
         .get(
             DISCOVERY_PATH,
             at(&times, check("period"), internal_error()),
         )
-        .get(DISCOVERY_PATH, at(&times, check("after 500"), discovery()))
-        .get(JWKS_PATH, ok(json!({"keys": {}})))
+        .get_served_as(
+            DISCOVERY_PATH,
+            DISCOVERY_MEDIA_TYPE,
+            at(&times, check("after 500"), discovery()),
+        )
+        .get_served_as(JWKS_PATH, SERVED_JWKS, ok(json!({"keys": {}})))
         .get(
             DISCOVERY_PATH,
             at(&times, check("after malformed"), discovery()),
         )
-        .get(JWKS_PATH, jwks_reply(&[&new]))
+        .get_served_as(JWKS_PATH, SERVED_JWKS, jwks_reply(&[&new]))
         .start();
 
     let task = tokio::spawn(jwks::run(

@@ -9,12 +9,13 @@
 //! 409 and a retry on fresh data). The configurations are watched, so drift
 //! made by someone else is repaired as soon as the event arrives.
 
+use super::writes;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use kube::Api;
-use kube::api::{Patch, PatchParams};
+use kube::api::Patch;
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
 use tracing::{info, warn};
@@ -84,7 +85,7 @@ pub async fn reconcile_config(
     let stale = stale_webhooks(config, root_pem);
     gate.ensure()?;
     match api
-        .patch(&name, &PatchParams::default(), &Patch::Strategic(patch))
+        .patch(&name, &writes::patch_params(), &Patch::Strategic(patch))
         .await
     {
         Ok(_) => {

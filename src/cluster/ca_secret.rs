@@ -9,6 +9,7 @@
 //! exactly one create, the others get 409 Conflict and read the winner's, so
 //! all replicas end on one root.
 
+use super::writes;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -16,7 +17,6 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
-use kube::api::PostParams;
 use thiserror::Error;
 use tracing::info;
 
@@ -185,7 +185,7 @@ pub async fn load_or_create(
     }
     let (ca, material) = ClusterCa::generate(trust_domain).map_err(CaSecretError::Authority)?;
     let desired = desired_ca_secret(namespace, &material);
-    match api.create(&PostParams::default(), &desired).await {
+    match api.create(&writes::post_params(), &desired).await {
         Ok(_) => {
             info!(
                 namespace,

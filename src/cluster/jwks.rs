@@ -31,6 +31,11 @@ use crate::ca::grpc::auth::{AuthError, Authenticator, Caller, Credentials};
 pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 /// The API server's ServiceAccount token signing keys.
 pub const JWKS_PATH: &str = "/openid/v1/jwks";
+/// The only media type the API server serves [`DISCOVERY_PATH`] as.
+pub const DISCOVERY_MEDIA_TYPE: &str = "application/json";
+/// The only media type the API server serves [`JWKS_PATH`] as (RFC 7517):
+/// it answers 406 Not Acceptable to `Accept: application/json`.
+pub const JWKS_MEDIA_TYPE: &str = "application/jwk-set+json";
 /// How often the keys are fetched again after a success (the API server
 /// keeps old keys published across a rotation, so minutes are ample).
 pub const REFRESH_PERIOD: Duration = Duration::from_secs(5 * 60);
@@ -200,9 +205,13 @@ impl Authenticator for ClusterJwt {
     }
 }
 
-async fn get(client: &kube::Client, path: &'static str) -> Result<String, JwksFetchError> {
+async fn get(
+    client: &kube::Client,
+    path: &'static str,
+    media_type: &'static str,
+) -> Result<String, JwksFetchError> {
     let request = http::Request::get(path)
-        .header(http::header::ACCEPT, "application/json")
+        .header(http::header::ACCEPT, media_type)
         .body(Vec::new())
         .map_err(|e| JwksFetchError::Request {
             path,
@@ -222,9 +231,13 @@ pub async fn fetch(
 ) -> Result<(String, Jwks), JwksFetchError> {
     let issuer = match source {
         IssuerSource::Fixed(issuer) => issuer.clone(),
-        IssuerSource::Discover => parse_discovery(get(client, DISCOVERY_PATH).await?.as_bytes())?,
+        IssuerSource::Discover => parse_discovery(
+            get(client, DISCOVERY_PATH, DISCOVERY_MEDIA_TYPE)
+                .await?
+                .as_bytes(),
+        )?,
     };
-    let text = get(client, JWKS_PATH).await?;
+    let text = get(client, JWKS_PATH, JWKS_MEDIA_TYPE).await?;
     let jwks = Jwks::from_json(text.as_bytes()).map_err(JwksFetchError::Jwks)?;
     Ok((issuer, jwks))
 }

@@ -15,13 +15,14 @@
 //! on the version it last wrote, so that another replica takes over at its
 //! next round instead of waiting out the lease duration.
 
+use super::writes;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
-use kube::api::{PostParams, ResourceExt};
+use kube::api::ResourceExt;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -262,18 +263,18 @@ impl Elector {
             }
             LeaseDecision::Create => {
                 let desired = held_lease(None, &self.cfg, true);
-                self.api.create(&PostParams::default(), &desired).await
+                self.api.create(&writes::post_params(), &desired).await
             }
             LeaseDecision::Renew => {
                 let desired = held_lease(lease.as_ref(), &self.cfg, false);
                 self.api
-                    .replace(&self.cfg.name, &PostParams::default(), &desired)
+                    .replace(&self.cfg.name, &writes::post_params(), &desired)
                     .await
             }
             LeaseDecision::TakeOver => {
                 let desired = held_lease(lease.as_ref(), &self.cfg, true);
                 self.api
-                    .replace(&self.cfg.name, &PostParams::default(), &desired)
+                    .replace(&self.cfg.name, &writes::post_params(), &desired)
                     .await
             }
         };
@@ -350,7 +351,7 @@ impl Elector {
         let released = released_lease(&held);
         match self
             .api
-            .replace(&self.cfg.name, &PostParams::default(), &released)
+            .replace(&self.cfg.name, &writes::post_params(), &released)
             .await
         {
             Ok(written) => {

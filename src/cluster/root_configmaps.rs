@@ -3,13 +3,14 @@
 //! ones, so any workload can mount the mesh's trust root. Created when a
 //! namespace appears, repaired when edited or deleted.
 
+use super::writes;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, Patch};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use serde_json::json;
@@ -138,7 +139,7 @@ pub async fn reconcile_namespace(
             gate.ensure()?;
             match api
                 .create(
-                    &PostParams::default(),
+                    &writes::post_params(),
                     &desired_configmap(namespace, root_pem),
                 )
                 .await
@@ -167,7 +168,7 @@ pub async fn reconcile_namespace(
             match api
                 .patch(
                     ROOT_CONFIGMAP,
-                    &PatchParams::default(),
+                    &writes::patch_params(),
                     &Patch::Merge(patch),
                 )
                 .await

@@ -15,11 +15,11 @@
 //! A root that is not self-signed (a plugged-in intermediate stored in the
 //! Secret) cannot be renewed here; that is logged, and nothing is written.
 
+use super::writes;
 use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
-use kube::api::PostParams;
 use time::OffsetDateTime;
 use tracing::{info, warn};
 
@@ -121,7 +121,7 @@ pub async fn check(
         return Ok(RootCheck::Unchanged);
     }
     match api
-        .replace(CA_SECRET_NAME, &PostParams::default(), &desired)
+        .replace(CA_SECRET_NAME, &writes::post_params(), &desired)
         .await
     {
         Ok(_) => {

@@ -11,6 +11,7 @@
 //! no longer verifies against the current root. A Secret of that name with
 //! another type is someone else's and is left alone.
 
+use super::writes;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, SystemTime};
@@ -19,7 +20,7 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::api::{ListParams, PostParams};
+use kube::api::ListParams;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use tracing::{info, warn};
@@ -365,10 +366,10 @@ impl SecretsContext {
         // The lease may have moved while issuing.
         self.gate.ensure()?;
         let result = match existing {
-            None => api.create(&PostParams::default(), &desired).await,
+            None => api.create(&writes::post_params(), &desired).await,
             Some(old) => {
                 desired.metadata.resource_version = old.metadata.resource_version.clone();
-                api.replace(name, &PostParams::default(), &desired).await
+                api.replace(name, &writes::post_params(), &desired).await
             }
         };
         match result {

@@ -9,11 +9,12 @@
 //! the SHA-256 of the token (the token itself is never stored), so that a
 //! burst of renewals does not become a burst of API calls.
 
+use super::writes;
 use std::fmt;
 use std::time::Instant;
 
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec, TokenReviewStatus};
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use tonic::async_trait;
 use tracing::debug;
 
@@ -70,7 +71,7 @@ impl TokenReviewAuthenticator {
         };
         let answer = self
             .api
-            .create(&PostParams::default(), &review)
+            .create(&writes::post_params(), &review)
             .await
             .map_err(|e| AuthError::Backend(format!("TokenReview failed: {e}")))?;
         let caller = self.judge(answer.status.unwrap_or_default())?;

@@ -31,6 +31,7 @@ pub struct Exchange {
     method: &'static str,
     path: String,
     query: Option<String>,
+    served_as: Option<&'static str>,
     body: Option<Value>,
     reply: Reply,
 }
@@ -52,6 +53,7 @@ impl Scenario {
             method,
             path: path.to_string(),
             query: None,
+            served_as: None,
             body,
             reply,
         });
@@ -61,6 +63,18 @@ impl Scenario {
     /// Expects a GET of `path`.
     pub fn get(self, path: &str, reply: Reply) -> Self {
         self.push("GET", path, None, reply)
+    }
+
+    /// Expects a GET of `path` that the API server serves only as
+    /// `media_type`: as a real API server does, a request whose `Accept`
+    /// header allows neither it nor `*/*` is answered 406 Not Acceptable
+    /// (and fails the script).
+    pub fn get_served_as(mut self, path: &str, media_type: &'static str, reply: Reply) -> Self {
+        self = self.get(path, reply);
+        if let Some(last) = self.exchanges.last_mut() {
+            last.served_as = Some(media_type);
+        }
+        self
     }
 
     /// Expects a GET of `path` whose query contains `query`.
@@ -103,6 +117,12 @@ impl Scenario {
                 let method = request.method().to_string();
                 let path = request.uri().path().to_string();
                 let query = request.uri().query().unwrap_or_default().to_string();
+                let accept = request
+                    .headers()
+                    .get(http::header::ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
                 let bytes = request
                     .into_body()
                     .collect_bytes()
@@ -121,6 +141,28 @@ impl Scenario {
                     return Err(format!(
                         "step {step}: expected {} {}, got {method} {path} (query {query}) body {body}",
                         exchange.method, exchange.path
+                    ));
+                }
+                if let Some(media_type) = exchange.served_as
+                    && !accepts(&accept, media_type)
+                {
+                    send.send_response(response(
+                        406,
+                        &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                            "message": format!("only the following media types are accepted: {media_type}"),
+                            "reason": "NotAcceptable", "code": 406}),
+                    ));
+                    return Err(format!(
+                        "step {step}: {method} {path}: Accept {accept:?} does not allow {media_type}, which is all the API server serves there (406)"
+                    ));
+                }
+                if matches!(method.as_str(), "POST" | "PUT" | "PATCH")
+                    && !query
+                        .split('&')
+                        .any(|pair| pair == "fieldManager=outrigger")
+                {
+                    return Err(format!(
+                        "step {step}: {method} {path}: a write without fieldManager=outrigger (query {query:?})"
                     ));
                 }
                 if let Some(q) = &exchange.query
@@ -192,6 +234,16 @@ impl Verifier {
             Err(e) => panic!("API server task failed: {e}"),
         }
     }
+}
+
+/// Whether an `Accept` header allows `media_type`, as the API server's
+/// content negotiation decides it (parameters such as `q` ignored).
+fn accepts(accept: &str, media_type: &str) -> bool {
+    accept.trim().is_empty()
+        || accept.split(',').any(|range| {
+            let range = range.split(';').next().unwrap_or("").trim();
+            range == media_type || range == "*/*"
+        })
 }
 
 fn response(status: u16, value: &Value) -> Response<Body> {

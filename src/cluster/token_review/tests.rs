@@ -34,7 +34,7 @@ async fn expect_review(handle: &mut Handle, token: &str, status: Value) {
     assert_eq!(request.method(), Method::POST);
     assert_eq!(
         request.uri().to_string(),
-        "/apis/authentication.k8s.io/v1/tokenreviews?"
+        "/apis/authentication.k8s.io/v1/tokenreviews?&fieldManager=outrigger"
     );
     let body = request.into_body().collect_bytes().await.unwrap();
     let sent: Value = serde_json::from_slice(&body).unwrap();
