@@ -107,7 +107,7 @@ pub async fn run_with_client(
             None => {
                 let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
                 let (ca, origin) = until_ok("load or create the CA Secret", || {
-                    ca_secret::load_or_create(&secrets, &namespace, &args.trust_domain)
+                    ca_secret::load_or_create(&secrets, &namespace, args.trust_domain())
                 })
                 .await;
                 info!(namespace = %namespace, ?origin, "CA ready");
@@ -241,7 +241,7 @@ async fn ca_controllers(
         gate: gate.clone(),
         metrics: metrics.clone(),
         config: SecretsConfig {
-            trust_domain: args.trust_domain.clone(),
+            trust_domain: args.trust_domain().to_string(),
             ttl: args.secret_ttl,
             renew_ratio: args.secret_renew_ratio,
         },

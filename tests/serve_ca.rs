@@ -10,9 +10,12 @@ use std::process::{Command, Output};
 use webhook_support::{Server, client, sample, test_dir};
 
 /// A standalone server whose CA service accepts `good-token` as
-/// `shop/frontend`, in trust domain `example.org`.
+/// `shop/frontend`, in trust domain `example.org` (the injector's
+/// `meshConfig.trustDomain`, which `--trust-domain` repeats).
 fn server(name: &str, extra: &[&str]) -> Server {
     let dir = test_dir(name);
+    let config = dir.join("config.yaml");
+    std::fs::write(&config, "meshConfig:\n  trustDomain: example.org\n").unwrap();
     let tokens = dir.join("tokens.txt");
     std::fs::write(
         &tokens,
@@ -28,6 +31,8 @@ fn server(name: &str, extra: &[&str]) -> Server {
         tokens.display().to_string(),
         "--trust-domain".into(),
         "example.org".into(),
+        "--config".into(),
+        config.display().to_string(),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
     Server::start(dir, &args)
@@ -325,4 +330,41 @@ async fn a_ca_directory_from_earlier_versions_keeps_working() {
     );
     let root = std::fs::read_to_string(out.join("root-cert.pem")).unwrap();
     assert_eq!(root.trim(), cert.trim());
+}
+
+#[tokio::test]
+async fn a_trust_domain_flag_that_contradicts_the_injector_stops_start_up_naming_both() {
+    let dir = test_dir("serve-ca-trust-domain-clash");
+    let config = dir.join("config.yaml");
+    std::fs::write(&config, "meshConfig:\n  trustDomain: foo.example\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_outrigger"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--monitoring-listen",
+            "127.0.0.1:0",
+            "--ca-listen",
+            "127.0.0.1:0",
+            "--cluster-mode",
+            "disabled",
+            "--trust-domain",
+            "cluster.local",
+            "--ca-dir",
+        ])
+        .arg(dir.join("ca"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--trust-domain cluster.local") && stderr.contains("foo.example"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.join("ca").exists(),
+        "nothing is created before the refusal"
+    );
 }

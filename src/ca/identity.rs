@@ -8,6 +8,9 @@
 use std::fmt;
 use std::str::FromStr;
 
+/// Istio's default trust domain.
+pub const DEFAULT_TRUST_DOMAIN: &str = "cluster.local";
+
 /// Why a SPIFFE ID, trust domain, namespace or service-account name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdentityError {

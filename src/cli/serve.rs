@@ -2,6 +2,7 @@
 //! server itself is [`outrigger::webhook::server`].
 
 mod signals;
+mod trust_domain;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -124,12 +125,14 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 impl ServeFlags {
     /// The server's options; `in_pod` says whether the process runs in a
     /// Kubernetes pod (which, with `--cluster-mode auto`, means in-cluster).
-    fn into_options(self, in_pod: bool) -> anyhow::Result<ServeOptions> {
+    fn into_options(mut self, in_pod: bool) -> anyhow::Result<ServeOptions> {
         self.cluster
             .validate()
             .map_err(anyhow::Error::msg)
             .context("invalid in-cluster flags")?;
-        let trust_domain = self.cluster.trust_domain.clone();
+        let trust_domain =
+            trust_domain::resolve(self.cluster.trust_domain.as_deref(), self.config.as_deref())?;
+        self.cluster.trust_domain = Some(trust_domain.clone());
         let tls = match (self.tls_cert_file, self.tls_key_file) {
             (Some(cert), Some(key)) => TlsSource::Files { cert, key },
             _ => TlsSource::FromCa {
@@ -245,7 +248,11 @@ mod tests {
 
     #[test]
     fn standalone_by_default_with_one_trust_domain_for_ca_and_service() {
-        let options = options(&["--trust-domain", "example.org"], false).unwrap();
+        let dir = std::env::temp_dir().join(format!("outrigger-serve-td-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("config.yaml");
+        std::fs::write(&config, "meshConfig:\n  trustDomain: example.org\n").unwrap();
+        let options = options(&["--config", config.to_str().unwrap()], false).unwrap();
         let CaSource::Directory { dir, root } = &options.ca else {
             panic!("expected standalone, got {:?}", options.ca);
         };

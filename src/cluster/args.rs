@@ -69,9 +69,11 @@ pub struct ClusterArgs {
 
     /// SPIFFE trust domain of every workload identity: the CA service's
     /// certificates, the `istio.<sa>` Secrets, and the Organization of a new
-    /// root.
-    #[arg(long, default_value = "cluster.local")]
-    pub trust_domain: String,
+    /// root. Default: the injector's (`meshConfig.trustDomain` of
+    /// `--config`, `cluster.local` by default), which sidecars ask for; a
+    /// different value is refused at start.
+    #[arg(long)]
+    pub trust_domain: Option<String>,
 
     /// Lifetime of the certificates in `istio.<sa>` Secrets.
     #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
@@ -175,6 +177,14 @@ impl ClusterArgs {
             .unwrap_or_else(|| "outrigger".to_string())
     }
 
+    /// The trust domain: `--trust-domain` as resolved at start (see
+    /// `outrigger serve`), else Istio's default.
+    pub fn trust_domain(&self) -> &str {
+        self.trust_domain
+            .as_deref()
+            .unwrap_or(crate::ca::identity::DEFAULT_TRUST_DOMAIN)
+    }
+
     /// Checks what clap cannot: lease timings, the trust domain, names.
     pub fn validate(&self) -> Result<(), String> {
         if self.leader_elect
@@ -186,8 +196,10 @@ impl ClusterArgs {
                 self.lease_retry_period, self.lease_renew_deadline, self.lease_duration
             ));
         }
-        crate::ca::identity::validate_trust_domain(&self.trust_domain)
-            .map_err(|e| format!("--trust-domain: {e}"))?;
+        if let Some(trust_domain) = &self.trust_domain {
+            crate::ca::identity::validate_trust_domain(trust_domain)
+                .map_err(|e| format!("--trust-domain: {e}"))?;
+        }
         if self.webhook_config_names.iter().any(String::is_empty) {
             return Err("--webhook-config-name must not be empty".to_string());
         }

@@ -83,7 +83,9 @@ pub fn watch_config(
                 continue;
             };
             let path = files.paths[0].display().to_string();
-            match parse_config(&contents[0]) {
+            let pinned = current.load().settings().trust_domain.clone();
+            match parse_config(&contents[0]).and_then(|config| keeps_trust_domain(config, &pinned))
+            {
                 Ok(config) => {
                     inject::prepare(&config);
                     current.store(Arc::new(config));
@@ -106,6 +108,30 @@ pub enum ConfigFileError {
     /// Text the engine's config parser rejects.
     #[error(transparent)]
     Invalid(#[from] ConfigError),
+    /// The trust domain changed: the CA signs only for the one it started
+    /// with, so sidecars injected with the new one would be refused.
+    #[error(
+        "the trust domain changed from {from} to {to}: the CA signs only for {from}; restart outrigger (with --trust-domain {to} if you set it) to change it"
+    )]
+    TrustDomainChanged {
+        /// The trust domain in force.
+        from: String,
+        /// The new config's.
+        to: String,
+    },
+}
+
+/// `config` if its trust domain is `pinned` (the one the CA signs for).
+pub fn keeps_trust_domain(config: Config, pinned: &str) -> Result<Config, ConfigFileError> {
+    let to = &config.settings().trust_domain;
+    if to == pinned {
+        Ok(config)
+    } else {
+        Err(ConfigFileError::TrustDomainChanged {
+            from: pinned.to_string(),
+            to: to.clone(),
+        })
+    }
 }
 
 /// Parses config file contents with the engine's parser.
@@ -150,6 +176,20 @@ pub fn watch_certificate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reload_may_not_change_the_trust_domain() {
+        let same = parse_config(b"meshConfig:\n  trustDomain: cluster.local\n").unwrap();
+        assert!(keeps_trust_domain(same, "cluster.local").is_ok());
+        let moved = parse_config(b"meshConfig:\n  trustDomain: foo.example\n").unwrap();
+        let err = keeps_trust_domain(moved, "cluster.local")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("from cluster.local to foo.example") && err.contains("restart"),
+            "{err}"
+        );
+    }
 
     #[tokio::test]
     async fn changes_are_reported_once_and_errors_do_not_count_as_content() {
