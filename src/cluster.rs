@@ -27,6 +27,7 @@ pub mod root_configmaps;
 pub mod root_renewal;
 pub mod sa_secrets;
 pub mod serving_cert;
+pub mod token_binding;
 pub mod token_review;
 pub mod writes;
 

@@ -81,10 +81,10 @@ impl TokenReviewAuthenticator {
 
     fn judge(&self, status: TokenReviewStatus) -> Result<Caller, AuthError> {
         if status.authenticated != Some(true) {
-            return Err(AuthError::Rejected(match status.error {
-                Some(error) if !error.is_empty() => format!("TokenReview: {error}"),
-                _ => "TokenReview: not authenticated".to_string(),
-            }));
+            return Err(refusal(
+                status.error.as_deref().unwrap_or_default(),
+                &self.audiences,
+            ));
         }
         if let Some(granted) = &status.audiences
             && !granted.is_empty()
@@ -121,6 +121,35 @@ impl Authenticator for TokenReviewAuthenticator {
             Some(token) => self.review(token).await.map(Some),
             None => Ok(None),
         }
+    }
+}
+
+/// The refusal for a TokenReview's `status.error`, by what the API server
+/// says (its wording, v1.24 to v1.32): a revoked token (its ServiceAccount,
+/// pod or Secret deleted or replaced), an expired one, one for another
+/// audience, or any other refusal. The metric labels tell them apart.
+pub fn refusal(error: &str, audiences: &[String]) -> AuthError {
+    let detail = if error.is_empty() {
+        "TokenReview: not authenticated".to_string()
+    } else {
+        format!("TokenReview: {error}")
+    };
+    let lower = error.to_ascii_lowercase();
+    if lower.contains("has been invalidated")
+        || lower.contains("not found")
+        || lower.contains("does not match")
+        || lower.contains("is being deleted")
+        || lower.contains("has been deleted")
+    {
+        AuthError::Revoked(detail)
+    } else if lower.contains("expired") {
+        AuthError::Expired
+    } else if lower.contains("audience") {
+        AuthError::WrongAudience {
+            expected: audiences.to_vec(),
+        }
+    } else {
+        AuthError::Rejected(detail)
     }
 }
 

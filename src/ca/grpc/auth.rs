@@ -11,6 +11,7 @@
 //! [`static_tokens`] (standalone mode), [`client_cert`] (mutual-TLS renewal)
 //! and `crate::cluster::token_review` (the API server's TokenReview).
 
+pub mod binding;
 pub mod cache;
 pub mod client_cert;
 pub mod jwt;
@@ -21,6 +22,13 @@ use std::sync::Arc;
 
 use rustls_pki_types::CertificateDer;
 use tonic::async_trait;
+use tracing::debug;
+
+use binding::{BindingCheck, BindingVerdict, TokenBinding};
+
+/// The name of the local JWT authenticator, whose acceptances the chain's
+/// binding check confirms.
+pub const JWT: &str = "jwt";
 
 /// The audience a ServiceAccount token must carry to be accepted, as in Istio.
 pub const DEFAULT_AUDIENCE: &str = "istio-ca";
@@ -116,6 +124,14 @@ pub enum AuthError {
         /// The configured issuer.
         expected: String,
     },
+    /// The token names a ServiceAccount, or a pod or Secret, that no longer
+    /// exists or was replaced: the API server has revoked it.
+    #[error("token revoked: {0}")]
+    Revoked(String),
+    /// The token names a signing key the issuer does not (or no longer)
+    /// publish.
+    #[error("token signed by an unknown key: {0}")]
+    UnknownKey(String),
     /// The token was minted for another audience.
     #[error("token audience does not include any of {expected:?}")]
     WrongAudience {
@@ -140,10 +156,12 @@ pub enum AuthError {
 impl AuthError {
     /// Every [`AuthError::reason`], so that the metrics can show each at 0
     /// before the first refusal.
-    pub const REASONS: [&'static str; 11] = [
+    pub const REASONS: [&'static str; 13] = [
         "missing",
         "malformed",
         "bad-signature",
+        "unknown-key",
+        "revoked",
         "expired",
         "not-yet-valid",
         "wrong-issuer",
@@ -160,6 +178,8 @@ impl AuthError {
             AuthError::Missing => "missing",
             AuthError::Malformed(_) => "malformed",
             AuthError::BadSignature(_) => "bad-signature",
+            AuthError::UnknownKey(_) => "unknown-key",
+            AuthError::Revoked(_) => "revoked",
             AuthError::Expired => "expired",
             AuthError::NotYetValid => "not-yet-valid",
             AuthError::WrongIssuer { .. } => "wrong-issuer",
@@ -187,16 +207,20 @@ pub trait Authenticator: Send + Sync {
     async fn authenticate(&self, credentials: &Credentials) -> Result<Option<Caller>, AuthError>;
 }
 
-/// Tries authenticators in order; the first that accepts wins.
+/// Tries authenticators in order; the first that accepts wins. A token the
+/// local JWT path (`jwt`) accepted counts only once the [`BindingCheck`],
+/// when there is one, finds its bound objects current (see [`binding`]).
 #[derive(Clone, Default)]
 pub struct AuthChain {
     authenticators: Vec<Arc<dyn Authenticator>>,
+    binding_check: Option<Arc<dyn BindingCheck>>,
 }
 
 impl fmt::Debug for AuthChain {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list()
             .entries(self.authenticators.iter().map(|a| a.name()))
+            .entries(self.binding_check.iter().map(|_| "+binding-check"))
             .finish()
     }
 }
@@ -250,7 +274,16 @@ impl std::error::Error for ChainError {}
 impl AuthChain {
     /// A chain over these authenticators, tried in this order.
     pub fn new(authenticators: Vec<Arc<dyn Authenticator>>) -> Self {
-        Self { authenticators }
+        Self {
+            authenticators,
+            binding_check: None,
+        }
+    }
+
+    /// Checks the bound objects of every token the `jwt` authenticator
+    /// accepts with `check` (in a cluster: against the API server).
+    pub fn set_binding_check(&mut self, check: Arc<dyn BindingCheck>) {
+        self.binding_check = Some(check);
     }
 
     /// Adds an authenticator at the end.
@@ -267,12 +300,39 @@ impl AuthChain {
         let mut errors = Vec::new();
         for authenticator in &self.authenticators {
             match authenticator.authenticate(credentials).await {
+                Ok(Some(caller)) if authenticator.name() == JWT => {
+                    match self.check_binding(credentials).await {
+                        BindingVerdict::Current => return Ok((caller, JWT)),
+                        BindingVerdict::Revoked(why) => {
+                            errors.push((JWT, AuthError::Revoked(why)));
+                        }
+                        BindingVerdict::Unknown(why) => {
+                            debug!(caller = %caller, why, "token binding not checked locally; asking the next authenticator");
+                        }
+                    }
+                }
                 Ok(Some(caller)) => return Ok((caller, authenticator.name())),
                 Ok(None) => {}
                 Err(err) => errors.push((authenticator.name(), err)),
             }
         }
         Err(ChainError { errors })
+    }
+
+    async fn check_binding(&self, credentials: &Credentials) -> BindingVerdict {
+        let Some(check) = &self.binding_check else {
+            return BindingVerdict::Current;
+        };
+        let Some(binding) = credentials
+            .bearer_token
+            .as_deref()
+            .and_then(TokenBinding::of_verified_jwt)
+        else {
+            return BindingVerdict::Unknown(
+                "the token has no kubernetes.io ServiceAccount UID".into(),
+            );
+        };
+        check.check(&binding).await
     }
 }
 
@@ -300,6 +360,8 @@ mod tests {
             AuthError::Missing,
             AuthError::Malformed(String::new()),
             AuthError::BadSignature(String::new()),
+            AuthError::UnknownKey(String::new()),
+            AuthError::Revoked(String::new()),
             AuthError::Expired,
             AuthError::NotYetValid,
             AuthError::WrongIssuer {
@@ -362,6 +424,70 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.reason(), "missing");
         assert!(err.to_string().starts_with("no credentials"));
+    }
+
+    /// A binding check with a fixed verdict, counting its calls.
+    #[derive(Debug)]
+    struct Verdict(binding::BindingVerdict, std::sync::atomic::AtomicUsize);
+
+    #[async_trait]
+    impl BindingCheck for Verdict {
+        async fn check(&self, binding: &TokenBinding) -> BindingVerdict {
+            assert_eq!(binding.service_account.uid, "sa-uid");
+            self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.0.clone()
+        }
+    }
+
+    fn bound_token() -> Credentials {
+        use base64::Engine as _;
+        let b64 = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        let payload =
+            br#"{"kubernetes.io":{"namespace":"a","serviceaccount":{"name":"b","uid":"sa-uid"}}}"#;
+        Credentials {
+            bearer_token: Some(format!("{}.{}.sig", b64(b"{}"), b64(payload))),
+            peer_certificates: None,
+        }
+    }
+
+    async fn through_checked_chain(
+        verdict: BindingVerdict,
+    ) -> (Result<(Caller, &'static str), ChainError>, usize) {
+        let check = Arc::new(Verdict(verdict, Default::default()));
+        let mut chain = AuthChain::new(vec![
+            Arc::new(Fixed(Ok(Some(Caller::new("a", "b"))), JWT)),
+            Arc::new(Fixed(
+                Err("serviceaccounts \"b\" not found"),
+                "token-review",
+            )),
+        ]);
+        chain.set_binding_check(check.clone());
+        let result = chain.authenticate(&bound_token()).await;
+        (result, check.1.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    #[tokio::test]
+    async fn a_locally_verified_token_counts_only_while_its_bindings_are_current() {
+        let (accepted, calls) = through_checked_chain(BindingVerdict::Current).await;
+        assert_eq!(accepted.unwrap(), (Caller::new("a", "b"), JWT));
+        assert_eq!(calls, 1);
+
+        let (revoked, _) =
+            through_checked_chain(BindingVerdict::Revoked("serviceaccount a/b is gone".into()))
+                .await;
+        let err = revoked.unwrap_err();
+        assert_eq!(err.reason(), "revoked");
+        assert!(
+            err.to_string().contains("serviceaccount a/b is gone"),
+            "{err}"
+        );
+
+        // When the check cannot tell, the next authenticator decides.
+        let (unknown, _) =
+            through_checked_chain(BindingVerdict::Unknown("cache not synced".into())).await;
+        let err = unknown.unwrap_err();
+        assert_eq!(err.errors.len(), 1, "{err}");
+        assert_eq!(err.errors[0].0, "token-review");
     }
 
     #[test]

@@ -156,10 +156,7 @@ async fn refusals_are_not_cached_and_say_why() {
     });
     for _ in 0..2 {
         let err = auth.review("bad").await.unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "token rejected: TokenReview: token has expired"
-        );
+        assert_eq!(err.to_string(), "token expired");
     }
     let err = auth.review("user").await.unwrap_err();
     assert_eq!(err.reason(), "not-service-account");
@@ -197,4 +194,41 @@ async fn api_errors_are_backend_failures() {
     assert_eq!(err.reason(), "backend");
     assert!(err.to_string().contains("forbidden"), "{err}");
     api.await.unwrap();
+}
+
+#[test]
+fn refusals_are_told_apart_by_what_the_api_server_says() {
+    let audiences = vec!["istio-ca".to_string()];
+    for (error, reason) in [
+        (
+            "[invalid bearer token, service account token has been invalidated]",
+            "revoked",
+        ),
+        (
+            "[invalid bearer token, serviceaccounts \"ghost\" not found]",
+            "revoked",
+        ),
+        ("[invalid bearer token, pod \"web-0\" not found]", "revoked"),
+        (
+            "[invalid bearer token, service account UID (abc) does not match claim (def)]",
+            "revoked",
+        ),
+        ("[invalid bearer token, token has expired]", "expired"),
+        (
+            "[invalid bearer token, token audiences [\"api\"] is invalid for the target audiences [\"istio-ca\"]]",
+            "wrong-audience",
+        ),
+        (
+            "[invalid bearer token, square/go-jose: error in cryptographic primitive]",
+            "rejected",
+        ),
+        ("", "rejected"),
+    ] {
+        assert_eq!(refusal(error, &audiences).reason(), reason, "{error}");
+    }
+    assert!(
+        refusal("service account token has been invalidated", &audiences)
+            .to_string()
+            .contains("has been invalidated")
+    );
 }

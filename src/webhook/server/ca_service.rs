@@ -25,6 +25,7 @@ use crate::ca::grpc::metrics::CaMetrics;
 use crate::ca::grpc::signer::{AuthoritySigner, CertificateSigner as _, SwappableSigner};
 use crate::ca::grpc::{self, CaService, CaServiceConfig};
 use crate::cluster::jwks::{self, ClusterJwt, IssuerSource};
+use crate::cluster::token_binding::ApiBindingCheck;
 use crate::cluster::token_review::{CacheSettings, TokenReviewAuthenticator};
 
 /// The CA service's part of `outrigger serve`'s options.
@@ -104,9 +105,14 @@ async fn run_in_cluster(
         config.audiences.clone(),
         CacheSettings::default(),
     ));
-    let (extra, fetcher) = cluster_token_authenticators(&config, client, review);
+    let (extra, fetcher) = cluster_token_authenticators(&config, client.clone(), review);
     let fetcher = AbortOnDrop(fetcher);
-    let auth = config.auth_chain(extra).map_err(|e| error_chain(&e))?;
+    let mut auth = config.auth_chain(extra).map_err(|e| error_chain(&e))?;
+    // Locally verified tokens count only while what they are bound to
+    // exists (see `cluster::token_binding`).
+    let (binding_check, binding_cache) = ApiBindingCheck::start(client);
+    let binding_cache = AbortOnDrop(Some(binding_cache));
+    auth.set_binding_check(binding_check);
     let serving = grpc::ServingCert::from_pem(&issued.chain_pem, issued.key_pem.expose())
         .map(Arc::new)
         .map_err(|e| format!("the cluster serving certificate: {e}"))?;
@@ -131,6 +137,7 @@ async fn run_in_cluster(
     follow.abort();
     follow_root.abort();
     drop(fetcher);
+    drop(binding_cache);
     result
 }
 

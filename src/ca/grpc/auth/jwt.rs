@@ -278,7 +278,7 @@ impl JwtAuthenticator {
             })
             .collect();
         if candidates.is_empty() {
-            return Err(AuthError::BadSignature(match &header.kid {
+            return Err(AuthError::UnknownKey(match &header.kid {
                 Some(kid) => format!("no trusted key with kid {kid:?} for {:?}", header.alg),
                 None => format!("no trusted key for {:?}", header.alg),
             }));
