@@ -9,7 +9,6 @@
 //! 409 and a retry on fresh data). The configurations are watched, so drift
 //! made by someone else is repaired as soon as the event arrives.
 
-use super::writes;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
@@ -25,6 +24,7 @@ use super::error::{ReconcileError, is_not_found};
 use super::leader::LeaderGate;
 use super::metrics::ClusterMetrics;
 use super::retry::Backoff;
+use super::writes;
 
 /// What a reconcile of one configuration did.
 #[derive(Debug, Clone, PartialEq, Eq)]

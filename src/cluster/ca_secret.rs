@@ -9,7 +9,6 @@
 //! exactly one create, the others get 409 Conflict and read the winner's, so
 //! all replicas end on one root.
 
-use super::writes;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -22,6 +21,7 @@ use tracing::info;
 
 use super::authority::{AuthorityError, CaMaterial, ClusterCa};
 use super::error::{is_conflict, is_not_found};
+use super::writes;
 use crate::ca::PrivateKeyPem;
 
 /// Name of the Secret holding the self-signed CA (Istio's name).

@@ -15,7 +15,6 @@
 //! on the version it last wrote, so that another replica takes over at its
 //! next round instead of waiting out the lease duration.
 
-use super::writes;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -29,6 +28,7 @@ use tracing::{info, warn};
 
 use super::error::{ReconcileError, is_conflict, is_not_found};
 use super::metrics::ClusterMetrics;
+use super::writes;
 
 /// Read side of the leadership flag: cheap to clone, checked before every
 /// write.

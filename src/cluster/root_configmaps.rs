@@ -3,7 +3,6 @@
 //! ones, so any workload can mount the mesh's trust root. Created when a
 //! namespace appears, repaired when edited or deleted.
 
-use super::writes;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -21,6 +20,7 @@ use super::error::{ReconcileError, is_not_found, status_code};
 use super::leader::LeaderGate;
 use super::metrics::ClusterMetrics;
 use super::retry::Backoff;
+use super::writes;
 
 /// The ConfigMap's name (Istio's).
 pub const ROOT_CONFIGMAP: &str = "istio-ca-root-cert";

@@ -15,7 +15,6 @@
 //! A root that is not self-signed (a plugged-in intermediate stored in the
 //! Secret) cannot be renewed here; that is logged, and nothing is written.
 
-use super::writes;
 use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::core::v1::Secret;
@@ -27,6 +26,7 @@ use super::authority::{CaMaterial, needs_renewal, to_system_time};
 use super::ca_secret::{CA_SECRET_NAME, CaSecretError, desired_ca_secret, material_from_secret};
 use super::error::is_conflict;
 use super::leader::LeaderGate;
+use super::writes;
 use crate::ca::renew::renew_root;
 
 /// Renew the root when less than this share of its lifetime is left (the

@@ -11,7 +11,6 @@
 //! no longer verifies against the current root. A Secret of that name with
 //! another type is someone else's and is left alone.
 
-use super::writes;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, SystemTime};
@@ -31,6 +30,7 @@ use super::error::{ReconcileError, is_conflict, is_not_found};
 use super::leader::LeaderGate;
 use super::metrics::ClusterMetrics;
 use super::retry::Backoff;
+use super::writes;
 use crate::ca::SpiffeId;
 
 /// outrigger's opt-in label (value `enabled`).

@@ -9,7 +9,6 @@
 //! the SHA-256 of the token (the token itself is never stored), so that a
 //! burst of renewals does not become a burst of API calls.
 
-use super::writes;
 use std::fmt;
 use std::time::Instant;
 
@@ -18,7 +17,9 @@ use kube::api::Api;
 use tonic::async_trait;
 use tracing::debug;
 
+use super::writes;
 pub use crate::ca::grpc::auth::cache::CacheSettings;
+
 use crate::ca::grpc::auth::cache::{TokenCache, token_hash};
 use crate::ca::grpc::auth::{AuthError, Authenticator, Caller, Credentials, DEFAULT_AUDIENCE};
 
