@@ -19,6 +19,7 @@ pub mod ca_secret;
 pub mod connect;
 pub mod driver;
 pub mod error;
+pub mod istiod_cert;
 pub mod jwks;
 pub mod leader;
 pub mod metrics;
@@ -249,7 +250,25 @@ async fn ca_controllers(
     };
     let secrets_loop =
         secrets.run_with_triggers(sa_secrets::watch_triggers(client), args.resync_period);
-    tokio::join!(serving_loop, bundle_loop, root_loop, secrets_loop);
+    let istiod_loop = async {
+        if let Some(config) = args.istiod_cert() {
+            istiod_cert::run(
+                client.clone(),
+                gate.clone(),
+                Arc::clone(ca),
+                config,
+                args.resync_period,
+            )
+            .await;
+        }
+    };
+    tokio::join!(
+        serving_loop,
+        bundle_loop,
+        root_loop,
+        secrets_loop,
+        istiod_loop
+    );
 }
 
 #[cfg(test)]

@@ -75,6 +75,22 @@ pub struct ClusterArgs {
     #[arg(long)]
     pub trust_domain: Option<String>,
 
+    /// istiod's namespace: when given, the lease holder keeps istiod's
+    /// serving certificate (for xDS, chained to outrigger's root) in the
+    /// Secret `istiod-tls` there, which Istio's istiod chart mounts.
+    #[arg(long, value_name = "NAMESPACE")]
+    pub istiod_namespace: Option<String>,
+
+    /// A DNS name of istiod for its certificate (repeatable; default:
+    /// `istiod.<istiod namespace>.svc` and `.svc.cluster.local`; add
+    /// `istiod-<revision>.<namespace>.svc` per revision).
+    #[arg(long = "istiod-dns-name", value_name = "NAME")]
+    pub istiod_dns_names: Vec<String>,
+
+    /// Lifetime of istiod's certificate (renewed at half).
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    pub istiod_cert_ttl: Duration,
+
     /// Lifetime of the certificates in `istio.<sa>` Secrets.
     #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
     pub secret_ttl: Duration,
@@ -185,6 +201,21 @@ impl ClusterArgs {
             .unwrap_or(crate::ca::identity::DEFAULT_TRUST_DOMAIN)
     }
 
+    /// What to issue for istiod, when `--istiod-namespace` asks for it.
+    pub fn istiod_cert(&self) -> Option<crate::cluster::istiod_cert::IstiodCertConfig> {
+        let namespace = self.istiod_namespace.clone()?;
+        let dns_names = if self.istiod_dns_names.is_empty() {
+            crate::cluster::istiod_cert::IstiodCertConfig::default_dns_names(&namespace)
+        } else {
+            self.istiod_dns_names.clone()
+        };
+        Some(crate::cluster::istiod_cert::IstiodCertConfig {
+            namespace,
+            dns_names,
+            ttl: self.istiod_cert_ttl,
+        })
+    }
+
     /// Checks what clap cannot: lease timings, the trust domain, names.
     pub fn validate(&self) -> Result<(), String> {
         if self.leader_elect
@@ -199,6 +230,12 @@ impl ClusterArgs {
         if let Some(trust_domain) = &self.trust_domain {
             crate::ca::identity::validate_trust_domain(trust_domain)
                 .map_err(|e| format!("--trust-domain: {e}"))?;
+        }
+        if self.istiod_namespace.as_deref() == Some("") {
+            return Err("--istiod-namespace must not be empty".to_string());
+        }
+        if self.istiod_dns_names.iter().any(String::is_empty) {
+            return Err("--istiod-dns-name must not be empty".to_string());
         }
         if self.webhook_config_names.iter().any(String::is_empty) {
             return Err("--webhook-config-name must not be empty".to_string());
