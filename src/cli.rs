@@ -68,8 +68,19 @@ pub enum Command {
 /// stopped every pod in the cluster from being created.
 pub fn init_logging(global: &GlobalArgs) {
     use std::io::IsTerminal as _;
-    let filter = tracing_subscriber::EnvFilter::try_new(&global.log_level)
+    let mut filter = tracing_subscriber::EnvFilter::try_new(&global.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The kube client logs every failed request at ERROR, a line per retry
+    // of every watch and lease round while the API server is away (96 in an
+    // 82-second outage); outrigger's own lines report each failure once, in
+    // context. Named explicitly in --log-level, the client's lines come back.
+    if !global.log_level.contains("kube_client") {
+        filter = filter.add_directive(
+            "kube_client::client::builder=off"
+                .parse()
+                .expect("a valid directive"),
+        );
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())

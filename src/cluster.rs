@@ -30,6 +30,7 @@ pub mod sa_secrets;
 pub mod serving_cert;
 pub mod token_binding;
 pub mod token_review;
+pub mod watch_health;
 pub mod writes;
 
 use std::sync::Arc;

@@ -15,7 +15,7 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use kube::Api;
 use kube::api::Patch;
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
@@ -24,6 +24,7 @@ use super::error::{ReconcileError, is_not_found};
 use super::leader::LeaderGate;
 use super::metrics::ClusterMetrics;
 use super::retry::Backoff;
+use super::watch_health;
 use super::writes;
 
 /// What a reconcile of one configuration did.
@@ -176,17 +177,8 @@ pub fn watch_triggers(
 ) -> impl Stream<Item = String> + use<> {
     let streams = names.iter().map(|name| {
         let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
-        watcher(api.clone(), cfg)
-            .default_backoff()
-            .filter_map(|event| async move {
-                match event {
-                    Ok(event) => event_keys(event),
-                    Err(error) => {
-                        warn!(error = %error, "watching MutatingWebhookConfigurations failed; the watch is restarted");
-                        None
-                    }
-                }
-            })
+        watch_health::watch(api.clone(), cfg, "MutatingWebhookConfigurations")
+            .filter_map(|event| async move { event_keys(event) })
             .boxed()
     });
     futures::stream::select_all(streams)

@@ -21,7 +21,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use tracing::{info, warn};
 
 use super::authority::ClusterCa;
@@ -29,6 +29,7 @@ use super::driver::drive;
 use super::error::{ReconcileError, is_not_found};
 use super::leader::LeaderGate;
 use super::retry::Backoff;
+use super::watch_health;
 use super::writes;
 
 /// The Secret istiod's chart mounts (cert-manager istio-csr's name too).
@@ -220,14 +221,9 @@ pub async fn reconcile(
 /// Events on the one Secret, as reconcile triggers.
 pub fn watch_triggers(api: Api<Secret>) -> impl Stream<Item = ()> + use<> {
     let cfg = watcher::Config::default().fields(&format!("metadata.name={ISTIOD_SECRET}"));
-    watcher(api, cfg)
-        .default_backoff()
-        .filter_map(|event| async move {
-            match event {
-                Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => Some(()),
-                _ => None,
-            }
-        })
+    watch_health::watch(api, cfg, "istiod's Secret").filter_map(|event| async move {
+        matches!(event, watcher::Event::Apply(_) | watcher::Event::Delete(_)).then_some(())
+    })
 }
 
 /// Keeps the Secret current while this replica leads: on every event on

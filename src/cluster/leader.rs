@@ -24,7 +24,7 @@ use kube::Api;
 use kube::api::ResourceExt;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::error::{ReconcileError, is_conflict, is_not_found};
 use super::metrics::ClusterMetrics;
@@ -306,9 +306,15 @@ impl Elector {
     /// [`Elector::step_down`] can give the lease up.
     pub async fn campaign(&mut self, switch: &LeaderSwitch, metrics: &ClusterMetrics) {
         let mut last_held: Option<Instant> = None;
+        // Logged once when rounds start failing and once when they succeed
+        // again, not every retry period of an outage.
+        let mut failing = false;
         loop {
             let leading = match self.round().await {
                 Ok(held) => {
+                    if std::mem::take(&mut failing) {
+                        info!(lease = %self.cfg.name, "leader election reaches the API server again");
+                    }
                     if held {
                         last_held = Some(Instant::now());
                     } else {
@@ -317,7 +323,11 @@ impl Elector {
                     held
                 }
                 Err(error) => {
-                    warn!(lease = %self.cfg.name, error = %error, "leader election round failed; retrying");
+                    if std::mem::replace(&mut failing, true) {
+                        debug!(lease = %self.cfg.name, error = %error, "leader election round failed again; retrying");
+                    } else {
+                        warn!(lease = %self.cfg.name, error = %error, "leader election round failed; retrying every retry period until the API server answers");
+                    }
                     last_held.is_some_and(|t| t.elapsed() < self.cfg.renew_deadline)
                 }
             };

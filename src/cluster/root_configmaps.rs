@@ -10,16 +10,17 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{ListParams, Patch};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Api, Client};
 use serde_json::json;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use super::driver::drive;
 use super::error::{ReconcileError, is_not_found, status_code};
 use super::leader::LeaderGate;
 use super::metrics::ClusterMetrics;
 use super::retry::Backoff;
+use super::watch_health;
 use super::writes;
 
 /// The ConfigMap's name (Istio's).
@@ -233,38 +234,19 @@ pub fn namespace_event_key(event: watcher::Event<Namespace>) -> Option<String> {
 /// Watch events of namespaces and of the root ConfigMaps, as namespaces to
 /// reconcile.
 pub fn watch_triggers(client: &Client, root_pem: &str) -> impl Stream<Item = String> + use<> {
-    let namespaces = watcher(
+    let namespaces = watch_health::watch(
         Api::<Namespace>::all(client.clone()),
         watcher::Config::default(),
+        "Namespaces",
     )
-    .default_backoff()
-    .filter_map(|event| async move {
-        match event {
-            Ok(event) => namespace_event_key(event),
-            Err(error) => {
-                warn!(error = %error, "watching Namespaces failed; the watch is restarted");
-                None
-            }
-        }
-    });
+    .filter_map(|event| async move { namespace_event_key(event) });
     let pem = root_pem.to_string();
-    let configmaps = watcher(
+    let configmaps = watch_health::watch(
         Api::<ConfigMap>::all(client.clone()),
         watcher::Config::default().fields(&format!("metadata.name={ROOT_CONFIGMAP}")),
+        "root ConfigMaps",
     )
-    .default_backoff()
-    .filter_map(move |event| {
-        let pem = pem.clone();
-        async move {
-            match event {
-                Ok(event) => configmap_event_key(event, &pem),
-                Err(error) => {
-                    warn!(error = %error, "watching root ConfigMaps failed; the watch is restarted");
-                    None
-                }
-            }
-        }
-    });
+    .filter_map(move |event| futures::future::ready(configmap_event_key(event, &pem)));
     futures::stream::select(namespaces.boxed(), configmaps.boxed())
 }
 

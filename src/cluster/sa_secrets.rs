@@ -20,7 +20,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::ListParams;
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Api, Client};
 use tracing::{info, warn};
 
@@ -30,6 +30,7 @@ use super::error::{ReconcileError, is_conflict, is_not_found};
 use super::leader::LeaderGate;
 use super::metrics::ClusterMetrics;
 use super::retry::Backoff;
+use super::watch_health;
 use super::writes;
 use crate::ca::SpiffeId;
 
@@ -493,17 +494,8 @@ pub fn watch_triggers(client: &Client) -> impl Stream<Item = SecretKey> + use<> 
         K: kube::Resource + Clone + fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
         F: Fn(watcher::Event<K>) -> Option<SecretKey> + Send + Sync + Copy + 'static,
     {
-        watcher(api, cfg)
-            .default_backoff()
-            .filter_map(move |event| async move {
-                match event {
-                    Ok(event) => map(event),
-                    Err(error) => {
-                        warn!(error = %error, "watch for certificate Secrets failed; the watch is restarted");
-                        None
-                    }
-                }
-            })
+        watch_health::watch(api, cfg, "certificate Secrets' triggers")
+            .filter_map(move |event| async move { map(event) })
             .boxed()
     }
     futures::stream::select_all([

@@ -25,6 +25,8 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use tonic::async_trait;
 
+use super::watch_health::WatchBackoff;
+
 use crate::ca::grpc::auth::binding::{BindingCheck, BindingVerdict, BoundObject, TokenBinding};
 
 /// Checks token bindings against the API server (see the module docs).
@@ -48,14 +50,16 @@ impl ApiBindingCheck {
         let (reader, writer) = reflector::store();
         let api: Api<PartialObjectMeta<ServiceAccount>> = Api::all(client.clone());
         let task = tokio::spawn(async move {
-            let stream = watcher(api, watcher::Config::default())
-                .default_backoff()
-                .modify(|sa| {
-                    sa.metadata.managed_fields = None;
-                    sa.metadata.annotations = None;
-                    sa.metadata.labels = None;
-                    sa.metadata.owner_references = None;
-                });
+            let stream = kube::runtime::WatchStreamExt::backoff(
+                watcher(api, watcher::Config::default()),
+                WatchBackoff::default(),
+            )
+            .modify(|sa| {
+                sa.metadata.managed_fields = None;
+                sa.metadata.annotations = None;
+                sa.metadata.labels = None;
+                sa.metadata.owner_references = None;
+            });
             reflector::reflector(writer, stream)
                 .for_each(|_| futures::future::ready(()))
                 .await;
