@@ -19,6 +19,7 @@ mod labels;
 mod render;
 #[cfg(test)]
 mod tests;
+mod yaml;
 
 use std::fmt;
 use std::str::FromStr;
@@ -213,15 +214,6 @@ pub enum PreviewError {
         #[source]
         source: InjectError,
     },
-    /// A result could not be written as YAML.
-    #[error("{document}: cannot write as YAML: {source}")]
-    RenderYaml {
-        /// Which document.
-        document: DocumentLabel,
-        /// The serializer's message.
-        #[source]
-        source: serde_yaml::Error,
-    },
     /// A result could not be written as JSON.
     #[error("{document}: cannot write as JSON: {source}")]
     RenderJson {
@@ -242,7 +234,6 @@ impl PreviewError {
             | PreviewError::Json { document, .. }
             | PreviewError::NotAnObject { document, .. }
             | PreviewError::Inject { document, .. }
-            | PreviewError::RenderYaml { document, .. }
             | PreviewError::RenderJson { document, .. } => Some(document),
         }
     }

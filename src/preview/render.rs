@@ -8,19 +8,15 @@ use super::{PreviewError, Previewed};
 use crate::inject::Outcome;
 
 /// Every document, injected or unchanged, as YAML, separated by `---` lines
-/// (what `istioctl kube-inject` prints).
+/// (what `istioctl kube-inject` prints), written so that Kubernetes' YAML 1.1
+/// reader gets every string back as a string ([`super::yaml`]).
 pub(super) fn yaml(results: &[Previewed]) -> Result<String, PreviewError> {
     let mut out = String::new();
     for (i, result) in results.iter().enumerate() {
         if i > 0 {
             out.push_str("---\n");
         }
-        let text =
-            serde_yaml::to_string(result.output()).map_err(|source| PreviewError::RenderYaml {
-                document: result.label.clone(),
-                source,
-            })?;
-        out.push_str(&text);
+        out.push_str(&super::yaml::to_string(result.output()));
     }
     Ok(out)
 }
