@@ -79,16 +79,15 @@ fn explain(err: &anyhow::Error, args: &RequestArgs) -> anyhow::Error {
             "{text}\nThe CA service's serving certificate does not chain to --ca-bundle {bundle}: pass that server's root (the file its --ca-bundle-out wrote, or its root-cert.pem)"
         );
     }
-    if let Some(chain) = &args.cert_chain {
-        if ["connection closed", "Cancelled", "fatal alert"]
+    if let Some(chain) = &args.cert_chain
+        && ["connection closed", "Cancelled", "fatal alert"]
             .iter()
             .any(|t| text.contains(t))
-        {
-            return anyhow::anyhow!(
-                "{text}\nThe CA service closed the connection during the TLS handshake: it does not accept the client certificate in --cert-chain {} (issued by another CA, or expired). Renew with a certificate this CA issued, or request a new one with --token-file",
-                chain.display()
-            );
-        }
+    {
+        return anyhow::anyhow!(
+            "{text}\nThe CA service closed the connection during the TLS handshake: it does not accept the client certificate in --cert-chain {} (issued by another CA, or expired). Renew with a certificate this CA issued, or request a new one with --token-file",
+            chain.display()
+        );
     }
     anyhow::anyhow!("{text}")
 }
