@@ -67,7 +67,8 @@ fn chain_text(err: &anyhow::Error) -> String {
 /// The failure, with what it means and what to do for the two a user
 /// meets first: a `--ca-bundle` that is not the server's root, and a
 /// renewal certificate the server does not trust (it closes the
-/// connection in the handshake, which tonic reports as `Cancelled`).
+/// connection in the handshake, which tonic reports as `Cancelled`, a
+/// TLS alert or a broken pipe, depending on timing).
 fn explain(err: &anyhow::Error, args: &RequestArgs) -> anyhow::Error {
     let text = chain_text(err);
     let bundle = args.ca_bundle.display();
@@ -80,9 +81,14 @@ fn explain(err: &anyhow::Error, args: &RequestArgs) -> anyhow::Error {
         );
     }
     if let Some(chain) = &args.cert_chain
-        && ["connection closed", "Cancelled", "fatal alert"]
-            .iter()
-            .any(|t| text.contains(t))
+        && [
+            "transport error",
+            "connection closed",
+            "Cancelled",
+            "fatal alert",
+        ]
+        .iter()
+        .any(|t| text.contains(t))
     {
         return anyhow::anyhow!(
             "{text}\nThe CA service closed the connection during the TLS handshake: it does not accept the client certificate in --cert-chain {} (issued by another CA, or expired). Renew with a certificate this CA issued, or request a new one with --token-file",
