@@ -197,6 +197,18 @@ fn set_takes_text_where_istio_expects_a_string() {
     assert_eq!(cfg.settings().exclude_inbound_ports, "15020");
     assert_eq!(cfg.settings().hub, "42");
     assert_eq!(cfg.settings().proxy_config["concurrency"], 2);
+    // A list given as text names the list form --set takes.
+    let err = Config::builder()
+        .set("values.global.imagePullSecrets=a,b")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("{a,b}"), "{err}");
+    let mut cfg = Config::builder();
+    cfg.set("values.global.imagePullSecrets={a,b}").unwrap();
+    assert_eq!(
+        cfg.build().unwrap().settings().image_pull_secrets,
+        ["a", "b"]
+    );
     let err = Config::builder()
         .set("values.global.proxy.statusPort=99999999")
         .unwrap_err()

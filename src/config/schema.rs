@@ -103,7 +103,7 @@ impl Kind {
             Kind::Number => "a number".into(),
             Kind::Duration => "a duration such as 10s, 500ms or 1m30s".into(),
             Kind::IntOrString => "an integer or a string".into(),
-            Kind::List => "a list".into(),
+            Kind::List => "a list (with --set: {a,b})".into(),
             Kind::Any => "any value".into(),
             Kind::Enum(names) => format!("one of {}", names.join(", ")),
         }
