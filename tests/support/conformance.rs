@@ -48,7 +48,8 @@ pub fn case_dir() -> PathBuf {
 pub fn load_cases_for(what: &str) -> Option<(PathBuf, Vec<Case>)> {
     let dir = case_dir();
     let needs = format!("Istio's conformance cases in {}", dir.display());
-    if !super::requires::available(dir.join("cases.yaml").is_file(), what, &needs) {
+    let present = super::requires::shared_exists(&dir.join("cases.yaml"));
+    if !super::requires::available(present, what, &needs) {
         return None;
     }
     Some(load_cases_from(dir))

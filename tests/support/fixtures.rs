@@ -10,6 +10,13 @@ use serde_json::Value;
 
 use super::conformance::{case_config, load_cases_for, yaml_docs};
 
+/// Whether [`fixtures`] includes Istio's conformance inputs (absent on a
+/// fresh clone without `../shared`): the tests that count fixtures expect
+/// that many only then.
+pub fn with_istio() -> bool {
+    super::requires::shared_exists(&super::conformance::case_dir().join("cases.yaml"))
+}
+
 /// One object the engine is expected to inject, with its configuration.
 pub struct Fixture {
     /// `istio:<case>#<doc>` or `own:<file>#<doc>`.

@@ -38,7 +38,13 @@ pub fn shared(sub: &str, what: &str) -> Option<PathBuf> {
         .join("shared")
         .join(sub);
     let needs = format!("{} beside the repository", dir.display());
-    available(dir.exists(), what, &needs).then_some(dir)
+    available(shared_exists(&dir), what, &needs).then_some(dir)
+}
+
+/// Whether `path` under `../shared` is there. `OUTRIGGER_TESTS_WITHOUT_SHARED`
+/// set makes it absent, to see what a fresh clone without `../shared` runs.
+pub fn shared_exists(path: &Path) -> bool {
+    std::env::var_os("OUTRIGGER_TESTS_WITHOUT_SHARED").is_none() && path.exists()
 }
 
 /// Whether `program` runs (found on PATH and answers `args`).
