@@ -1,14 +1,17 @@
-//! The command line (clap derive): `serve | inject | ca ... | iptables`.
-//! Each subcommand's flags and its thin run function live in `cli/<name>.rs`.
+//! The command line (clap derive): `serve | inject | ca ... | iptables |
+//! version | completion`. Each subcommand's flags and its thin run function
+//! live in `cli/<name>.rs`; the small ones and the parsers every subcommand
+//! shares (listen addresses, the log filter) live here.
 
 pub mod ca;
 pub mod inject;
 pub mod iptables;
 pub mod serve;
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 /// outrigger: an Istio-compatible sidecar injector and workload CA.
 #[derive(Debug, Parser)]
@@ -28,8 +31,9 @@ pub struct GlobalArgs {
     /// Log line format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-    /// Log filter, in `tracing` EnvFilter syntax (also `RUST_LOG`).
-    #[arg(long, global = true, env = "RUST_LOG", default_value = "info")]
+    /// Log filter: a level (error, warn, info, debug, trace) or `tracing`
+    /// EnvFilter directives such as `info,outrigger=debug` (also `RUST_LOG`).
+    #[arg(long, global = true, env = "RUST_LOG", default_value = "info", value_parser = parse_log_level)]
     pub log_level: String,
 }
 
@@ -54,6 +58,70 @@ pub enum Command {
     Ca(ca::CaCommand),
     /// Traffic-capture rules, compatible with Istio's `istio-iptables`.
     Iptables(iptables::IptablesArgs),
+    /// Print outrigger's version and the Istio proxy version it injects by
+    /// default (the same as `--version`, with the proxy's).
+    Version,
+    /// Print a shell completion script: `source <(outrigger completion bash)`.
+    Completion {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+}
+
+/// The shells `outrigger completion` writes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    /// bash: `source <(outrigger completion bash)`.
+    Bash,
+    /// zsh: `outrigger completion zsh > "${fpath[1]}/_outrigger"`.
+    Zsh,
+    /// fish: `outrigger completion fish > ~/.config/fish/completions/outrigger.fish`.
+    Fish,
+}
+
+/// Checks a `--log-level` filter, so that a typo is an error rather than
+/// a silent fallback to `info`. EnvFilter alone would take any word
+/// (`verbose`) as a target name; here every directive must end in a level.
+fn parse_log_level(text: &str) -> Result<String, String> {
+    const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+    let expected = "expected a level (off, error, warn, info, debug, trace) or directives such as info,outrigger=debug";
+    for directive in text.split(',').map(str::trim) {
+        let level = directive.rsplit_once('=').map_or(directive, |(_, l)| l);
+        let spanned = directive.contains('[');
+        if !spanned && !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            return Err(format!("{directive:?} does not end in a level: {expected}"));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(text)
+        .map(|_| text.to_string())
+        .map_err(|e| format!("{e}: {expected}"))
+}
+
+/// A listen address: `IP:PORT`, `[IPv6]:PORT`, `:PORT` (every IPv4
+/// interface, as Go's and Istio's flags take it) or `localhost:PORT`
+/// (loopback only).
+pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    let expected = "expected IP:PORT, :PORT (every interface) or localhost:PORT, e.g. 0.0.0.0:15017, :15017 or 127.0.0.1:15017";
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{text:?} has no port: {expected}"))?;
+    let port: u16 = port.parse().map_err(|_| {
+        format!("{text:?}: the port {port:?} is not a number from 0 to 65535: {expected}")
+    })?;
+    let ip = match host {
+        "" => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        _ => {
+            return Err(format!(
+                "{text:?}: {host:?} is not an IP address: {expected}"
+            ));
+        }
+    };
+    Ok(SocketAddr::new(ip, port))
 }
 
 /// Logs go to stderr so that stdout stays clean for previews and rules.
@@ -122,5 +190,73 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Inject(args) => inject::run(args),
         Command::Ca(cmd) => ca::run(cmd),
         Command::Iptables(args) => iptables::run(args),
+        Command::Version => {
+            println!("{}", version_text());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completion { shell } => {
+            let mut cmd = Cli::command();
+            let out = &mut std::io::stdout();
+            match shell {
+                Shell::Bash => {
+                    clap_complete::generate(clap_complete::Shell::Bash, &mut cmd, "outrigger", out)
+                }
+                Shell::Zsh => {
+                    clap_complete::generate(clap_complete::Shell::Zsh, &mut cmd, "outrigger", out)
+                }
+                Shell::Fish => {
+                    clap_complete::generate(clap_complete::Shell::Fish, &mut cmd, "outrigger", out)
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `outrigger version`: outrigger's version and the proxy image tag it
+/// injects unless `values.global.tag` says otherwise.
+fn version_text() -> String {
+    let cfg = outrigger::config::Config::default();
+    format!(
+        "outrigger {}\nistio proxy (default values.global.tag): {}",
+        env!("CARGO_PKG_VERSION"),
+        cfg.settings().tag
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_takes_ip_port_colon_port_and_localhost() {
+        for (text, want) in [
+            ("0.0.0.0:15017", "0.0.0.0:15017"),
+            ("127.0.0.1:0", "127.0.0.1:0"),
+            ("[::]:15017", "[::]:15017"),
+            (":15017", "0.0.0.0:15017"),
+            ("localhost:15017", "127.0.0.1:15017"),
+        ] {
+            assert_eq!(parse_listen(text), Ok(want.parse().unwrap()), "{text}");
+        }
+        for (text, says) in [
+            ("15017", "has no port"),
+            (":http", "is not a number"),
+            (":99999", "is not a number"),
+            ("example.com:15017", "is not an IP address"),
+        ] {
+            let err = parse_listen(text).unwrap_err();
+            assert!(err.contains(says) && err.contains(":PORT"), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn log_level_refuses_what_is_not_a_filter() {
+        assert!(parse_log_level("debug").is_ok());
+        assert!(parse_log_level("info,outrigger=trace").is_ok());
+        for bad in ["verbose", "outrigger=loud", "", "info,"] {
+            let err = parse_log_level(bad).unwrap_err();
+            assert!(err.contains("expected a level"), "{bad}: {err}");
+        }
     }
 }

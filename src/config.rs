@@ -34,14 +34,20 @@
 //!   image (`values.global.proxy.image`), since `proxy_init.image` then
 //!   names outrigger's.
 //!
-//! Defaults are Istio's (see `config/defaults.yaml`). Unknown keys are
-//! rejected with their path. The configuration is parsed and resolved into
+//! Defaults are Istio's (see `config/defaults.yaml`, which also lists the
+//! keys injection reads). Every other key of Istio's install key space
+//! (`config/istio_keys.tsv`: IstioOperator values and meshConfig) is
+//! accepted and ignored, so that Istio's own profiles and chart values load;
+//! [`Config::ignored_keys`] lists them. A key in neither is refused with its
+//! path and the closest known key; a value of another type than Istio's (a
+//! number where Istio expects a string, a port out of range) is refused. The configuration is parsed and resolved into
 //! [`Settings`] once, when it is loaded or changed, so that the engine reads
 //! plain fields on every admission. A [`Config`] is always complete: the
 //! checks of keys that only work together have passed.
 
 mod builder;
 mod derived;
+mod schema;
 mod selector;
 mod settings;
 mod tree;
@@ -65,6 +71,8 @@ pub struct Config {
     settings: Settings,
     /// What the engine derives from these settings, made on first use.
     derived: Derived,
+    /// Istio keys the layers gave that injection does not read.
+    ignored: std::collections::BTreeSet<String>,
 }
 
 /// A configuration file or override that could not be used.
@@ -86,13 +94,17 @@ pub enum ConfigError {
         #[source]
         source: serde_yaml::Error,
     },
-    /// A key that outrigger does not know.
-    #[error(
-        "unknown config key `{path}` (expected one of Istio's injection-related keys under values, meshConfig or config)"
-    )]
+    /// A key that neither Istio's install values, its mesh config nor
+    /// outrigger's own config has: a typo, most likely.
+    #[error("unknown config key `{path}`{}", match suggestion {
+        Some(s) => format!(": did you mean `{s}`?"),
+        None => " (not a key of Istio's install values or mesh config, nor of outrigger's config)".to_string(),
+    })]
     UnknownKey {
         /// The key's full path, dot-separated.
         path: String,
+        /// The closest known key, when one is close.
+        suggestion: Option<String>,
     },
     /// A value of the wrong shape.
     #[error("config key `{path}` has an invalid value {value}: expected {expected}")]
@@ -133,6 +145,7 @@ impl Default for Config {
             tree,
             settings,
             derived: Derived::default(),
+            ignored: Default::default(),
         }
     }
 }
@@ -165,5 +178,12 @@ impl Config {
     /// template), kept with them.
     pub fn derived(&self) -> &Derived {
         &self.derived
+    }
+
+    /// The keys of Istio's install key space this configuration sets that
+    /// do not affect injection (accepted so that Istio's profiles load,
+    /// and ignored), each subtree once, sorted.
+    pub fn ignored_keys(&self) -> impl Iterator<Item = &str> {
+        self.ignored.iter().map(String::as_str)
     }
 }

@@ -19,6 +19,7 @@ mod labels;
 mod render;
 #[cfg(test)]
 mod tests;
+mod yaml;
 
 use std::fmt;
 use std::str::FromStr;
@@ -213,15 +214,6 @@ pub enum PreviewError {
         #[source]
         source: InjectError,
     },
-    /// A result could not be written as YAML.
-    #[error("{document}: cannot write as YAML: {source}")]
-    RenderYaml {
-        /// Which document.
-        document: DocumentLabel,
-        /// The serializer's message.
-        #[source]
-        source: serde_yaml::Error,
-    },
     /// A result could not be written as JSON.
     #[error("{document}: cannot write as JSON: {source}")]
     RenderJson {
@@ -242,7 +234,6 @@ impl PreviewError {
             | PreviewError::Json { document, .. }
             | PreviewError::NotAnObject { document, .. }
             | PreviewError::Inject { document, .. }
-            | PreviewError::RenderYaml { document, .. }
             | PreviewError::RenderJson { document, .. } => Some(document),
         }
     }
@@ -279,34 +270,36 @@ pub fn inject_all(
 ) -> Result<Vec<Previewed>, PreviewError> {
     documents
         .into_iter()
-        .map(|doc| {
-            let label = doc.label();
-            let outcome =
-                inject::inject(&doc.object, ctx, cfg).map_err(|source| PreviewError::Inject {
-                    document: label.clone(),
-                    source,
-                })?;
-            match &outcome {
-                Outcome::Injected { decision, .. } => debug!(
-                    document = label.index,
-                    object = %label.object_ref(),
-                    rule = %decision.rule,
-                    "injected"
-                ),
-                Outcome::Skipped { reason } => debug!(
-                    document = label.index,
-                    object = %label.object_ref(),
-                    reason = reason.name(),
-                    "skipped"
-                ),
-            }
-            Ok(Previewed {
-                label,
-                original: doc.object,
-                outcome,
-            })
-        })
+        .map(|doc| inject_one(doc, ctx, cfg))
         .collect()
+}
+
+/// Runs the engine on one document; an error names it.
+fn inject_one(doc: Document, ctx: &Context, cfg: &Config) -> Result<Previewed, PreviewError> {
+    let label = doc.label();
+    let outcome = inject::inject(&doc.object, ctx, cfg).map_err(|source| PreviewError::Inject {
+        document: label.clone(),
+        source,
+    })?;
+    match &outcome {
+        Outcome::Injected { decision, .. } => debug!(
+            document = label.index,
+            object = %label.object_ref(),
+            rule = %decision.rule,
+            "injected"
+        ),
+        Outcome::Skipped { reason } => debug!(
+            document = label.index,
+            object = %label.object_ref(),
+            reason = reason.name(),
+            "skipped"
+        ),
+    }
+    Ok(Previewed {
+        label,
+        original: doc.object,
+        outcome,
+    })
 }
 
 /// Writes the outcomes in `format`. The whole output, or an error.
@@ -320,14 +313,35 @@ pub fn render(results: &[Previewed], format: Format) -> Result<String, PreviewEr
 }
 
 /// The whole preview: parse `input`, inject every document, render in
-/// `format`. Returns the complete output or the first error.
+/// `format`. Returns the complete output or the first error (so that a
+/// failure prints nothing).
+///
+/// YAML and patch output are made document by document: each is parsed,
+/// injected and rendered to text before the next is read, so that memory
+/// holds the input and output texts and one document's objects, not every
+/// document's parsed, injected and patched forms at once (a file of 2,000
+/// Deployments peaked at 224 times its size). JSON (one `List` of them
+/// all) and explanations (which number the documents) take them all.
 pub fn preview(
     input: &str,
     format: Format,
     ctx: &Context,
     cfg: &Config,
 ) -> Result<String, PreviewError> {
-    let documents = parse_documents(input)?;
-    let results = inject_all(documents, ctx, cfg)?;
-    render(&results, format)
+    let mut out = String::new();
+    match format {
+        Format::Yaml => input::for_each_document(input, |doc| {
+            render::yaml_document(&inject_one(doc, ctx, cfg)?, &mut out);
+            Ok(())
+        })?,
+        Format::Patch => input::for_each_document(input, |doc| {
+            render::patch_line(&inject_one(doc, ctx, cfg)?, &mut out)
+        })?,
+        Format::Json | Format::Explain => {
+            let documents = parse_documents(input)?;
+            let results = inject_all(documents, ctx, cfg)?;
+            out = render(&results, format)?;
+        }
+    }
+    Ok(out)
 }

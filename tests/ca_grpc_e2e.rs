@@ -2,6 +2,9 @@
 //! loopback port), real tonic clients generated from the same proto, one
 //! section per authenticator, and every chain checked by `openssl verify`.
 
+#[path = "support/requires.rs"]
+mod requires;
+
 #[path = "ca_grpc/jwt.rs"]
 mod jwt;
 #[path = "ca_grpc/support.rs"]
@@ -48,6 +51,9 @@ async fn request_csr(h: &Harness, token: &str, csr: &str) -> Result<Vec<String>,
 
 #[tokio::test]
 async fn static_token_gets_a_chain_for_its_identity() {
+    if !requires::tool("openssl", "static_token_gets_a_chain_for_its_identity") {
+        return;
+    }
     let h = Harness::start(chain_of(vec![static_tokens()])).await;
     let chain = h.request(Some("tok-a-x")).await.unwrap();
     assert_issued_for(&h.ca, &chain, "ns-a", "sa-x");
@@ -98,6 +104,9 @@ fn jwt_setup() -> JwtSetup {
 
 #[tokio::test]
 async fn jwt_rs256_and_es256_tokens_get_their_identity() {
+    if !requires::tool("openssl", "jwt_rs256_and_es256_tokens_get_their_identity") {
+        return;
+    }
     let s = jwt_setup();
     let h = Harness::start(s.auth.clone()).await;
     let token = s.rsa.sign(&jwt::sa_claims("ns-a", "sa-x"));
@@ -119,6 +128,9 @@ async fn jwt_rs256_and_es256_tokens_get_their_identity() {
 
 #[tokio::test]
 async fn jwt_for_one_identity_cannot_ask_for_another() {
+    if !requires::tool("openssl", "jwt_for_one_identity_cannot_ask_for_another") {
+        return;
+    }
     let s = jwt_setup();
     let h = Harness::start(s.auth.clone()).await;
     let token = s.rsa.sign(&jwt::sa_claims("ns-a", "sa-x"));
@@ -130,6 +142,9 @@ async fn jwt_for_one_identity_cannot_ask_for_another() {
 
 #[tokio::test]
 async fn bad_jwts_are_unauthenticated() {
+    if !requires::tool("openssl", "bad_jwts_are_unauthenticated") {
+        return;
+    }
     let s = jwt_setup();
     let h = Harness::start(s.auth.clone()).await;
     let with = |patch: &dyn Fn(&mut Value)| {
@@ -229,6 +244,12 @@ async fn fake_api_server(
 
 #[tokio::test]
 async fn token_review_authenticates_through_the_api_server() {
+    if !requires::tool(
+        "openssl",
+        "token_review_authenticates_through_the_api_server",
+    ) {
+        return;
+    }
     let (service, handle) = tower_test::mock::pair();
     let api = tokio::spawn(fake_api_server(handle));
     let client = kube::Client::new(service, "default");
@@ -279,6 +300,9 @@ fn refusal_text(result: Result<Vec<String>, ClientError>) -> String {
 
 #[tokio::test]
 async fn renewal_with_a_valid_client_certificate() {
+    if !requires::tool("openssl", "renewal_with_a_valid_client_certificate") {
+        return;
+    }
     let auth = chain_of(vec![
         static_tokens(),
         Arc::new(ClientCertAuthenticator::new(support::TRUST_DOMAIN)),
@@ -348,6 +372,18 @@ async fn expired_or_foreign_client_certificates_are_refused() {
 
 #[tokio::test]
 async fn bad_requests_are_invalid_arguments_and_ttl_defaults() {
+    if !requires::tool(
+        "openssl",
+        "bad_requests_are_invalid_arguments_and_ttl_defaults",
+    ) {
+        return;
+    }
+    if !requires::tool(
+        "openssl",
+        "bad_requests_are_invalid_arguments_and_ttl_defaults",
+    ) {
+        return;
+    }
     let h = Harness::start(chain_of(vec![static_tokens()])).await;
     let (code, message) = code_of(
         request_csr(
@@ -439,6 +475,12 @@ async fn bad_requests_are_invalid_arguments_and_ttl_defaults() {
 
 #[tokio::test]
 async fn run_serves_with_a_ca_issued_serving_certificate_until_shutdown() {
+    if !requires::tool(
+        "openssl",
+        "run_serves_with_a_ca_issued_serving_certificate_until_shutdown",
+    ) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let tokens = dir.path().join("tokens.txt");
     std::fs::write(&tokens, "run-token ns-r/sa-r\n").unwrap();

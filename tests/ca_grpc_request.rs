@@ -1,5 +1,8 @@
 //! `outrigger ca request` (the real binary) against the real CA service.
 
+#[path = "support/requires.rs"]
+mod requires;
+
 // Shared with the other ca_grpc test binaries; this one uses a part.
 #[allow(dead_code)]
 #[path = "ca_grpc/support.rs"]
@@ -52,6 +55,12 @@ async fn harness(dir: &Path) -> Harness {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ca_request_writes_key_chain_and_root_then_renews_with_them() {
+    if !requires::tool(
+        "openssl",
+        "ca_request_writes_key_chain_and_root_then_renews_with_them",
+    ) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let h = harness(dir.path()).await;
     let bundle = dir.path().join("bundle.pem");

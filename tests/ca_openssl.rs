@@ -3,6 +3,9 @@
 //! makes the CSRs we sign. Also plugged-in `cacerts` intermediates made by
 //! openssl (RSA PKCS#1 and EC SEC1 keys).
 
+#[path = "support/requires.rs"]
+mod requires;
+
 #[path = "testdata/ca/support.rs"]
 mod support;
 
@@ -25,6 +28,9 @@ fn root(algorithm: KeyAlgorithm) -> CertificateAuthority {
 
 #[test]
 fn self_signed_root_issues_chains_openssl_accepts() {
+    if !requires::tool("openssl", "self_signed_root_issues_chains_openssl_accepts") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     for algorithm in [KeyAlgorithm::EcdsaP256, KeyAlgorithm::EcdsaP384] {
         let ca = root(algorithm);
@@ -42,6 +48,9 @@ fn self_signed_root_issues_chains_openssl_accepts() {
 
 #[test]
 fn root_has_ca_extensions() {
+    if !requires::tool("openssl", "root_has_ca_extensions") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let ca = root(KeyAlgorithm::EcdsaP256);
     write(dir.path(), "root.pem", ca.root_pem());
@@ -67,6 +76,9 @@ fn root_has_ca_extensions() {
 
 #[test]
 fn workload_leaf_shows_uri_san_usages_and_ca_false() {
+    if !requires::tool("openssl", "workload_leaf_shows_uri_san_usages_and_ca_false") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let ca = root(KeyAlgorithm::EcdsaP256);
     let issued = ca
@@ -121,6 +133,18 @@ fn workload_leaf_shows_uri_san_usages_and_ca_false() {
 
 #[test]
 fn serving_certificate_has_dns_and_ip_sans_and_server_auth() {
+    if !requires::tool(
+        "openssl",
+        "serving_certificate_has_dns_and_ip_sans_and_server_auth",
+    ) {
+        return;
+    }
+    if !requires::tool(
+        "openssl",
+        "serving_certificate_has_dns_and_ip_sans_and_server_auth",
+    ) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let ca = root(KeyAlgorithm::EcdsaP256);
     let names = vec![
@@ -157,6 +181,9 @@ fn serving_certificate_has_dns_and_ip_sans_and_server_auth() {
 
 #[test]
 fn csrs_made_by_openssl_are_signed() {
+    if !requires::tool("openssl", "csrs_made_by_openssl_are_signed") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let ca = root(KeyAlgorithm::EcdsaP256);
     let own_uri = format!("URI:{}", id());
@@ -199,6 +226,9 @@ fn csrs_made_by_openssl_are_signed() {
 
 #[test]
 fn der_csr_is_signed() {
+    if !requires::tool("openssl", "der_csr_is_signed") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let ca = root(KeyAlgorithm::EcdsaP256);
     openssl_csr(dir.path(), "d", "ec", Some("prime256v1"), None);
@@ -214,6 +244,9 @@ fn der_csr_is_signed() {
 
 #[test]
 fn rsa_root_signs_too() {
+    if !requires::tool("openssl", "rsa_root_signs_too") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let ca = root(KeyAlgorithm::Rsa2048);
     let issued = ca.issue_workload(&id(), None).unwrap();
@@ -227,6 +260,18 @@ fn rsa_root_signs_too() {
 
 #[test]
 fn plugged_in_intermediates_issue_chains_openssl_accepts() {
+    if !requires::tool(
+        "openssl",
+        "plugged_in_intermediates_issue_chains_openssl_accepts",
+    ) {
+        return;
+    }
+    if !requires::tool(
+        "openssl",
+        "plugged_in_intermediates_issue_chains_openssl_accepts",
+    ) {
+        return;
+    }
     for (root_kind, ca_kind) in [
         (OsslKey::Rsa2048Pkcs1, OsslKey::Rsa2048Pkcs1),
         (OsslKey::Rsa2048Pkcs1, OsslKey::P256Sec1),
@@ -258,6 +303,18 @@ fn plugged_in_intermediates_issue_chains_openssl_accepts() {
 
 #[test]
 fn plugged_in_ca_without_root_in_chain_still_builds_full_chain() {
+    if !requires::tool(
+        "openssl",
+        "plugged_in_ca_without_root_in_chain_still_builds_full_chain",
+    ) {
+        return;
+    }
+    if !requires::tool(
+        "openssl",
+        "plugged_in_ca_without_root_in_chain_still_builds_full_chain",
+    ) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     make_cacerts(dir.path(), OsslKey::P256Sec1, OsslKey::Rsa2048Pkcs1);
     // cert-chain.pem with only the intermediate (some installs do this).
@@ -272,6 +329,9 @@ fn plugged_in_ca_without_root_in_chain_still_builds_full_chain() {
 
 #[test]
 fn what_a_csr_asks_for_beyond_its_key_is_ignored() {
+    if !requires::tool("openssl", "what_a_csr_asks_for_beyond_its_key_is_ignored") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let ca = root(KeyAlgorithm::EcdsaP256);
     openssl_ok(
@@ -317,6 +377,18 @@ fn what_a_csr_asks_for_beyond_its_key_is_ignored() {
 
 #[test]
 fn two_level_intermediate_chain_is_followed_to_the_root() {
+    if !requires::tool(
+        "openssl",
+        "two_level_intermediate_chain_is_followed_to_the_root",
+    ) {
+        return;
+    }
+    if !requires::tool(
+        "openssl",
+        "two_level_intermediate_chain_is_followed_to_the_root",
+    ) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     // root -> "Mid CA" (made as the cacerts intermediate) -> "Cluster CA".
     make_cacerts(dir.path(), OsslKey::P256Sec1, OsslKey::P256Sec1);

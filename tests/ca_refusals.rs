@@ -2,6 +2,9 @@
 //! CSRs (tampered, weak key, foreign identity), TTLs over the maximum, and
 //! plugged-in CA material that does not hold together.
 
+#[path = "support/requires.rs"]
+mod requires;
+
 #[path = "testdata/ca/support.rs"]
 mod support;
 
@@ -31,6 +34,9 @@ fn load_err(dir: &std::path::Path) -> String {
 
 #[test]
 fn tampered_csr_is_refused() {
+    if !requires::tool("openssl", "tampered_csr_is_refused") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let ca = new_ca();
     openssl_csr(dir.path(), "t", "ec", Some("prime256v1"), None);
@@ -68,6 +74,9 @@ fn tampered_csr_is_refused() {
 
 #[test]
 fn rsa_1024_csr_is_refused_naming_the_key() {
+    if !requires::tool("openssl", "rsa_1024_csr_is_refused_naming_the_key") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let csr = openssl_csr(dir.path(), "weak", "rsa:1024", None, None);
     let err = new_ca()
@@ -81,6 +90,9 @@ fn rsa_1024_csr_is_refused_naming_the_key() {
 
 #[test]
 fn other_key_types_are_refused() {
+    if !requires::tool("openssl", "other_key_types_are_refused") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let ca = new_ca();
     let csr = openssl_csr(dir.path(), "ed", "ed25519", None, None);
@@ -100,6 +112,9 @@ fn other_key_types_are_refused() {
 
 #[test]
 fn csr_asking_for_another_identity_is_refused() {
+    if !requires::tool("openssl", "csr_asking_for_another_identity_is_refused") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let ca = new_ca();
     let csr = openssl_csr(
@@ -132,6 +147,9 @@ fn csr_asking_for_another_identity_is_refused() {
 
 #[test]
 fn ttl_over_the_maximum_is_refused() {
+    if !requires::tool("openssl", "ttl_over_the_maximum_is_refused") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let ca = new_ca();
     let csr = openssl_csr(dir.path(), "ttl", "ec", Some("prime256v1"), None);
@@ -156,6 +174,12 @@ fn ttl_over_the_maximum_is_refused() {
 
 #[test]
 fn plugged_in_ca_whose_key_does_not_match_is_refused() {
+    if !requires::tool(
+        "openssl",
+        "plugged_in_ca_whose_key_does_not_match_is_refused",
+    ) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     make_cacerts(dir.path(), OsslKey::P256Sec1, OsslKey::Rsa2048Pkcs1);
     gen_key(dir.path(), "ca-key.pem", OsslKey::Rsa2048Pkcs1);
@@ -170,6 +194,9 @@ fn plugged_in_ca_whose_key_does_not_match_is_refused() {
 
 #[test]
 fn non_ca_certificate_as_ca_cert_is_refused() {
+    if !requires::tool("openssl", "non_ca_certificate_as_ca_cert_is_refused") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     make_cacerts(dir.path(), OsslKey::P256Sec1, OsslKey::P256Sec1);
     make_leaf_signed_by_root(dir.path());
@@ -259,6 +286,9 @@ fn not_yet_valid_ca_is_refused() {
 
 #[test]
 fn chain_that_does_not_reach_the_root_is_refused() {
+    if !requires::tool("openssl", "chain_that_does_not_reach_the_root_is_refused") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     make_cacerts(dir.path(), OsslKey::P256Sec1, OsslKey::P256Sec1);
     // Replace root-cert.pem with another CA's root of the same name.
@@ -277,6 +307,9 @@ fn chain_that_does_not_reach_the_root_is_refused() {
 
 #[test]
 fn unsupported_ca_key_is_refused() {
+    if !requires::tool("openssl", "unsupported_ca_key_is_refused") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     openssl_ok(
         dir.path(),

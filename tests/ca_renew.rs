@@ -6,6 +6,9 @@
 //! openssl; an expired root can still be renewed; intermediates, chains and
 //! a zero validity are refused with their reason.
 
+#[path = "support/requires.rs"]
+mod requires;
+
 #[path = "testdata/ca/support.rs"]
 mod support;
 
@@ -109,6 +112,9 @@ fn renew_and_cross_verify(dir: &Path, what: &str, old: &CaPem) {
 
 #[test]
 fn outrigger_roots_are_renewed_as_the_same_issuer() {
+    if !requires::tool("openssl", "outrigger_roots_are_renewed_as_the_same_issuer") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     for algorithm in [
         KeyAlgorithm::EcdsaP256,
@@ -127,6 +133,18 @@ fn outrigger_roots_are_renewed_as_the_same_issuer() {
 
 #[test]
 fn openssl_roots_keep_their_subject_and_key_identifier() {
+    if !requires::tool(
+        "openssl",
+        "openssl_roots_keep_their_subject_and_key_identifier",
+    ) {
+        return;
+    }
+    if !requires::tool(
+        "openssl",
+        "openssl_roots_keep_their_subject_and_key_identifier",
+    ) {
+        return;
+    }
     for kind in [OsslKey::P256Sec1, OsslKey::Rsa2048Pkcs1] {
         let dir = tempfile::tempdir().unwrap();
         // make_cacerts leaves the openssl root and its key beside the
@@ -162,6 +180,12 @@ fn an_expired_root_is_renewed() {
 
 #[test]
 fn intermediates_chains_and_zero_validity_are_refused() {
+    if !requires::tool(
+        "openssl",
+        "intermediates_chains_and_zero_validity_are_refused",
+    ) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     make_cacerts(dir.path(), OsslKey::P256Sec1, OsslKey::P256Sec1);
     let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
@@ -224,6 +248,18 @@ fn outrigger(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn renew_root_command_rewrites_the_certificate_and_keeps_the_key() {
+    if !requires::tool(
+        "openssl",
+        "renew_root_command_rewrites_the_certificate_and_keeps_the_key",
+    ) {
+        return;
+    }
+    if !requires::tool(
+        "openssl",
+        "renew_root_command_rewrites_the_certificate_and_keeps_the_key",
+    ) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let ca_dir = dir.path().join("ca");
     let ca_path = ca_dir.to_str().unwrap();

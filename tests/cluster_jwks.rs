@@ -4,6 +4,9 @@
 //! a failed refresh keeping the old keys, a malformed JWKS reported and not
 //! installed, and the refresh/backoff schedule on tokio's paused clock.
 
+#[path = "support/requires.rs"]
+mod requires;
+
 #[path = "ca_grpc/jwt.rs"]
 mod jwt;
 #[path = "cluster_support/scenario.rs"]
@@ -74,6 +77,12 @@ fn get(path: &str) -> (String, String) {
 
 #[tokio::test]
 async fn fetched_keys_authenticate_tokens_with_no_token_review() {
+    if !requires::tool(
+        "openssl",
+        "fetched_keys_authenticate_tokens_with_no_token_review",
+    ) {
+        return;
+    }
     let key = jwt::IssuerKey::rs256("kid-rsa");
     let (client, verifier) = Scenario::new()
         .get_served_as(DISCOVERY_PATH, SERVED_DISCOVERY, discovery())
@@ -115,6 +124,9 @@ async fn fetched_keys_authenticate_tokens_with_no_token_review() {
 
 #[tokio::test]
 async fn an_explicit_issuer_skips_discovery() {
+    if !requires::tool("openssl", "an_explicit_issuer_skips_discovery") {
+        return;
+    }
     let key = jwt::IssuerKey::es256("kid-1");
     let (client, verifier) = Scenario::new()
         .get_served_as(JWKS_PATH, SERVED_JWKS, jwks_reply(&[&key]))
@@ -134,6 +146,9 @@ async fn an_explicit_issuer_skips_discovery() {
 
 #[tokio::test]
 async fn a_malformed_jwks_is_reported_and_not_installed() {
+    if !requires::tool("openssl", "a_malformed_jwks_is_reported_and_not_installed") {
+        return;
+    }
     let key = jwt::IssuerKey::es256("kid-1");
     let (client, verifier) = Scenario::new()
         .get_served_as(DISCOVERY_PATH, SERVED_DISCOVERY, discovery())
@@ -191,6 +206,9 @@ fn at(
 
 #[tokio::test(start_paused = true)]
 async fn refresh_errors_keep_the_old_keys_and_back_off() {
+    if !requires::tool("openssl", "refresh_errors_keep_the_old_keys_and_back_off") {
+        return;
+    }
     let old = Arc::new(jwt::IssuerKey::es256("kid-old"));
     let new = Arc::new(jwt::IssuerKey::es256("kid-new"));
     let old_token = token(&old, ISSUER);

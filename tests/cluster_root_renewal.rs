@@ -4,6 +4,9 @@
 //! holding another root is taken; a lost write race and a root that cannot
 //! be renewed here (an intermediate) write nothing more.
 
+#[path = "support/requires.rs"]
+mod requires;
+
 #[path = "cluster_support/scenario.rs"]
 mod scenario;
 
@@ -100,6 +103,12 @@ fn a_root_is_due_when_less_than_the_ratio_of_its_life_is_left() {
 
 #[tokio::test]
 async fn the_leader_renews_a_due_root_with_one_conditional_replace() {
+    if !requires::tool(
+        "openssl",
+        "the_leader_renews_a_due_root_with_one_conditional_replace",
+    ) {
+        return;
+    }
     let (material, stored) = stored_root();
     let now = nine_years_on();
     let script = Scenario::new().get(PATH, ok(stored)).put(

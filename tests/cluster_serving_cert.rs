@@ -2,6 +2,9 @@
 //! names, handed to the sink, renewed at half its lifetime, and a failing
 //! sink retried while nothing else changes.
 
+#[path = "support/requires.rs"]
+mod requires;
+
 use std::error::Error;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -30,6 +33,9 @@ fn recording_sink(fail_first: usize) -> (Arc<dyn ServingCertSink>, Installs, Arc
 
 #[tokio::test(start_paused = true)]
 async fn issued_for_the_service_and_renewed_at_half_life() {
+    if !requires::tool("openssl", "issued_for_the_service_and_renewed_at_half_life") {
+        return;
+    }
     let (ca, _) = ClusterCa::generate("cluster.local").unwrap();
     let ca = Arc::new(ca);
     let names = dns_names("outrigger", "outrigger-system", &[]);

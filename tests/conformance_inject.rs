@@ -63,7 +63,9 @@ fn run_case(dir: &std::path::Path, case: &Case) -> Result<(), String> {
 
 #[test]
 fn istio_conformance_cases() {
-    let (dir, cases) = load_cases();
+    let Some((dir, cases)) = load_cases() else {
+        return;
+    };
     assert!(!cases.is_empty(), "cases.yaml lists no cases");
     let only = std::env::var("CASE").ok();
     let mut failures = Vec::new();

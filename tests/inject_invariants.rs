@@ -11,7 +11,7 @@ mod support;
 use outrigger::config::Config;
 use outrigger::inject::{Context, Outcome, PatchOutcome, PatchPath, inject, inject_patch};
 use serde_json::{Value, json};
-use support::fixtures::fixtures;
+use support::fixtures::{fixtures, with_istio};
 
 /// The pod spec and metadata pointers of an object, and its containers.
 fn pod_spec_pointer(object: &Value) -> Option<&'static str> {
@@ -187,6 +187,12 @@ fn invariants_hold_for_every_fixture() {
         problems.len(),
         problems.join("\n")
     );
+    // The counts below hold with Istio's inputs among the fixtures; a
+    // fresh clone without ../shared checks the properties on outrigger's
+    // own inputs only.
+    if !with_istio() {
+        return;
+    }
     assert!(
         injected >= 60,
         "only {injected} fixtures inject: the fixture set is too small"

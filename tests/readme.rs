@@ -5,9 +5,15 @@
 //!   of `examples/`, with `cargo run [--release] --` standing for the built
 //!   binary (`cargo test` itself is what runs this). A `sh server` block is
 //!   started in the background, waited for on its monitoring port, and
-//!   stopped at the end. `sh cluster` blocks need a cluster and are not run.
+//!   stopped at the end. `sh cluster` blocks need a cluster and are not run;
+//!   blocks that call `curl` are skipped, saying so, where it is absent
+//!   (outside CI). The quick start's `cargo test` is the command running
+//!   this test, so it is the one line not run again.
 //! - The reference sections cover what the code has: every flag of every
 //!   subcommand, every configuration key, every metric, every skip reason.
+
+#[path = "support/requires.rs"]
+mod requires;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -179,6 +185,11 @@ fn every_command_that_needs_no_cluster_works() {
             }
             Some(other) => panic!("README: unknown sh block kind {other:?}"),
             None => {
+                // `curl` is not in every fresh machine; CI has it.
+                let uses_curl = script.split_whitespace().any(|w| w == "curl");
+                if uses_curl && !requires::tool("curl", "a README block that calls curl") {
+                    continue;
+                }
                 let out = bash(&dir, &script).output().expect("bash runs");
                 assert!(
                     out.status.success(),
@@ -191,10 +202,55 @@ fn every_command_that_needs_no_cluster_works() {
         }
     }
     drop(servers);
+    check_written_files_are_ignored(&dir);
     let _ = std::fs::remove_dir_all(&dir);
     assert!(
         ran >= 5,
         "only {ran} README blocks ran: the parser lost some"
+    );
+}
+
+/// Everything the README's commands wrote (the CA's key, the workload's
+/// key, tokens) is ignored by git, so that a user following the README in
+/// the repository cannot commit a private key.
+fn check_written_files_are_ignored(dir: &Path) {
+    fn walk(dir: &Path, base: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).expect("scratch dir") {
+            let path = entry.expect("entry").path();
+            let rel = path.strip_prefix(base).expect("under base");
+            if rel.starts_with("examples") {
+                continue;
+            }
+            if path.is_dir() {
+                walk(&path, base, out);
+            } else {
+                out.push(rel.display().to_string());
+            }
+        }
+    }
+    let mut written = Vec::new();
+    walk(dir, dir, &mut written);
+    assert!(
+        written.iter().any(|f| f.ends_with("key.pem")),
+        "the README's demo wrote no key: {written:?}"
+    );
+    if !requires::tool("git", "checking .gitignore against what the README writes") {
+        return;
+    }
+    let out = Command::new("git")
+        .args(["check-ignore", "--no-index", "--verbose", "--non-matching"])
+        .args(&written)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("git runs");
+    let not_ignored: Vec<&str> = std::str::from_utf8(&out.stdout)
+        .expect("utf-8")
+        .lines()
+        .filter(|l| l.starts_with("::"))
+        .collect();
+    assert!(
+        not_ignored.is_empty(),
+        "files the README's commands write that git would commit: {not_ignored:?}"
     );
 }
 
@@ -320,8 +376,10 @@ fn every_metric_and_skip_reason_is_documented() {
         missing.is_empty(),
         "metrics the README does not document: {missing:?}"
     );
+    // The engine's and the webhook's: all that the metric exports.
     let reasons: Vec<&&str> = outrigger::inject::SKIP_REASONS
         .iter()
+        .chain(&outrigger::webhook::admission::WEBHOOK_SKIP_REASONS)
         .filter(|r| !text.contains(&format!("`{r}`")))
         .collect();
     assert!(

@@ -2,6 +2,9 @@
 //! binary, standalone on ephemeral ports, with the real `outrigger ca
 //! request` as the CA client and `openssl` as the independent verifier.
 
+#[path = "support/requires.rs"]
+mod requires;
+
 mod webhook_support;
 
 use std::path::{Path, PathBuf};
@@ -88,6 +91,12 @@ fn text(output: &Output) -> String {
 
 #[tokio::test]
 async fn a_token_gets_a_workload_certificate_under_the_webhooks_root() {
+    if !requires::tool(
+        "openssl",
+        "a_token_gets_a_workload_certificate_under_the_webhooks_root",
+    ) {
+        return;
+    }
     let server = server("serve-ca", &[]);
     let before = server.metrics().await;
     assert_eq!(

@@ -32,14 +32,14 @@ pub struct ServeArgs {
 #[derive(Debug, Args)]
 struct ServeFlags {
     /// The webhook's HTTPS address (`POST /inject`, `POST /preview`).
-    #[arg(long, default_value = "0.0.0.0:15017")]
+    #[arg(long, default_value = "0.0.0.0:15017", value_parser = crate::cli::parse_listen)]
     listen: SocketAddr,
     /// The plain-HTTP monitoring address (`/healthz`, `/readyz`, `/metrics`).
-    #[arg(long, default_value = "0.0.0.0:15014")]
+    #[arg(long, default_value = "0.0.0.0:15014", value_parser = crate::cli::parse_listen)]
     monitoring_listen: SocketAddr,
     /// The CA service's address (gRPC over TLS, Istio's
     /// `IstioCertificateService`; what pilot-agent's `CA_ADDR` points at).
-    #[arg(long, default_value = "0.0.0.0:15012")]
+    #[arg(long, default_value = "0.0.0.0:15012", value_parser = crate::cli::parse_listen)]
     ca_listen: SocketAddr,
     /// The webhook's serving certificate chain (PEM, leaf first); reloaded
     /// when it changes. Without it, the CA issues the webhook's certificate.

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::derived::Derived;
 use super::settings::{Settings, TrafficCapture};
-use super::{Config, ConfigError, tree};
+use super::{Config, ConfigError, schema, tree};
 
 /// The name Istio's proxy image goes by (`values.global.proxy.image` and
 /// `values.global.proxy_init.image` default to it). It carries
@@ -39,7 +39,7 @@ impl ConfigBuilder {
         let mut builder = ConfigBuilder::new();
         match doc {
             Value::Null => {}
-            Value::Object(_) => builder.overlay(&doc, "")?,
+            Value::Object(_) => builder.overlay(&doc)?,
             other => {
                 return Err(ConfigError::InvalidValue {
                     path: "(document)".into(),
@@ -62,6 +62,7 @@ impl ConfigBuilder {
 
     /// Applies one `--set` override, `path=value`, in Istio's install-value
     /// key space (`values.global.hub=...`, `meshConfig.defaultConfig.X=...`).
+    /// A key Istio types as a string takes the text as it is; elsewhere
     /// `true`/`false` become booleans, integers become numbers, `null`
     /// removes the key, `{a,b}` is a list, anything else is a string.
     pub fn set(&mut self, assignment: &str) -> Result<&mut ConfigBuilder, ConfigError> {
@@ -69,7 +70,7 @@ impl ConfigBuilder {
             .split_once('=')
             .filter(|(p, _)| !p.is_empty())
             .ok_or_else(|| ConfigError::BadAssignment(assignment.to_string()))?;
-        let mut doc = tree::scalar_from_str(raw);
+        let mut doc = schema::set_value(path, raw).unwrap_or_else(|| tree::scalar_from_str(raw));
         for key in path.rsplit('.') {
             if key.is_empty() {
                 return Err(ConfigError::BadAssignment(assignment.to_string()));
@@ -78,7 +79,7 @@ impl ConfigBuilder {
             map.insert(key.to_string(), doc);
             doc = Value::Object(map);
         }
-        self.overlay(&doc, "")?;
+        self.overlay(&doc)?;
         Ok(self)
     }
 
@@ -95,26 +96,16 @@ impl ConfigBuilder {
             });
         };
         let wrapped = if map.get("kind").and_then(Value::as_str) == Some("IstioOperator") {
-            let spec = map.get("spec").cloned().unwrap_or(Value::Null);
-            let mut wrapped = serde_json::Map::new();
-            if let Some(values) = spec.get("values") {
-                wrapped.insert("values".into(), values.clone());
-            }
-            if let Some(mesh) = spec.get("meshConfig") {
-                wrapped.insert("meshConfig".into(), mesh.clone());
-            }
-            wrapped
+            from_istio_operator(&map)?
         } else if ["values", "meshConfig", "config"]
             .iter()
             .any(|k| map.contains_key(*k))
         {
             map
         } else {
-            let mut wrapped = serde_json::Map::new();
-            wrapped.insert("values".into(), Value::Object(map));
-            wrapped
+            from_chart_values(map)
         };
-        self.overlay(&Value::Object(wrapped), "")?;
+        self.overlay(&Value::Object(wrapped))?;
         Ok(self)
     }
 
@@ -122,21 +113,141 @@ impl ConfigBuilder {
     /// together are checked together.
     pub fn build(&self) -> Result<Config, ConfigError> {
         check_combination(&self.config.settings)?;
+        if !self.config.ignored.is_empty() {
+            let keys: Vec<&str> = self.config.ignored_keys().collect();
+            tracing::debug!(
+                keys = %keys.join(", "),
+                "Istio keys that do not affect injection, ignored"
+            );
+        }
         Ok(self.config.clone())
     }
 
     /// Validates `doc` against the known keys, merges it and re-resolves.
     /// Nothing changes when any part is invalid.
-    fn overlay(&mut self, doc: &Value, prefix: &str) -> Result<(), ConfigError> {
-        tree::check_known(doc, tree::defaults(), prefix)?;
+    fn overlay(&mut self, doc: &Value) -> Result<(), ConfigError> {
+        let mut ignored = self.config.ignored.clone();
+        schema::check(doc, tree::defaults(), &mut ignored)?;
         let mut next = self.config.tree.clone();
         tree::merge(&mut next, doc);
         let settings = Settings::resolve(&next)?;
         self.config.tree = next;
         self.config.settings = settings;
+        self.config.ignored = ignored;
         self.config.derived = Derived::default();
         Ok(())
     }
+}
+
+/// The fields of an IstioOperator's `spec` (Istio's `IstioOperatorSpec`).
+/// `values` and `meshConfig` are read; `hub`, `tag` and `revision` are
+/// what `istioctl` makes of them, `values.global.hub`, `values.global.tag`
+/// and `values.revision` (the values win when both are given); the others
+/// install control-plane components and do not affect injection.
+const OPERATOR_SPEC: &[&str] = &[
+    "profile",
+    "installPackagePath",
+    "hub",
+    "tag",
+    "namespace",
+    "revision",
+    "compatibilityVersion",
+    "meshConfig",
+    "components",
+    "values",
+    "unvalidatedValues",
+];
+
+/// The `{values, meshConfig}` document an IstioOperator stands for.
+fn from_istio_operator(
+    operator: &serde_json::Map<String, Value>,
+) -> Result<serde_json::Map<String, Value>, ConfigError> {
+    let spec = match operator.get("spec") {
+        None | Some(Value::Null) => serde_json::Map::new(),
+        Some(Value::Object(spec)) => spec.clone(),
+        Some(other) => {
+            return Err(ConfigError::InvalidValue {
+                path: "spec".into(),
+                value: other.to_string(),
+                expected: "an IstioOperator spec (a mapping)".into(),
+            });
+        }
+    };
+    if let Some(key) = spec.keys().find(|k| !OPERATOR_SPEC.contains(&k.as_str())) {
+        return Err(ConfigError::InvalidValue {
+            path: format!("spec.{key}"),
+            value: spec[key].to_string(),
+            expected: format!(
+                "a field of an IstioOperator spec: {}",
+                OPERATOR_SPEC.join(", ")
+            ),
+        });
+    }
+    let mut values = serde_json::json!({});
+    for (field, path) in [
+        ("hub", &["global", "hub"][..]),
+        ("tag", &["global", "tag"][..]),
+        ("revision", &["revision"][..]),
+    ] {
+        if let Some(value) = spec.get(field).filter(|v| !v.is_null()) {
+            let mut node = &mut values;
+            for key in &path[..path.len() - 1] {
+                node = node
+                    .as_object_mut()
+                    .map(|m| m.entry(*key).or_insert_with(|| serde_json::json!({})))
+                    .expect("built as mappings");
+            }
+            node[path[path.len() - 1]] = value.clone();
+        }
+    }
+    if let Some(given) = spec.get("values") {
+        tree::merge(&mut values, given);
+    }
+    let mut wrapped = serde_json::Map::new();
+    wrapped.insert("values".into(), values);
+    if let Some(mesh) = spec.get("meshConfig") {
+        wrapped.insert("meshConfig".into(), mesh.clone());
+    }
+    Ok(wrapped)
+}
+
+/// The `{values, meshConfig}` document a plain install-values file stands
+/// for, as Istio's istio-discovery chart reads one: the chart's
+/// `_internal_defaults_do_not_set` wrapper is lifted, `meshConfig` is the
+/// mesh config, and istiod's own settings at the top level (`env`,
+/// `autoscaleEnabled`, ... the fields of `values.pilot`) are `pilot`'s.
+fn from_chart_values(mut map: serde_json::Map<String, Value>) -> serde_json::Map<String, Value> {
+    if let Some(Value::Object(inner)) = map.remove("_internal_defaults_do_not_set") {
+        let mut lifted = Value::Object(inner);
+        tree::merge(&mut lifted, &Value::Object(std::mem::take(&mut map)));
+        if let Value::Object(m) = lifted {
+            map = m;
+        }
+    }
+    let mut wrapped = serde_json::Map::new();
+    if let Some(mesh) = map.remove("meshConfig") {
+        wrapped.insert("meshConfig".into(), mesh);
+    }
+    let schema = schema::istio();
+    let pilot_keys: Vec<String> = map
+        .keys()
+        .filter(|k| {
+            schema.kind(&format!("values.{k}")).is_none()
+                && schema.kind(&format!("values.pilot.{k}")).is_some()
+        })
+        .cloned()
+        .collect();
+    for key in pilot_keys {
+        let value = map.remove(&key).expect("listed from the map");
+        let pilot = map
+            .entry("pilot")
+            .or_insert_with(|| Value::Object(serde_json::Map::new()));
+        if let Value::Object(pilot) = pilot {
+            pilot.insert(key, value);
+        }
+    }
+    wrapped.insert("values".into(), Value::Object(map));
+    wrapped
 }
 
 /// `config.trafficCapture: outrigger` runs `outrigger` from

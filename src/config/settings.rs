@@ -32,16 +32,24 @@ pub enum TrafficCapture {
 }
 
 /// The names of `meshConfig.defaultConfig` (Istio's ProxyConfig) fields, in
-/// the order Istio's protobuf JSON writes them in `PROXY_CONFIG`.
+/// the order Istio's protobuf JSON writes them in `PROXY_CONFIG` (their
+/// declaration order in istio/api `mesh/v1alpha1/proxy.proto`; the removed
+/// `parentShutdownDuration` where it was). Every one of them reaches the
+/// proxy through `PROXY_CONFIG`, so every one affects injection.
 pub const PROXY_CONFIG_FIELDS: &[&str] = &[
     "configPath",
     "binaryPath",
     "serviceCluster",
+    "tracingServiceName",
     "drainDuration",
     "parentShutdownDuration",
     "discoveryAddress",
+    "discoveryRefreshDelay",
+    "zipkinAddress",
     "statsdUdpAddress",
+    "envoyMetricsServiceAddress",
     "proxyAdminPort",
+    "availabilityZone",
     "controlPlaneAuthPolicy",
     "customConfigFile",
     "statNameLength",
@@ -49,9 +57,11 @@ pub const PROXY_CONFIG_FIELDS: &[&str] = &[
     "proxyBootstrapTemplatePath",
     "interceptionMode",
     "tracing",
+    "sds",
     "envoyAccessLogService",
     "envoyMetricsService",
     "proxyMetadata",
+    "runtimeValues",
     "statusPort",
     "extraStatTags",
     "gatewayTopology",
@@ -64,6 +74,10 @@ pub const PROXY_CONFIG_FIELDS: &[&str] = &[
     "image",
     "privateKeyProvider",
     "proxyHeaders",
+    "fileFlushInterval",
+    "fileFlushMinSizeKb",
+    "statsCompression",
+    "connectionSettings",
 ];
 
 /// Everything injection reads from the configuration, resolved.

@@ -1,23 +1,9 @@
-//! The configuration as a JSON tree: Istio's defaults, the known-key check,
-//! and the merge rules (`null` removes a key, lists are replaced).
+//! The configuration as a JSON tree: Istio's defaults (which are also the
+//! keys injection reads) and the merge rules (`null` removes a key, lists are replaced).
 
 use std::sync::OnceLock;
 
 use serde_json::Value;
-
-use super::ConfigError;
-
-/// Subtrees whose keys are the user's own (env vars, annotations, resource
-/// names, lifecycle hooks, selectors): any key is accepted below them.
-const FREE_FORM: &[&str] = &[
-    "values.pilot.env",
-    "values.sidecarInjectorWebhook.injectedAnnotations",
-    "values.global.proxy.lifecycle",
-    "values.global.proxy.resources",
-    "values.global.proxy_init.resources",
-    "meshConfig.defaultConfig.proxyMetadata",
-    "config.injectedAnnotations",
-];
 
 /// Istio's defaults, parsed once.
 pub(super) fn defaults() -> &'static Value {
@@ -27,40 +13,6 @@ pub(super) fn defaults() -> &'static Value {
             panic!("built-in config/defaults.yaml is not valid YAML: {e}");
         })
     })
-}
-
-/// Rejects any key of `doc` that the schema (the defaults tree) does not
-/// know. A `null` in the schema marks a field whose value is free-form.
-pub(super) fn check_known(doc: &Value, schema: &Value, prefix: &str) -> Result<(), ConfigError> {
-    let Value::Object(map) = doc else {
-        return Ok(());
-    };
-    for (key, value) in map {
-        let path = if prefix.is_empty() {
-            key.clone()
-        } else {
-            format!("{prefix}.{key}")
-        };
-        if FREE_FORM.contains(&path.as_str()) {
-            continue;
-        }
-        match schema.get(key) {
-            None => return Err(ConfigError::UnknownKey { path }),
-            Some(Value::Object(_)) => match value {
-                Value::Object(_) => check_known(value, &schema[key], &path)?,
-                Value::Null => {}
-                other => {
-                    return Err(ConfigError::InvalidValue {
-                        path,
-                        value: other.to_string(),
-                        expected: "a mapping".into(),
-                    });
-                }
-            },
-            Some(_) => {}
-        }
-    }
-    Ok(())
 }
 
 /// Merges `overlay` into `base`: mappings merge key by key, `null` removes

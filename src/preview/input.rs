@@ -52,6 +52,40 @@ fn parse_json_stream(text: &str) -> Result<Vec<Document>, PreviewError> {
 
 fn parse_yaml_stream(text: &str) -> Result<Vec<Document>, PreviewError> {
     let mut documents = Vec::new();
+    for_each_yaml_document(text, |doc| {
+        documents.push(doc);
+        Ok(())
+    })?;
+    Ok(documents)
+}
+
+/// Calls `f` on each document of `text` in order, parsing YAML one
+/// document at a time, so that only the current document is held parsed
+/// (a JSON text is parsed whole first: it may turn out to be YAML). Errors
+/// as [`parse_documents`].
+pub(super) fn for_each_document(
+    text: &str,
+    mut f: impl FnMut(Document) -> Result<(), PreviewError>,
+) -> Result<(), PreviewError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if looks_like_json(text) {
+        return parse_documents(text)?.into_iter().try_for_each(f);
+    }
+    let mut seen = 0;
+    for_each_yaml_document(text, |doc| {
+        seen += 1;
+        f(doc)
+    })?;
+    if seen == 0 {
+        return Err(PreviewError::Empty);
+    }
+    Ok(())
+}
+
+fn for_each_yaml_document(
+    text: &str,
+    mut f: impl FnMut(Document) -> Result<(), PreviewError>,
+) -> Result<(), PreviewError> {
     for (i, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let index = i + 1;
         let yaml_error = |source| PreviewError::Yaml {
@@ -76,9 +110,10 @@ fn parse_yaml_stream(text: &str) -> Result<Vec<Document>, PreviewError> {
             document: DocumentLabel::unparsed(index),
             problem: format!("cannot be read as a JSON object: {err}"),
         })?;
-        documents.push(kubernetes_object(index, object, "YAML")?);
+        drop(value);
+        f(kubernetes_object(index, object, "YAML")?)?;
     }
-    Ok(documents)
+    Ok(())
 }
 
 /// The first custom tag (`!Thing`) anywhere in the value, if any.

@@ -8,21 +8,23 @@ use super::{PreviewError, Previewed};
 use crate::inject::Outcome;
 
 /// Every document, injected or unchanged, as YAML, separated by `---` lines
-/// (what `istioctl kube-inject` prints).
+/// (what `istioctl kube-inject` prints), written so that Kubernetes' YAML 1.1
+/// reader gets every string back as a string ([`super::yaml`]).
 pub(super) fn yaml(results: &[Previewed]) -> Result<String, PreviewError> {
     let mut out = String::new();
-    for (i, result) in results.iter().enumerate() {
-        if i > 0 {
-            out.push_str("---\n");
-        }
-        let text =
-            serde_yaml::to_string(result.output()).map_err(|source| PreviewError::RenderYaml {
-                document: result.label.clone(),
-                source,
-            })?;
-        out.push_str(&text);
+    for result in results {
+        yaml_document(result, &mut out);
     }
     Ok(out)
+}
+
+/// Appends one document to a YAML stream (a `---` line before all but the
+/// first).
+pub(super) fn yaml_document(result: &Previewed, out: &mut String) {
+    if !out.is_empty() {
+        out.push_str("---\n");
+    }
+    out.push_str(&super::yaml::to_string(result.output()));
 }
 
 /// The injected object as pretty JSON; with several documents, a
@@ -55,18 +57,23 @@ pub(super) fn json(results: &[Previewed]) -> Result<String, PreviewError> {
 pub(super) fn patch(results: &[Previewed]) -> Result<String, PreviewError> {
     let mut out = String::new();
     for result in results {
-        match &result.outcome {
-            Outcome::Injected { patch, .. } => {
-                let line =
-                    serde_json::to_string(patch).map_err(|source| PreviewError::RenderJson {
-                        document: result.label.clone(),
-                        source,
-                    })?;
-                out.push_str(&line);
-            }
-            Outcome::Skipped { .. } => out.push_str("[]"),
-        }
-        out.push('\n');
+        patch_line(result, &mut out)?;
     }
     Ok(out)
+}
+
+/// Appends one document's patch line.
+pub(super) fn patch_line(result: &Previewed, out: &mut String) -> Result<(), PreviewError> {
+    match &result.outcome {
+        Outcome::Injected { patch, .. } => {
+            let line = serde_json::to_string(patch).map_err(|source| PreviewError::RenderJson {
+                document: result.label.clone(),
+                source,
+            })?;
+            out.push_str(&line);
+        }
+        Outcome::Skipped { .. } => out.push_str("[]"),
+    }
+    out.push('\n');
+    Ok(())
 }

@@ -47,6 +47,57 @@ fn parse_ttl(text: &str) -> Result<Duration, String> {
     parse_duration(text)
 }
 
+/// The error chain once: a cause whose text its parent already shows is
+/// left out (the transport repeated `invalid peer certificate: BadSignature`).
+fn chain_text(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let cause = cause.to_string();
+        if text.contains(&cause) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&cause);
+    }
+    text
+}
+
+/// The failure, with what it means and what to do for the two a user
+/// meets first: a `--ca-bundle` that is not the server's root, and a
+/// renewal certificate the server does not trust (it closes the
+/// connection in the handshake, which tonic reports as `Cancelled`, a
+/// TLS alert or a broken pipe, depending on timing).
+fn explain(err: &anyhow::Error, args: &RequestArgs) -> anyhow::Error {
+    let text = chain_text(err);
+    let bundle = args.ca_bundle.display();
+    if ["BadSignature", "UnknownIssuer", "invalid peer certificate"]
+        .iter()
+        .any(|t| text.contains(t))
+    {
+        return anyhow::anyhow!(
+            "{text}\nThe CA service's serving certificate does not chain to --ca-bundle {bundle}: pass that server's root (the file its --ca-bundle-out wrote, or its root-cert.pem)"
+        );
+    }
+    if let Some(chain) = &args.cert_chain
+        && [
+            "transport error",
+            "connection closed",
+            "Cancelled",
+            "fatal alert",
+        ]
+        .iter()
+        .any(|t| text.contains(t))
+    {
+        return anyhow::anyhow!(
+            "{text}\nThe CA service closed the connection during the TLS handshake: it does not accept the client certificate in --cert-chain {} (issued by another CA, or expired). Renew with a certificate this CA issued, or request a new one with --token-file",
+            chain.display()
+        );
+    }
+    anyhow::anyhow!("{text}")
+}
+
 fn read(path: &PathBuf, what: &str) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {what} {}", path.display()))
 }
@@ -78,7 +129,9 @@ pub fn run(args: RequestArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let written = runtime.block_on(client::request_certificate(&options))?;
+    let written = runtime
+        .block_on(client::request_certificate(&options))
+        .map_err(|err| explain(&err.into(), &args))?;
     println!(
         "wrote {} (0600), {} ({} certificates) and {}",
         written.key.display(),
