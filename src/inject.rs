@@ -2,10 +2,9 @@
 //! added (following Istio's injection template), merges it into the pod,
 //! post-processes it, and computes the JSON patch by diffing. Pure: no IO,
 //! no async. The CLI preview and the tests call [`inject`]; the webhook calls
-//! [`inject_patch`], which gives the patch's JSON text: a first injection is
-//! written straight into it by the direct path (`direct`), anything else
-//! by the same engine without keeping the injected object. The invariants
-//! and mutation tests check that both give `inject`'s patch, byte for byte.
+//! [`inject_patch`], which is [`inject`] with the patch written as JSON text:
+//! one path from decision to patch, so that what the preview shows is what
+//! the webhook does.
 //!
 //! See Istio's `pkg/kube/inject` for the behaviour this reproduces.
 //!
@@ -16,9 +15,7 @@
 
 mod annotations;
 mod capture;
-mod compiled;
 mod decision;
-mod direct;
 mod fragments;
 mod gojson;
 mod inputs;
@@ -27,7 +24,6 @@ mod merge;
 mod node;
 mod order;
 mod patch;
-mod patch_json;
 mod pipeline;
 mod probes;
 mod prometheus;
@@ -215,14 +211,10 @@ pub enum PatchOutcome {
     /// The object gets the sidecar.
     Injected {
         /// The JSON text of the RFC 6902 operations that inject the object:
-        /// byte for byte what `serde_json::to_vec` gives for [`inject`]'s
-        /// patch.
+        /// `serde_json::to_vec` of [`inject`]'s patch.
         patch: Vec<u8>,
         /// Why.
         decision: Decision,
-        /// Which path wrote the patch: for tests and benchmarks, which
-        /// check that each is taken.
-        path: PatchPath,
     },
     /// The object is left as it is.
     Skipped {
@@ -231,70 +223,22 @@ pub enum PatchOutcome {
     },
 }
 
-/// Which path of [`inject_patch`] wrote a patch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PatchPath {
-    /// The Value engine (a re-injection, the user's own injected
-    /// containers, a `kind: List`, unusual lists).
-    Engine,
-    /// The direct path, with the template rendered for the pod (a pod
-    /// with tuning annotations).
-    Rendered,
-    /// The direct path, with the configuration's compiled template.
-    Compiled,
-}
-
-/// Does ahead of time what [`inject_patch`] would otherwise do on its first
-/// call with `cfg`: compile the configuration's template. For the webhook,
-/// when a configuration is loaded, so that no admission pays for it.
-pub fn prepare(cfg: &Config) {
-    compiled::of_config(cfg);
-}
-
 /// [`inject`] for callers that need only the patch's text (the webhook):
-/// the same decision and the same patch, without keeping the injected
-/// object. A first injection is written straight into the patch's text
-/// ([`direct`]); anything else goes through the Value engine, whose
-/// injected parts are moved into the patch rather than copied.
+/// the same decision and the same patch, by the same code.
 pub fn inject_patch(
     object: &Value,
     ctx: &Context,
     cfg: &Config,
 ) -> Result<PatchOutcome, InjectError> {
-    if object.get("kind").and_then(Value::as_str) == Some("List") {
-        return Ok(match inject_list(object, ctx, cfg)? {
-            Outcome::Injected {
-                patch, decision, ..
-            } => PatchOutcome::Injected {
-                patch: patch_json::patch_to_vec(&patch),
-                decision,
-                path: PatchPath::Engine,
-            },
-            Outcome::Skipped { reason } => PatchOutcome::Skipped { reason },
-        });
-    }
-    let candidate = match candidate(object, ctx, cfg)? {
-        Ok(candidate) => candidate,
-        Err(reason) => return Ok(PatchOutcome::Skipped { reason }),
-    };
-    if let Some(direct) = direct::patch(object, &candidate, cfg)? {
-        return Ok(PatchOutcome::Injected {
-            patch: direct.patch,
-            decision: candidate.decision(direct.status),
-            path: if direct.compiled {
-                PatchPath::Compiled
-            } else {
-                PatchPath::Rendered
-            },
-        });
-    }
-    Ok(match inject_candidate(object, candidate, cfg)? {
-        Prepared::Skipped(reason) => PatchOutcome::Skipped { reason },
-        Prepared::Injected { pod, decision } => PatchOutcome::Injected {
-            patch: patch_json::patch_to_vec(&pod.into_patch(object)),
+    Ok(match inject(object, ctx, cfg)? {
+        Outcome::Injected {
+            patch, decision, ..
+        } => PatchOutcome::Injected {
+            // Serializing a patch of strings, numbers and objects cannot fail.
+            patch: serde_json::to_vec(&patch).unwrap_or_default(),
             decision,
-            path: PatchPath::Engine,
         },
+        Outcome::Skipped { reason } => PatchOutcome::Skipped { reason },
     })
 }
 
@@ -322,25 +266,6 @@ impl InjectedPod {
         set_pointer(&mut mutated, self.meta_ptr, self.metadata);
         set_pointer(&mut mutated, self.spec_ptr, self.spec);
         mutated
-    }
-
-    /// The patch that injects `object`, in the order a diff of the whole
-    /// object gives: the template's metadata before its spec, unless the
-    /// metadata is new (added keys come after the existing ones).
-    fn into_patch(self, object: &Value) -> json_patch::Patch {
-        let mut ops = Vec::new();
-        let original_meta = at(object, self.meta_ptr);
-        let meta = (self.meta_ptr, original_meta, self.metadata);
-        let spec = (self.spec_ptr, at(object, self.spec_ptr), self.spec);
-        let (first, second) = if original_meta.is_some() {
-            (meta, spec)
-        } else {
-            (spec, meta)
-        };
-        for (pointer, original, injected) in [first, second] {
-            patch::diff_into_at(pointer, original, injected, &mut ops);
-        }
-        json_patch::Patch(ops)
     }
 }
 

@@ -234,7 +234,6 @@ pub fn inject_pod(
         native,
         hold,
         resources: inputs::resources(s, &data_annotations),
-        compile: false,
     })?;
     if previous
         .as_deref()

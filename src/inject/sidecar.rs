@@ -10,7 +10,7 @@ use super::InjectError;
 use super::capture;
 use super::fragments::*;
 pub use super::inputs::{Inputs, canonical_value, env, scalar_string};
-use super::node::{Hole, Node, map, strs};
+use super::node::{Node, map, strs};
 use super::proxy::proxy_container;
 pub use super::status::Status;
 use crate::config::{Settings, TrafficCapture};
@@ -461,11 +461,7 @@ fn volumes<'a>(i: &Inputs<'a>) -> Vec<Node<'a>> {
         v.push(raw(&CA_CRL_VOLUME));
     }
     if s.mount_mtls_certs {
-        let secret_name = if i.compile {
-            Node::Hole(Hole::CertsSecret)
-        } else {
-            certs_secret(i.spec).into()
-        };
+        let secret_name: Node = certs_secret(i.spec).into();
         v.push(map([
             ("name", "istio-certs".into()),
             (

@@ -16,7 +16,6 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::config::{Config, ConfigError};
-use crate::inject;
 use crate::webhook::metrics::WebhookMetrics;
 use crate::webhook::tls::{CertResolver, ServingCert};
 
@@ -85,7 +84,6 @@ pub fn watch_config(
             let path = files.paths[0].display().to_string();
             match parse_config(&contents[0]) {
                 Ok(config) => {
-                    inject::prepare(&config);
                     current.store(Arc::new(config));
                     info!(file = %path, "config reloaded");
                 }
