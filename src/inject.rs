@@ -31,6 +31,7 @@ mod proxy;
 pub mod quantity;
 mod sidecar;
 mod status;
+mod uninject;
 mod workload;
 
 use std::collections::BTreeMap;
@@ -73,12 +74,17 @@ pub struct Decision {
     /// The rule, in a sentence.
     pub rule: String,
     /// The rule's stable kebab-case name: `pod-label`, `pod-annotation`,
-    /// `always-inject-selector`, `policy`, or `list` for a `kind: List`.
+    /// `always-inject-selector`, `pod-revision-label`, `policy`, or `list`
+    /// for a `kind: List`.
     pub rule_name: &'static str,
     /// What was added (empty for a `kind: List`: see `items`).
     pub added: Added,
     /// For a `kind: List`: each item's outcome, in order.
     pub items: Vec<ItemOutcome>,
+    /// For an object an earlier injection made under another
+    /// configuration: what re-injecting it changes, briefly (e.g.
+    /// `proxy image docker.io/istio/proxyv2:1.26.0 -> 1.28.0`).
+    pub reinjected: Option<String>,
 }
 
 /// The outcome of one item of a `kind: List`.
@@ -184,6 +190,81 @@ pub(crate) fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
             .collect(),
         _ => BTreeMap::new(),
     }
+}
+
+/// `object` without what an earlier injection added, as its status record
+/// (`sidecar.istio.io/status`) names it (each item of a `kind: List`
+/// likewise), or `None` when nothing in it carries a status record. What
+/// `outrigger uninject` prints; re-injection starts from the same.
+pub fn uninject(object: &Value, cfg: &Config) -> Option<Value> {
+    let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
+    if kind == "List" {
+        let mut out = object.clone();
+        let mut any = false;
+        if let Some(Value::Array(items)) = out.get_mut("items") {
+            for item in items.iter_mut() {
+                if let Some(plain) = uninject(item, cfg) {
+                    *item = plain;
+                    any = true;
+                }
+            }
+        }
+        return any.then_some(out);
+    }
+    let (meta_ptr, spec_ptr) = pod_location(kind)?;
+    let mut pod = serde_json::json!({
+        "metadata": at(object, meta_ptr).cloned().unwrap_or(Value::Null),
+        "spec": at(object, spec_ptr)?.clone(),
+    });
+    let namespace = at(object, "/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("default");
+    let workload = workload::Workload::of(object, namespace);
+    uninject::uninject_pod(&mut pod, &workload.name, cfg.settings())?;
+    let mut out = clone_without(object, &[meta_ptr, spec_ptr]);
+    let metadata = pod["metadata"].take();
+    if metadata.as_object().is_some_and(|m| !m.is_empty()) || meta_ptr == "/metadata" {
+        set_pointer(&mut out, meta_ptr, metadata);
+    } else if let Some((parent, key)) = meta_ptr.rsplit_once('/')
+        && let Some(Value::Object(m)) = at_mut(&mut out, parent)
+    {
+        // Injection made the template's metadata; without it, it goes.
+        m.remove(key);
+    }
+    set_pointer(&mut out, spec_ptr, pod["spec"].take());
+    Some(out)
+}
+
+/// Warnings about `object` that do not stop injection (for each item of
+/// a `kind: List`, prefixed with its index): a `sidecar.istio.io/inject`
+/// value other than true/false, which falls back to the namespace's
+/// policy as in Istio. The webhook returns them as AdmissionReview
+/// `warnings`; the CLI prints them on stderr.
+pub fn warnings(object: &Value) -> Vec<String> {
+    let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
+    if kind == "List" {
+        return object
+            .get("items")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .flat_map(|(i, item)| {
+                warnings(item)
+                    .into_iter()
+                    .map(move |w| format!("List item {i}: {w}"))
+            })
+            .collect();
+    }
+    let Some(meta) = pod_location(kind).and_then(|(meta_ptr, _)| at(object, meta_ptr)) else {
+        return Vec::new();
+    };
+    decision::inject_value_warning(
+        &string_map(meta.get("labels")),
+        &string_map(meta.get("annotations")),
+    )
+    .into_iter()
+    .collect()
 }
 
 /// Injects the sidecar into `object` (any supported kind, or a `kind: List`
@@ -331,6 +412,7 @@ impl Candidate<'_> {
                 Rule::PodLabel => "pod-label",
                 Rule::PodAnnotation => "pod-annotation",
                 Rule::AlwaysInjectSelector => "always-inject-selector",
+                Rule::PodRevision => "pod-revision-label",
                 Rule::Policy => "policy",
             },
             added: Added {
@@ -340,6 +422,7 @@ impl Candidate<'_> {
                 image_pull_secrets: status.image_pull_secrets,
             },
             items: Vec::new(),
+            reinjected: None,
         }
     }
 }
@@ -421,7 +504,10 @@ fn inject_one(object: &Value, ctx: &Context, cfg: &Config) -> Result<Prepared, I
     }
 }
 
-/// Injects a candidate through the Value engine.
+/// Injects a candidate. An object an earlier injection marked (its status
+/// record) is first uninjected, then injected as if for the first time;
+/// when that gives what it already has, it is `already-injected`, else it
+/// is re-injected, and the decision says what changes.
 fn inject_candidate(object: &Value, c: Candidate, cfg: &Config) -> Result<Prepared, InjectError> {
     // A copy of the pod template only, injected in place; the rest of the
     // object is never changed.
@@ -435,25 +521,40 @@ fn inject_candidate(object: &Value, c: Candidate, cfg: &Config) -> Result<Prepar
     );
     pod_map.insert("spec".into(), c.spec.clone());
     let mut pod = Value::Object(pod_map);
-    let outcome = pipeline::inject_pod(
-        &c.annotations,
-        &c.labels,
-        c.spec,
+    let current = uninject::status_of(&pod["metadata"]).map(|_| pod.clone());
+    let previous = uninject::uninject_pod(&mut pod, &c.workload.name, cfg.settings());
+    // What the template sees: the pod without the earlier injection.
+    let base = previous.as_ref().map(|_| {
+        (
+            string_map(at(&pod, "/metadata/annotations")),
+            string_map(at(&pod, "/metadata/labels")),
+            pod["spec"].clone(),
+        )
+    });
+    let (annotations, labels, spec) = match &base {
+        Some((annotations, labels, spec)) => (annotations, labels, spec),
+        None => (&c.annotations, &c.labels, c.spec),
+    };
+    let status = pipeline::inject_pod(
+        annotations,
+        labels,
+        spec,
         &mut pod,
         &c.workload,
         cfg.settings(),
     )?;
-    let status = match outcome {
-        pipeline::PodOutcome::Injected(status) => status,
-        pipeline::PodOutcome::AlreadyInjected => {
+    let mut decision = c.decision(status.clone());
+    if let (Some(previous), Some(current)) = (previous, current) {
+        if uninject::covers(&current, &pod) {
             return Ok(Prepared::Skipped(SkipReason::new(
                 "already-injected",
-                "the pod's sidecar.istio.io/status annotation already records this injection",
+                "the pod's sidecar.istio.io/status annotation records an injection that gives what injecting now would",
             )));
         }
-    };
+        decision.reinjected = Some(uninject::changes(&current, &previous, &pod, &status));
+    }
     Ok(Prepared::Injected {
-        decision: c.decision(status),
+        decision,
         pod: Box::new(InjectedPod {
             metadata: pod["metadata"].take(),
             spec: pod["spec"].take(),
@@ -561,6 +662,7 @@ fn inject_list(object: &Value, ctx: &Context, cfg: &Config) -> Result<Outcome, I
             rule_name: "list",
             added: Added::default(),
             items: outcomes,
+            reinjected: None,
         },
     })
 }

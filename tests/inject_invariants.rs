@@ -112,8 +112,15 @@ fn with_unknown_fields(object: &Value) -> Option<Value> {
     let mut o = object.clone();
     let spec = o.pointer_mut(spec_ptr)?.as_object_mut()?;
     spec.insert("someFutureField".into(), json!({"nested": [1, {"x": "y"}]}));
+    // The first container, or for an object injected earlier (which is
+    // re-injected: its old proxy goes) the first one it did not add.
+    let injected_before = serde_json::to_string(object)
+        .unwrap_or_default()
+        .contains("sidecar.istio.io/status");
     if let Some(Value::Array(cs)) = spec.get_mut("containers")
-        && let Some(Value::Object(c)) = cs.first_mut()
+        && let Some(Value::Object(c)) = cs
+            .iter_mut()
+            .find(|c| !injected_before || c["name"] != "istio-proxy")
     {
         c.insert("futureField".into(), json!("kept"));
     }
