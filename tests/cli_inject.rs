@@ -835,3 +835,94 @@ fn istio_conformance_cases_through_the_cli() {
         failures.join("\n")
     );
 }
+
+#[test]
+fn a_bad_inject_value_is_a_warning_on_stderr_and_the_namespaces_policy() {
+    let run = outrigger(
+        &["inject", "-f", "tests/testdata/cli/bad-annotation.yaml"],
+        None,
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("warning: Pod undecided")
+            && run
+                .stderr
+                .contains("annotation sidecar.istio.io/inject is \"maybe\""),
+        "{}",
+        run.stderr
+    );
+    // The default policy (enabled) injects it.
+    assert!(
+        run.stdout.contains("sidecar.istio.io/status"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn explain_says_which_injected_objects_would_be_re_injected_and_why() {
+    let old = ok(&["inject", "-f", EXAMPLE, "--set", "values.global.tag=1.26.0"]);
+    let run = outrigger(
+        &[
+            "inject",
+            "-f",
+            "-",
+            "--set",
+            "values.global.tag=1.28.0",
+            "-o",
+            "explain",
+        ],
+        Some(&old),
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stdout.contains("decision: re-injected ("),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains(
+            "changes: proxy image docker.io/istio/proxyv2:1.26.0 -> docker.io/istio/proxyv2:1.28.0"
+        ),
+        "{}",
+        run.stdout
+    );
+    let same = outrigger(
+        &[
+            "inject",
+            "-f",
+            "-",
+            "--set",
+            "values.global.tag=1.26.0",
+            "-o",
+            "explain",
+        ],
+        Some(&old),
+    );
+    assert!(
+        same.stdout.contains("decision: skipped (already-injected)"),
+        "{}",
+        same.stdout
+    );
+}
+
+#[test]
+fn uninject_removes_what_the_status_record_names() {
+    let injected = ok(&["inject", "-f", EXAMPLE]);
+    let run = outrigger(&["uninject", "-f", "-"], Some(&injected));
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let back = yaml_docs(&run.stdout);
+    let original = yaml_docs(&read(EXAMPLE));
+    assert_eq!(back.len(), original.len());
+    for (b, o) in back.iter().zip(&original) {
+        // The named probe port comes back as its number (the record keeps
+        // the number); everything else as it was.
+        let text = serde_json::to_string(o)
+            .unwrap()
+            .replace("\"port\":\"http\"", "\"port\":9080");
+        assert_eq!(*b, serde_json::from_str::<Value>(&text).unwrap());
+    }
+    // An object without a record is printed as it is.
+    let plain = outrigger(&["uninject", "-f", EXAMPLE], None);
+    assert_eq!(yaml_docs(&plain.stdout), original);
+}
