@@ -4,7 +4,9 @@
 //! no async. The CLI preview and the tests call [`inject`]; the webhook calls
 //! [`inject_patch`], which is [`inject`] with the patch written as JSON text:
 //! one path from decision to patch, so that what the preview shows is what
-//! the webhook does.
+//! the webhook does. An object an earlier injection marked (its status
+//! record) is uninjected first ([`uninject`]) and injected again: the same
+//! result is `already-injected`, another is a re-injection.
 //!
 //! See Istio's `pkg/kube/inject` for the behaviour this reproduces.
 //!
