@@ -53,6 +53,9 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Preview injection offline: the injected object, the patch, or why not.
     Inject(inject::InjectArgs),
+    /// Remove what injection added, as each object's status record names
+    /// it (like `istioctl experimental kube-uninject`).
+    Uninject(inject::UninjectArgs),
     /// The workload certificate authority.
     #[command(subcommand)]
     Ca(ca::CaCommand),
@@ -188,6 +191,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve(args) => serve::run(args),
         Command::Inject(args) => inject::run(args),
+        Command::Uninject(args) => inject::run_uninject(args),
         Command::Ca(cmd) => ca::run(cmd),
         Command::Iptables(args) => iptables::run(args),
         Command::Version => {

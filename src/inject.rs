@@ -2,10 +2,11 @@
 //! added (following Istio's injection template), merges it into the pod,
 //! post-processes it, and computes the JSON patch by diffing. Pure: no IO,
 //! no async. The CLI preview and the tests call [`inject`]; the webhook calls
-//! [`inject_patch`], which gives the patch's JSON text: a first injection is
-//! written straight into it by the direct path (`direct`), anything else
-//! by the same engine without keeping the injected object. The invariants
-//! and mutation tests check that both give `inject`'s patch, byte for byte.
+//! [`inject_patch`], which is [`inject`] with the patch written as JSON text:
+//! one path from decision to patch, so that what the preview shows is what
+//! the webhook does. An object an earlier injection marked (its status
+//! record) is uninjected first ([`uninject`]) and injected again: the same
+//! result is `already-injected`, another is a re-injection.
 //!
 //! See Istio's `pkg/kube/inject` for the behaviour this reproduces.
 //!
@@ -16,9 +17,7 @@
 
 mod annotations;
 mod capture;
-mod compiled;
 mod decision;
-mod direct;
 mod fragments;
 mod gojson;
 mod inputs;
@@ -27,7 +26,6 @@ mod merge;
 mod node;
 mod order;
 mod patch;
-mod patch_json;
 mod pipeline;
 mod probes;
 mod prometheus;
@@ -35,6 +33,7 @@ mod proxy;
 pub mod quantity;
 mod sidecar;
 mod status;
+mod uninject;
 mod workload;
 
 use std::collections::BTreeMap;
@@ -77,12 +76,17 @@ pub struct Decision {
     /// The rule, in a sentence.
     pub rule: String,
     /// The rule's stable kebab-case name: `pod-label`, `pod-annotation`,
-    /// `always-inject-selector`, `policy`, or `list` for a `kind: List`.
+    /// `always-inject-selector`, `pod-revision-label`, `policy`, or `list`
+    /// for a `kind: List`.
     pub rule_name: &'static str,
     /// What was added (empty for a `kind: List`: see `items`).
     pub added: Added,
     /// For a `kind: List`: each item's outcome, in order.
     pub items: Vec<ItemOutcome>,
+    /// For an object an earlier injection made under another
+    /// configuration: what re-injecting it changes, briefly (e.g.
+    /// `proxy image docker.io/istio/proxyv2:1.26.0 -> 1.28.0`).
+    pub reinjected: Option<String>,
 }
 
 /// The outcome of one item of a `kind: List`.
@@ -190,6 +194,81 @@ pub(crate) fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
     }
 }
 
+/// `object` without what an earlier injection added, as its status record
+/// (`sidecar.istio.io/status`) names it (each item of a `kind: List`
+/// likewise), or `None` when nothing in it carries a status record. What
+/// `outrigger uninject` prints; re-injection starts from the same.
+pub fn uninject(object: &Value, cfg: &Config) -> Option<Value> {
+    let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
+    if kind == "List" {
+        let mut out = object.clone();
+        let mut any = false;
+        if let Some(Value::Array(items)) = out.get_mut("items") {
+            for item in items.iter_mut() {
+                if let Some(plain) = uninject(item, cfg) {
+                    *item = plain;
+                    any = true;
+                }
+            }
+        }
+        return any.then_some(out);
+    }
+    let (meta_ptr, spec_ptr) = pod_location(kind)?;
+    let mut pod = serde_json::json!({
+        "metadata": at(object, meta_ptr).cloned().unwrap_or(Value::Null),
+        "spec": at(object, spec_ptr)?.clone(),
+    });
+    let namespace = at(object, "/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("default");
+    let workload = workload::Workload::of(object, namespace);
+    uninject::uninject_pod(&mut pod, &workload.name, cfg.settings())?;
+    let mut out = clone_without(object, &[meta_ptr, spec_ptr]);
+    let metadata = pod["metadata"].take();
+    if metadata.as_object().is_some_and(|m| !m.is_empty()) || meta_ptr == "/metadata" {
+        set_pointer(&mut out, meta_ptr, metadata);
+    } else if let Some((parent, key)) = meta_ptr.rsplit_once('/')
+        && let Some(Value::Object(m)) = at_mut(&mut out, parent)
+    {
+        // Injection made the template's metadata; without it, it goes.
+        m.remove(key);
+    }
+    set_pointer(&mut out, spec_ptr, pod["spec"].take());
+    Some(out)
+}
+
+/// Warnings about `object` that do not stop injection (for each item of
+/// a `kind: List`, prefixed with its index): a `sidecar.istio.io/inject`
+/// value other than true/false, which falls back to the namespace's
+/// policy as in Istio. The webhook returns them as AdmissionReview
+/// `warnings`; the CLI prints them on stderr.
+pub fn warnings(object: &Value) -> Vec<String> {
+    let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
+    if kind == "List" {
+        return object
+            .get("items")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .flat_map(|(i, item)| {
+                warnings(item)
+                    .into_iter()
+                    .map(move |w| format!("List item {i}: {w}"))
+            })
+            .collect();
+    }
+    let Some(meta) = pod_location(kind).and_then(|(meta_ptr, _)| at(object, meta_ptr)) else {
+        return Vec::new();
+    };
+    decision::inject_value_warning(
+        &string_map(meta.get("labels")),
+        &string_map(meta.get("annotations")),
+    )
+    .into_iter()
+    .collect()
+}
+
 /// Injects the sidecar into `object` (any supported kind, or a `kind: List`
 /// of them), or says why not.
 pub fn inject(object: &Value, ctx: &Context, cfg: &Config) -> Result<Outcome, InjectError> {
@@ -215,14 +294,10 @@ pub enum PatchOutcome {
     /// The object gets the sidecar.
     Injected {
         /// The JSON text of the RFC 6902 operations that inject the object:
-        /// byte for byte what `serde_json::to_vec` gives for [`inject`]'s
-        /// patch.
+        /// `serde_json::to_vec` of [`inject`]'s patch.
         patch: Vec<u8>,
         /// Why.
         decision: Decision,
-        /// Which path wrote the patch: for tests and benchmarks, which
-        /// check that each is taken.
-        path: PatchPath,
     },
     /// The object is left as it is.
     Skipped {
@@ -231,70 +306,22 @@ pub enum PatchOutcome {
     },
 }
 
-/// Which path of [`inject_patch`] wrote a patch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PatchPath {
-    /// The Value engine (a re-injection, the user's own injected
-    /// containers, a `kind: List`, unusual lists).
-    Engine,
-    /// The direct path, with the template rendered for the pod (a pod
-    /// with tuning annotations).
-    Rendered,
-    /// The direct path, with the configuration's compiled template.
-    Compiled,
-}
-
-/// Does ahead of time what [`inject_patch`] would otherwise do on its first
-/// call with `cfg`: compile the configuration's template. For the webhook,
-/// when a configuration is loaded, so that no admission pays for it.
-pub fn prepare(cfg: &Config) {
-    compiled::of_config(cfg);
-}
-
 /// [`inject`] for callers that need only the patch's text (the webhook):
-/// the same decision and the same patch, without keeping the injected
-/// object. A first injection is written straight into the patch's text
-/// ([`direct`]); anything else goes through the Value engine, whose
-/// injected parts are moved into the patch rather than copied.
+/// the same decision and the same patch, by the same code.
 pub fn inject_patch(
     object: &Value,
     ctx: &Context,
     cfg: &Config,
 ) -> Result<PatchOutcome, InjectError> {
-    if object.get("kind").and_then(Value::as_str) == Some("List") {
-        return Ok(match inject_list(object, ctx, cfg)? {
-            Outcome::Injected {
-                patch, decision, ..
-            } => PatchOutcome::Injected {
-                patch: patch_json::patch_to_vec(&patch),
-                decision,
-                path: PatchPath::Engine,
-            },
-            Outcome::Skipped { reason } => PatchOutcome::Skipped { reason },
-        });
-    }
-    let candidate = match candidate(object, ctx, cfg)? {
-        Ok(candidate) => candidate,
-        Err(reason) => return Ok(PatchOutcome::Skipped { reason }),
-    };
-    if let Some(direct) = direct::patch(object, &candidate, cfg)? {
-        return Ok(PatchOutcome::Injected {
-            patch: direct.patch,
-            decision: candidate.decision(direct.status),
-            path: if direct.compiled {
-                PatchPath::Compiled
-            } else {
-                PatchPath::Rendered
-            },
-        });
-    }
-    Ok(match inject_candidate(object, candidate, cfg)? {
-        Prepared::Skipped(reason) => PatchOutcome::Skipped { reason },
-        Prepared::Injected { pod, decision } => PatchOutcome::Injected {
-            patch: patch_json::patch_to_vec(&pod.into_patch(object)),
+    Ok(match inject(object, ctx, cfg)? {
+        Outcome::Injected {
+            patch, decision, ..
+        } => PatchOutcome::Injected {
+            // Serializing a patch of strings, numbers and objects cannot fail.
+            patch: serde_json::to_vec(&patch).unwrap_or_default(),
             decision,
-            path: PatchPath::Engine,
         },
+        Outcome::Skipped { reason } => PatchOutcome::Skipped { reason },
     })
 }
 
@@ -322,25 +349,6 @@ impl InjectedPod {
         set_pointer(&mut mutated, self.meta_ptr, self.metadata);
         set_pointer(&mut mutated, self.spec_ptr, self.spec);
         mutated
-    }
-
-    /// The patch that injects `object`, in the order a diff of the whole
-    /// object gives: the template's metadata before its spec, unless the
-    /// metadata is new (added keys come after the existing ones).
-    fn into_patch(self, object: &Value) -> json_patch::Patch {
-        let mut ops = Vec::new();
-        let original_meta = at(object, self.meta_ptr);
-        let meta = (self.meta_ptr, original_meta, self.metadata);
-        let spec = (self.spec_ptr, at(object, self.spec_ptr), self.spec);
-        let (first, second) = if original_meta.is_some() {
-            (meta, spec)
-        } else {
-            (spec, meta)
-        };
-        for (pointer, original, injected) in [first, second] {
-            patch::diff_into_at(pointer, original, injected, &mut ops);
-        }
-        json_patch::Patch(ops)
     }
 }
 
@@ -406,6 +414,7 @@ impl Candidate<'_> {
                 Rule::PodLabel => "pod-label",
                 Rule::PodAnnotation => "pod-annotation",
                 Rule::AlwaysInjectSelector => "always-inject-selector",
+                Rule::PodRevision => "pod-revision-label",
                 Rule::Policy => "policy",
             },
             added: Added {
@@ -415,6 +424,7 @@ impl Candidate<'_> {
                 image_pull_secrets: status.image_pull_secrets,
             },
             items: Vec::new(),
+            reinjected: None,
         }
     }
 }
@@ -496,7 +506,10 @@ fn inject_one(object: &Value, ctx: &Context, cfg: &Config) -> Result<Prepared, I
     }
 }
 
-/// Injects a candidate through the Value engine.
+/// Injects a candidate. An object an earlier injection marked (its status
+/// record) is first uninjected, then injected as if for the first time;
+/// when that gives what it already has, it is `already-injected`, else it
+/// is re-injected, and the decision says what changes.
 fn inject_candidate(object: &Value, c: Candidate, cfg: &Config) -> Result<Prepared, InjectError> {
     // A copy of the pod template only, injected in place; the rest of the
     // object is never changed.
@@ -510,25 +523,40 @@ fn inject_candidate(object: &Value, c: Candidate, cfg: &Config) -> Result<Prepar
     );
     pod_map.insert("spec".into(), c.spec.clone());
     let mut pod = Value::Object(pod_map);
-    let outcome = pipeline::inject_pod(
-        &c.annotations,
-        &c.labels,
-        c.spec,
+    let current = uninject::status_of(&pod["metadata"]).map(|_| pod.clone());
+    let previous = uninject::uninject_pod(&mut pod, &c.workload.name, cfg.settings());
+    // What the template sees: the pod without the earlier injection.
+    let base = previous.as_ref().map(|_| {
+        (
+            string_map(at(&pod, "/metadata/annotations")),
+            string_map(at(&pod, "/metadata/labels")),
+            pod["spec"].clone(),
+        )
+    });
+    let (annotations, labels, spec) = match &base {
+        Some((annotations, labels, spec)) => (annotations, labels, spec),
+        None => (&c.annotations, &c.labels, c.spec),
+    };
+    let status = pipeline::inject_pod(
+        annotations,
+        labels,
+        spec,
         &mut pod,
         &c.workload,
         cfg.settings(),
     )?;
-    let status = match outcome {
-        pipeline::PodOutcome::Injected(status) => status,
-        pipeline::PodOutcome::AlreadyInjected => {
+    let mut decision = c.decision(status.clone());
+    if let (Some(previous), Some(current)) = (previous, current) {
+        if uninject::covers(&current, &pod) {
             return Ok(Prepared::Skipped(SkipReason::new(
                 "already-injected",
-                "the pod's sidecar.istio.io/status annotation already records this injection",
+                "the pod's sidecar.istio.io/status annotation records an injection that gives what injecting now would",
             )));
         }
-    };
+        decision.reinjected = Some(uninject::changes(&current, &previous, &pod, &status));
+    }
     Ok(Prepared::Injected {
-        decision: c.decision(status),
+        decision,
         pod: Box::new(InjectedPod {
             metadata: pod["metadata"].take(),
             spec: pod["spec"].take(),
@@ -636,6 +664,7 @@ fn inject_list(object: &Value, ctx: &Context, cfg: &Config) -> Result<Outcome, I
             rule_name: "list",
             added: Added::default(),
             items: outcomes,
+            reinjected: None,
         },
     })
 }

@@ -138,6 +138,7 @@ async fn inject(
     let kind = admission::kind_label(&summary.kind);
     let result = match &summary.verdict {
         Verdict::Injected => RequestResult::Injected,
+        Verdict::Reinjected(_) => RequestResult::Reinjected,
         Verdict::Skipped(reason) => {
             state.metrics.skip(reason);
             RequestResult::Skipped
@@ -148,6 +149,7 @@ async fn inject(
     state.metrics.observe_duration(elapsed);
     let reason = match &summary.verdict {
         Verdict::Injected => "",
+        Verdict::Reinjected(changes) => changes,
         Verdict::Skipped(reason) => reason,
         Verdict::Denied(message) => message,
     };

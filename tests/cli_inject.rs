@@ -803,6 +803,26 @@ fn istio_conformance_cases_through_the_cli() {
             ));
             continue;
         }
+        if support::conformance::by_design(&case.name).is_some() {
+            // Not Istio's golden (see BY_DESIGN): the engine's own answer,
+            // which tests/conformance_inject.rs checks.
+            let cfg = support::conformance::case_config(&dir, case);
+            let input = yaml_docs(&std::fs::read_to_string(dir.join(&case.input)).expect("input"));
+            for (i, (g, doc)) in got.iter().zip(&input).enumerate() {
+                let engine = match outrigger::inject::inject(doc, &Default::default(), &cfg) {
+                    Ok(outrigger::inject::Outcome::Injected { mutated, .. }) => mutated,
+                    _ => doc.clone(),
+                };
+                if *g != kube_inject_form(&engine) {
+                    failures.push(format!(
+                        "{} document {}: the CLI differs from the engine",
+                        case.name,
+                        i + 1
+                    ));
+                }
+            }
+            continue;
+        }
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
             if let Err(diff) = support::conformance::compare(g, w) {
                 failures.push(format!("{} document {}:\n{diff}", case.name, i + 1));
@@ -816,4 +836,95 @@ fn istio_conformance_cases_through_the_cli() {
         cases.len(),
         failures.join("\n")
     );
+}
+
+#[test]
+fn a_bad_inject_value_is_a_warning_on_stderr_and_the_namespaces_policy() {
+    let run = outrigger(
+        &["inject", "-f", "tests/testdata/cli/bad-annotation.yaml"],
+        None,
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("warning: Pod undecided")
+            && run
+                .stderr
+                .contains("annotation sidecar.istio.io/inject is \"maybe\""),
+        "{}",
+        run.stderr
+    );
+    // The default policy (enabled) injects it.
+    assert!(
+        run.stdout.contains("sidecar.istio.io/status"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn explain_says_which_injected_objects_would_be_re_injected_and_why() {
+    let old = ok(&["inject", "-f", EXAMPLE, "--set", "values.global.tag=1.26.0"]);
+    let run = outrigger(
+        &[
+            "inject",
+            "-f",
+            "-",
+            "--set",
+            "values.global.tag=1.28.0",
+            "-o",
+            "explain",
+        ],
+        Some(&old),
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stdout.contains("decision: re-injected ("),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains(
+            "changes: proxy image docker.io/istio/proxyv2:1.26.0 -> docker.io/istio/proxyv2:1.28.0"
+        ),
+        "{}",
+        run.stdout
+    );
+    let same = outrigger(
+        &[
+            "inject",
+            "-f",
+            "-",
+            "--set",
+            "values.global.tag=1.26.0",
+            "-o",
+            "explain",
+        ],
+        Some(&old),
+    );
+    assert!(
+        same.stdout.contains("decision: skipped (already-injected)"),
+        "{}",
+        same.stdout
+    );
+}
+
+#[test]
+fn uninject_removes_what_the_status_record_names() {
+    let injected = ok(&["inject", "-f", EXAMPLE]);
+    let run = outrigger(&["uninject", "-f", "-"], Some(&injected));
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let back = yaml_docs(&run.stdout);
+    let original = yaml_docs(&read(EXAMPLE));
+    assert_eq!(back.len(), original.len());
+    for (b, o) in back.iter().zip(&original) {
+        // The named probe port comes back as its number (the record keeps
+        // the number); everything else as it was.
+        let text = serde_json::to_string(o)
+            .unwrap()
+            .replace("\"port\":\"http\"", "\"port\":9080");
+        assert_eq!(*b, serde_json::from_str::<Value>(&text).unwrap());
+    }
+    // An object without a record is printed as it is.
+    let plain = outrigger(&["uninject", "-f", EXAMPLE], None);
+    assert_eq!(yaml_docs(&plain.stdout), original);
 }

@@ -9,7 +9,7 @@
 mod support;
 
 use outrigger::config::Config;
-use outrigger::inject::{Context, Outcome, PatchOutcome, PatchPath, inject, inject_patch};
+use outrigger::inject::{Context, Outcome, PatchOutcome, inject, inject_patch};
 use serde_json::{Value, json};
 use support::fixtures::{fixtures, with_istio};
 
@@ -35,13 +35,7 @@ fn patch_paths(patch: &json_patch::Patch) -> Vec<(String, String)> {
 }
 
 /// Checks every invariant for one object; returns the problems.
-fn check(
-    name: &str,
-    object: &Value,
-    cfg: &Config,
-    problems: &mut Vec<String>,
-    paths: &mut Vec<PatchPath>,
-) -> bool {
+fn check(name: &str, object: &Value, cfg: &Config, problems: &mut Vec<String>) -> bool {
     let ctx = Context::default();
     let (patch, mutated, decision) = match inject(object, &ctx, cfg) {
         Ok(Outcome::Injected {
@@ -60,10 +54,9 @@ fn check(
         Ok(PatchOutcome::Injected {
             patch: p,
             decision: d,
-            path,
-        }) if p == text && d == decision => paths.push(path),
-        Ok(PatchOutcome::Injected { patch: p, path, .. }) => problems.push(format!(
-            "{name}: inject_patch ({path:?}) gives another patch or decision than inject:\n{}\n{}",
+        }) if p == text && d == decision => {}
+        Ok(PatchOutcome::Injected { patch: p, .. }) => problems.push(format!(
+            "{name}: inject_patch gives another patch or decision than inject:\n{}\n{}",
             String::from_utf8_lossy(&p),
             String::from_utf8_lossy(&text),
         )),
@@ -119,8 +112,15 @@ fn with_unknown_fields(object: &Value) -> Option<Value> {
     let mut o = object.clone();
     let spec = o.pointer_mut(spec_ptr)?.as_object_mut()?;
     spec.insert("someFutureField".into(), json!({"nested": [1, {"x": "y"}]}));
+    // The first container, or for an object injected earlier (which is
+    // re-injected: its old proxy goes) the first one it did not add.
+    let injected_before = serde_json::to_string(object)
+        .unwrap_or_default()
+        .contains("sidecar.istio.io/status");
     if let Some(Value::Array(cs)) = spec.get_mut("containers")
-        && let Some(Value::Object(c)) = cs.first_mut()
+        && let Some(Value::Object(c)) = cs
+            .iter_mut()
+            .find(|c| !injected_before || c["name"] != "istio-proxy")
     {
         c.insert("futureField".into(), json!("kept"));
     }
@@ -138,16 +138,15 @@ fn invariants_hold_for_every_fixture() {
     let mut problems = Vec::new();
     let mut injected = 0;
     let mut unknown_checked = 0;
-    let mut paths = Vec::new();
     for f in fixtures() {
-        if check(&f.name, &f.object, &f.cfg, &mut problems, &mut paths) {
+        if check(&f.name, &f.object, &f.cfg, &mut problems) {
             injected += 1;
         }
         let Some(extended) = with_unknown_fields(&f.object) else {
             continue;
         };
         let name = format!("{} (+unknown fields)", f.name);
-        if !check(&name, &extended, &f.cfg, &mut problems, &mut paths) {
+        if !check(&name, &extended, &f.cfg, &mut problems) {
             continue;
         }
         unknown_checked += 1;
@@ -201,25 +200,4 @@ fn invariants_hold_for_every_fixture() {
         unknown_checked >= 60,
         "only {unknown_checked} fixtures checked with unknown fields"
     );
-    // Most fixtures are first injections the direct path writes, the
-    // untuned ones from the compiled template; the rest (re-injections,
-    // user overrides of injected containers) keep the Value engine's path
-    // covered. Each path must be well exercised.
-    let count = |p: PatchPath| paths.iter().filter(|x| **x == p).count();
-    let (engine, rendered, compiled) = (
-        count(PatchPath::Engine),
-        count(PatchPath::Rendered),
-        count(PatchPath::Compiled),
-    );
-    println!(
-        "{} injections: {engine} by the Value engine, {rendered} rendered directly, {compiled} compiled",
-        paths.len()
-    );
-    for (what, n) in [
-        ("engine", engine),
-        ("rendered", rendered),
-        ("compiled", compiled),
-    ] {
-        assert!(n >= 10, "only {n} injections by the {what} path");
-    }
 }

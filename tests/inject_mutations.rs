@@ -4,9 +4,8 @@
 //! an injected name, an Istio annotation set to a bad value), and for each
 //! mutant:
 //! - nothing panics: `inject`, `inject_patch` and the webhook's `admit`;
-//! - `inject` and `inject_patch` agree (the same patch, byte for byte, whether
-//!   the direct path or the Value engine wrote it; the same decision, skip,
-//!   or error);
+//! - `inject` and `inject_patch` agree (the same patch, byte for byte; the
+//!   same decision, skip, or error);
 //! - an injection's patch, applied to the mutant, gives `mutated`, and the
 //!   webhook's base64 patch is that same patch.
 //!
@@ -26,7 +25,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use base64::Engine as _;
 use damage::{Rng, damage};
 use outrigger::config::Config;
-use outrigger::inject::{Context, Outcome, PatchOutcome, PatchPath, inject, inject_patch};
+use outrigger::inject::{Context, Outcome, PatchOutcome, inject, inject_patch};
 use outrigger::webhook::admission::admit;
 use serde_json::{Value, json};
 use support::fixtures::{fixtures, with_istio};
@@ -278,11 +277,6 @@ struct Tally {
     injected: usize,
     skipped: usize,
     refused: usize,
-    /// Injections whose patch the direct path wrote, rendered for the pod.
-    rendered: usize,
-    /// Injections whose patch the direct path wrote from the compiled
-    /// template.
-    compiled: usize,
 }
 
 /// What went wrong with one mutant, if anything.
@@ -307,22 +301,15 @@ fn check(mutant: &Value, cfg: &Config, tally: &mut Tally) -> Result<(), String> 
             Ok(PatchOutcome::Injected {
                 patch: p,
                 decision: d,
-                path,
             }),
         ) => {
             let text = serde_json::to_vec(patch).map_err(|e| e.to_string())?;
             if *p != text || d != decision {
                 return Err(format!(
-                    "inject_patch ({:?}) differs from inject:\n{}\n{}",
-                    path,
+                    "inject_patch differs from inject:\n{}\n{}",
                     String::from_utf8_lossy(p),
                     String::from_utf8_lossy(&text)
                 ));
-            }
-            match path {
-                PatchPath::Rendered => tally.rendered += 1,
-                PatchPath::Compiled => tally.compiled += 1,
-                PatchPath::Engine => {}
             }
             let mut applied = mutant.clone();
             json_patch::patch(&mut applied, patch).map_err(|e| format!("patch fails: {e}"))?;
@@ -450,8 +437,6 @@ fn mutated_inputs_never_panic_and_both_paths_agree() {
             ("injected", tally.injected),
             ("skipped", tally.skipped),
             ("refused", tally.refused),
-            ("injected directly, rendered", tally.rendered),
-            ("injected directly, compiled", tally.compiled),
         ] {
             assert!(
                 n * 20 > checked,

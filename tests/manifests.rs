@@ -418,7 +418,15 @@ fn check(objects: &[Value]) {
         .expect("a Service port targets the webhook")
         .port;
     let hooks = i.webhook.webhooks.as_ref().expect("webhooks");
-    assert_eq!(hooks.len(), 2, "one webhook for pods, one for workloads");
+    assert_eq!(
+        hooks.len(),
+        4,
+        "Istio's four selections: namespace, rev.namespace, object, rev.object"
+    );
+    // The policy the shipped config names (Istio's default, Never): one
+    // webhook call per object.
+    let shipped = outrigger::config::Config::from_yaml(config_text).expect("shipped config");
+    let reinvocation = shipped.settings().reinvocation_policy.clone();
     for hook in hooks {
         let svc_ref = hook
             .client_config
@@ -437,7 +445,7 @@ fn check(objects: &[Value]) {
         assert_eq!(hook.side_effects, "None");
         assert_eq!(hook.failure_policy.as_deref(), Some("Fail"));
         assert_eq!(hook.timeout_seconds, Some(10));
-        assert_eq!(hook.reinvocation_policy.as_deref(), Some("IfNeeded"));
+        assert_eq!(hook.reinvocation_policy.as_deref(), Some(&*reinvocation));
         assert_eq!(hook.admission_review_versions, vec!["v1", "v1beta1"]);
         let excluded = hook
             .namespace_selector

@@ -288,6 +288,7 @@ fn every_flag_of_every_subcommand_is_documented() {
     for args in [
         &["serve"][..],
         &["inject"],
+        &["uninject"],
         &["iptables"],
         &["ca", "init"],
         &["ca", "issue"],

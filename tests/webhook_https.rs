@@ -122,9 +122,12 @@ async fn bad_annotations_are_denied_with_the_engines_message() {
     let server = Server::standalone("deny", &[]);
     let client = client(&server.bundle());
     let mut candidates = Vec::new();
-    let mut bad_inject = pod();
-    bad_inject["metadata"]["annotations"] = json!({"sidecar.istio.io/inject": "maybe"});
-    candidates.push(bad_inject);
+    // (A bad sidecar.istio.io/inject value is a warning, not a denial, as
+    // in Istio: src/webhook/admission/tests.rs.)
+    let mut bad_interception = pod();
+    bad_interception["metadata"]["annotations"] =
+        json!({"sidecar.istio.io/interceptionMode": "SIDEWAYS"});
+    candidates.push(bad_interception);
     let mut bad_ports = pod();
     bad_ports["metadata"]["annotations"] =
         json!({"traffic.sidecar.istio.io/includeInboundPorts": "abc"});

@@ -1,6 +1,11 @@
 //! `outrigger inject`: preview injection offline. A thin layer over
 //! [`outrigger::preview`]: read the input and the configuration, build the
-//! engine's context from the flags, print the preview.
+//! engine's context from the flags, print the preview. Warnings that do
+//! not stop injection (an invalid `sidecar.istio.io/inject` value) go to
+//! stderr, as the webhook returns them to kubectl.
+//!
+//! `outrigger uninject`: every document without what injection added
+//! ([`outrigger::inject::uninject`]), as YAML.
 //!
 //! Exit status: 0 on success; 1 on bad input (an unreadable file, a document
 //! that is not a valid object, a value the engine rejects, a malformed
@@ -74,9 +79,54 @@ impl From<OutputFormat> for Format {
     }
 }
 
+/// Flags of `outrigger uninject`.
+#[derive(Debug, Args)]
+pub struct UninjectArgs {
+    /// The objects: a file of YAML documents, a JSON object or a stream of
+    /// JSON objects; `-` reads standard input.
+    #[arg(short = 'f', long = "filename", value_name = "FILE|-")]
+    pub filename: String,
+    /// The injector's configuration file, for the annotations it injects
+    /// (`sidecarInjectorWebhook.injectedAnnotations`). Default: Istio's
+    /// defaults.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
 /// Runs `outrigger inject`.
 pub fn run(args: InjectArgs) -> anyhow::Result<ExitCode> {
-    let output = match render(&args) {
+    print_or_fail(render(&args))
+}
+
+/// Runs `outrigger uninject`.
+pub fn run_uninject(args: UninjectArgs) -> anyhow::Result<ExitCode> {
+    print_or_fail(render_uninjected(&args))
+}
+
+/// Every document without what injection added, as YAML separated by
+/// `---` lines; documents without a status record are printed unchanged.
+fn render_uninjected(args: &UninjectArgs) -> Result<String, String> {
+    let cfg = match &args.config {
+        Some(path) => Config::load(path).map_err(|e| format!("--config: {e}"))?,
+        None => Config::default(),
+    };
+    let input = read_input(&args.filename)?;
+    let documents = preview::parse_documents(&input).map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    for (i, doc) in documents.iter().enumerate() {
+        if i > 0 {
+            out.push_str("---\n");
+        }
+        let plain = outrigger::inject::uninject(&doc.object, &cfg);
+        let text = serde_yaml::to_string(plain.as_ref().unwrap_or(&doc.object))
+            .map_err(|e| format!("{}: cannot write it as YAML: {e}", doc.label().object_ref()))?;
+        out.push_str(&text);
+    }
+    Ok(out)
+}
+
+fn print_or_fail(output: Result<String, String>) -> anyhow::Result<ExitCode> {
+    let output = match output {
         Ok(output) => output,
         Err(message) => {
             // One line naming what is wrong; the library errors already
@@ -105,7 +155,14 @@ fn render(args: &InjectArgs) -> Result<String, String> {
     let ctx = context(args)?;
     let cfg = config(args)?;
     let input = read_input(&args.filename)?;
-    preview::preview(&input, args.output.into(), &ctx, &cfg).map_err(|e| e.to_string())
+    let documents = preview::parse_documents(&input).map_err(|e| e.to_string())?;
+    for doc in &documents {
+        for warning in outrigger::inject::warnings(&doc.object) {
+            eprintln!("warning: {}: {warning}", doc.label().object_ref());
+        }
+    }
+    let results = preview::inject_all(documents, &ctx, &cfg).map_err(|e| e.to_string())?;
+    preview::render(&results, args.output.into()).map_err(|e| e.to_string())
 }
 
 fn context(args: &InjectArgs) -> Result<Context, String> {

@@ -190,6 +190,13 @@ pub struct Settings {
     pub always_inject: Vec<LabelSelector>,
     /// `config.injectedAnnotations` and `values.sidecarInjectorWebhook.injectedAnnotations`: added to every injected pod.
     pub injected_annotations: BTreeMap<String, String>,
+    /// `values.sidecarInjectorWebhook.enableNamespacesByDefault`: a
+    /// namespace with neither `istio-injection` nor `istio.io/rev` is
+    /// injected (the shipped selection changes with it: see the README).
+    pub enable_namespaces_by_default: bool,
+    /// `values.sidecarInjectorWebhook.reinvocationPolicy`: `Never` (Istio's
+    /// default) or `IfNeeded`, as the webhook configuration must say it.
+    pub reinvocation_policy: String,
 }
 
 struct Reader<'a> {
@@ -440,6 +447,20 @@ impl Settings {
                 "values.sidecarInjectorWebhook.injectedAnnotations",
                 "config.injectedAnnotations",
             ])?,
+            enable_namespaces_by_default: r
+                .boolean("values.sidecarInjectorWebhook.enableNamespacesByDefault")?,
+            reinvocation_policy: {
+                let key = "values.sidecarInjectorWebhook.reinvocationPolicy";
+                let policy = r.string(key)?;
+                if !matches!(policy.as_str(), "Never" | "IfNeeded") {
+                    return Err(invalid(
+                        key,
+                        &Value::String(policy),
+                        "\"Never\" or \"IfNeeded\"",
+                    ));
+                }
+                policy
+            },
         })
     }
 }

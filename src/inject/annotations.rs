@@ -89,12 +89,6 @@ const CHECKS: &[(&str, Check)] = &[
     (MERGE_METRICS, boolean),
 ];
 
-/// The names of the annotations [`validate`] checks.
-#[cfg(test)]
-pub fn validated() -> impl Iterator<Item = &'static str> {
-    CHECKS.iter().map(|(name, _)| *name)
-}
-
 /// Validates every annotation that tunes injection.
 pub fn validate(annotations: &BTreeMap<String, String>) -> Result<(), InjectError> {
     for (name, check) in CHECKS {

@@ -27,6 +27,10 @@ pub enum Rule {
     PodAnnotation,
     /// `alwaysInjectSelector` matched.
     AlwaysInjectSelector,
+    /// The pod's `istio.io/rev` label names this revision, in a namespace
+    /// with neither injection label (Istio's object-level revision
+    /// selection).
+    PodRevision,
     /// The policy is `enabled` and nothing opted out.
     Policy,
 }
@@ -38,6 +42,7 @@ impl Rule {
             Rule::PodLabel => "the pod's label sidecar.istio.io/inject is \"true\"",
             Rule::PodAnnotation => "the pod's annotation sidecar.istio.io/inject is \"true\"",
             Rule::AlwaysInjectSelector => "the pod's labels match alwaysInjectSelector",
+            Rule::PodRevision => "the pod's label istio.io/rev names this revision",
             Rule::Policy => "the injection policy is enabled and nothing opted the pod out",
         }
     }
@@ -74,9 +79,11 @@ pub fn decide(
             ),
         )));
     }
+    // The label wins over the annotation, as in Istio; a value other than
+    // true/false is as if neither were set (see [`inject_value_warning`]).
     let explicit = match (labels.get(INJECT), annotations.get(INJECT)) {
-        (Some(v), _) => Some((parse_inject(v, "label")?, Rule::PodLabel)),
-        (None, Some(v)) => Some((parse_inject(v, "annotation")?, Rule::PodAnnotation)),
+        (Some(v), _) => parse_inject(v).map(|b| (b, Rule::PodLabel)),
+        (None, Some(v)) => parse_inject(v).map(|b| (b, Rule::PodAnnotation)),
         (None, None) => None,
     };
     let mut decided = match explicit {
@@ -136,6 +143,22 @@ pub fn decide(
                 )));
             }
             (None, Some(_)) => {}
+            // A pod that names another revision is that revision's (in
+            // Istio, only its webhooks select the pod).
+            _ if labels.get("istio.io/rev").is_some_and(|r| r != rev) => {
+                return Ok(Err(SkipReason::new(
+                    "other-revision",
+                    format!(
+                        "the pod's label istio.io/rev selects revision {:?}, not {rev:?}",
+                        labels["istio.io/rev"]
+                    ),
+                )));
+            }
+            _ if s.enable_namespaces_by_default => {}
+            _ if labels.get("istio.io/rev").is_some_and(|r| r == rev) => {
+                // Istio's object-level revision selection.
+                decided.get_or_insert(Rule::PodRevision);
+            }
             _ => {
                 if decided != Some(Rule::PodLabel) {
                     return Ok(Err(SkipReason::new(
@@ -159,12 +182,32 @@ pub fn decide(
     }
 }
 
-fn parse_inject(v: &str, what: &str) -> Result<bool, InjectError> {
+fn parse_inject(v: &str) -> Option<bool> {
     match v.to_ascii_lowercase().as_str() {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        _ => Err(InjectError(format!(
-            "invalid value {v:?} for {what} {INJECT}: expected \"true\" or \"false\""
-        ))),
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
     }
+}
+
+/// The warning for a pod whose `sidecar.istio.io/inject` (the label, else
+/// the annotation: the one that decides) is neither `true` nor `false`.
+/// Istio logs "Only 'true' and 'false' are accepted. Falling back to
+/// default injection policy" and injects as the namespace says; so does
+/// outrigger, and the webhook returns this as an AdmissionReview warning
+/// (kubectl prints it), the CLI on stderr.
+pub fn inject_value_warning(
+    labels: &BTreeMap<String, String>,
+    annotations: &BTreeMap<String, String>,
+) -> Option<String> {
+    let (what, value) = match (labels.get(INJECT), annotations.get(INJECT)) {
+        (Some(v), _) => ("label", v),
+        (None, Some(v)) => ("annotation", v),
+        (None, None) => return None,
+    };
+    parse_inject(value).is_none().then(|| {
+        format!(
+            "the pod's {what} {INJECT} is {value:?}: only \"true\" and \"false\" are accepted; falling back to the namespace's injection policy, as Istio does"
+        )
+    })
 }

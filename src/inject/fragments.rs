@@ -1,11 +1,9 @@
 //! The constant parts of Istio's template, written out as JSON text once:
 //! the volumes, mounts and env vars that never depend on the pod or the
-//! settings. The direct path copies them into the patch as they are, and
-//! the Value engine parses them (see [`Node::Raw`]); neither builds,
-//! writes or drops them node by node.
+//! settings, parsed once on first use (see [`Node::Raw`]) rather than
+//! built node by node for every pod.
 //!
-//! Each text is serde_json's compact form with sorted keys, so that the
-//! direct path's patch stays byte for byte the Value engine's; the tests
+//! Each text is serde_json's compact form with sorted keys; the tests
 //! below hold every fragment to that.
 
 use super::node::{Fragment, Node};

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use super::node::{Hole, Node};
+use super::node::Node;
 use super::quantity;
 use super::sidecar::PROXY_NAME;
 use super::workload::Workload;
@@ -33,9 +33,6 @@ pub struct Inputs<'a> {
     pub hold: bool,
     /// The proxy's resources ([`resources`]).
     pub resources: Cow<'a, Value>,
-    /// Rendering to compile the template ([`super::compiled`]): the values
-    /// that differ from pod to pod are left as holes.
-    pub compile: bool,
 }
 
 impl<'a> Inputs<'a> {
@@ -189,14 +186,6 @@ pub fn scalar_string(v: &Value) -> String {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     }
-}
-
-/// An env var whose value is a compiled template's hole.
-pub fn env_hole<'a>(name: &'static str, hole: Hole) -> Node<'a> {
-    Node::Map(vec![
-        (Cow::Borrowed("name"), Node::Str(Cow::Borrowed(name))),
-        (Cow::Borrowed("value"), Node::Hole(hole)),
-    ])
 }
 
 /// An env var; an empty value is left out, as Kubernetes writes it.

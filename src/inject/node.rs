@@ -1,16 +1,12 @@
 //! What the template renders: a JSON tree that costs one allocation per
 //! object or list (not one per key and string, as `serde_json::Value`
-//! does), borrows its strings where it can, and writes itself as JSON text
-//! directly. The Value engine turns it into a `Value` ([`Node::into_value`]);
-//! the webhook's direct path writes it into the patch's text
-//! ([`Node::write`]) without ever building one.
+//! does) and borrows its strings where it can. The engine turns it into a
+//! `Value` ([`Node::into_value`]) to merge it into the pod.
 
 use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
-
-use super::patch_json::Out;
 
 /// A JSON value as rendered.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,36 +19,14 @@ pub enum Node<'a> {
     Bool(bool),
     /// A list.
     List(Vec<Node<'a>>),
-    /// An object, its keys unique and sorted (serde_json's order, in which
-    /// [`Node::write`] writes them): built by [`map`] and [`Node::insert`],
-    /// which keep them so.
+    /// An object, its keys unique and sorted (serde_json's order): built
+    /// by [`map`] and [`Node::insert`], which keep them so.
     Map(Vec<(Cow<'a, str>, Node<'a>)>),
     /// A value taken as it is (configured lifecycles, user volumes).
     Json(Cow<'a, Value>),
     /// A constant part of the template, as JSON text
     /// ([`super::fragments`]).
     Raw(&'static Fragment),
-    /// A per-pod value left open: only in a template rendered to be
-    /// compiled ([`super::compiled`]).
-    Hole(Hole),
-}
-
-/// The per-pod values a compiled template leaves open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Hole {
-    /// `ISTIO_META_POD_PORTS`'s value.
-    PodPorts,
-    /// `ISTIO_META_APP_CONTAINERS`'s value.
-    AppContainers,
-    /// `ISTIO_META_WORKLOAD_NAME`'s value.
-    WorkloadName,
-    /// `ISTIO_META_OWNER`'s value.
-    Owner,
-    /// The `istio-certs` volume's secret name.
-    CertsSecret,
-    /// The env vars post-processing adds to the proxy (Prometheus, app
-    /// probers), at the end of its env list: each written with its comma.
-    ExtraEnv,
 }
 
 /// A constant part of the template as JSON text: serde_json's compact form
@@ -139,22 +113,6 @@ impl From<bool> for Node<'_> {
 }
 
 impl<'a> Node<'a> {
-    /// The member `key` of an object.
-    pub fn get(&self, key: &str) -> Option<&Node<'a>> {
-        match self {
-            Node::Map(entries) => entries.iter().find(|(k, _)| k == key).map(|(_, v)| v),
-            _ => None,
-        }
-    }
-
-    /// The member `key` of an object, to change.
-    pub fn get_mut(&mut self, key: &str) -> Option<&mut Node<'a>> {
-        match self {
-            Node::Map(entries) => entries.iter_mut().find(|(k, _)| k == key).map(|(_, v)| v),
-            _ => None,
-        }
-    }
-
     /// Sets the member `key` of an object (replacing it if present).
     pub fn insert(&mut self, key: &'static str, value: Node<'a>) {
         if let Node::Map(entries) = self {
@@ -198,38 +156,6 @@ impl<'a> Node<'a> {
             ),
             Node::Json(v) => v.into_owned(),
             Node::Raw(f) => f.value().clone(),
-            // Holes are only rendered to be compiled, never converted.
-            Node::Hole(_) => Value::Null,
-        }
-    }
-
-    /// Writes the tree as serde_json writes the equivalent `Value`: compact,
-    /// object keys sorted.
-    pub fn write(&self, out: &mut Out) {
-        match self {
-            Node::Str(s) => out.string(s),
-            Node::Int(n) => out.integer(*n),
-            Node::Bool(true) => out.put_slice(b"true"),
-            Node::Bool(false) => out.put_slice(b"false"),
-            Node::List(items) => {
-                out.put_slice(b"[");
-                for (i, item) in items.iter().enumerate() {
-                    // Extra env vars bring their own commas, as there may
-                    // be none.
-                    if i > 0 && !matches!(item, Node::Hole(Hole::ExtraEnv)) {
-                        out.put_slice(b",");
-                    }
-                    item.write(out);
-                }
-                out.put_slice(b"]");
-            }
-            Node::Map(entries) => {
-                debug_assert!(entries.windows(2).all(|w| w[0].0 < w[1].0), "unsorted keys");
-                out.object(entries.iter().map(|(k, v)| (k, v)), |o, v| v.write(o));
-            }
-            Node::Json(v) => out.value(v),
-            Node::Raw(f) => out.put_slice(f.json.as_bytes()),
-            Node::Hole(hole) => out.hole(*hole),
         }
     }
 }
@@ -238,33 +164,6 @@ impl<'a> Node<'a> {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    fn text(node: &Node) -> String {
-        let mut out = Out::with_capacity(64);
-        node.write(&mut out);
-        String::from_utf8(out.into_vec()).unwrap()
-    }
-
-    #[test]
-    fn writes_what_serde_writes_for_the_same_value() {
-        let lifecycle = json!({"preStop": {"exec": {"command": ["a", "\"b\"\n"]}}});
-        let node = map([
-            ("name", "istio-proxy".into()),
-            ("args", strs(&["proxy", "sidecar", "tab\there"])),
-            (
-                "ports",
-                Node::List(vec![map([("containerPort", 15090.into())])]),
-            ),
-            ("readOnly", true.into()),
-            ("negative", (-3).into()),
-            ("lifecycle", Node::Json(Cow::Owned(lifecycle))),
-            ("emptyDir", map([])),
-            ("items", Node::List(vec![])),
-            ("Upper", "sorted before lower case".into()),
-        ]);
-        let value = node.clone().into_value();
-        assert_eq!(text(&node), serde_json::to_string(&value).unwrap());
-    }
 
     #[test]
     fn insert_replaces_a_present_key() {

@@ -24,60 +24,34 @@ pub fn diff(original: &Value, mutated: &Value) -> Patch {
     Patch(walk.ops)
 }
 
-/// The operations that turn the node at `pointer` (an engine constant:
-/// plain keys, no escapes), `original` or absent, into `mutated`, moving
-/// values out of `mutated`; appended to `ops`. For objects whose injection
-/// touches one subtree only: the rest is neither copied nor compared.
-pub fn diff_into_at(
-    pointer: &str,
-    original: Option<&Value>,
-    mut mutated: Value,
-    ops: &mut Vec<PatchOperation>,
-) {
-    let mut walk = Walk {
-        path: Path(pointer.to_string()),
-        ops: std::mem::take(ops),
-    };
-    match original {
-        Some(original) => walk.value(original, &mut Source::Owned(&mut mutated)),
-        None => walk.add(mutated),
-    }
-    *ops = walk.ops;
-}
-
-/// Where the mutated side's values come from: borrowed (copied into the
-/// patch) or owned (moved into it).
+/// Where the mutated side's values come from: borrowed, and copied into
+/// the patch.
 enum Source<'a> {
     Borrowed(&'a Value),
-    Owned(&'a mut Value),
 }
 
 impl Source<'_> {
     fn get(&self) -> &Value {
         match self {
             Source::Borrowed(v) => v,
-            Source::Owned(v) => v,
         }
     }
     /// The value, for an operation.
     fn take(&mut self) -> Value {
         match self {
             Source::Borrowed(v) => (*v).clone(),
-            Source::Owned(v) => v.take(),
         }
     }
     /// The child under `key`, as a source of the same kind.
     fn child(&mut self, key: &str) -> Option<Source<'_>> {
         match self {
             Source::Borrowed(v) => v.get(key).map(Source::Borrowed),
-            Source::Owned(v) => v.get_mut(key).map(Source::Owned),
         }
     }
     /// The children of a list, as sources of the same kind.
     fn items(&mut self) -> Vec<Source<'_>> {
         match self {
             Source::Borrowed(Value::Array(l)) => l.iter().map(Source::Borrowed).collect(),
-            Source::Owned(Value::Array(l)) => l.iter_mut().map(Source::Owned).collect(),
             _ => Vec::new(),
         }
     }
@@ -348,29 +322,6 @@ mod tests {
         ]);
         assert_eq!(path.pointer(), expected);
         assert_eq!(path.pointer().as_str(), "/spec/a~1b~0c/12//~01~1~00");
-    }
-
-    #[test]
-    fn moving_diff_equals_copying_diff() {
-        let a = json!({"m": {"k": 1, "gone": 2}, "c": [{"name": "app", "x": 1}], "l": [1, 2],
-                       "keep": {"a": [1, {"b": "c"}]}});
-        let b = json!({"m": {"k": 2}, "c": [{"name": "init", "y": [1]}, {"name": "app", "x": 2}],
-                       "l": [1, 2, 3], "keep": {"a": [1, {"b": "c"}]}, "new/key": {"z": null}});
-        let copied = diff(&a, &b);
-        let mut moved = Vec::new();
-        super::diff_into_at("", Some(&a), b.clone(), &mut moved);
-        assert_eq!(json_patch::Patch(moved), copied);
-        // Under a pointer, and onto nothing: one `add` of the whole value.
-        let mut under = Vec::new();
-        super::diff_into_at("/spec/template", None, b.clone(), &mut under);
-        let text = serde_json::to_string(&under).unwrap();
-        assert!(
-            text.starts_with(r#"[{"op":"add","path":"/spec/template","value":"#),
-            "{text}"
-        );
-        let mut applied = a.clone();
-        json_patch::patch(&mut applied, &copied).unwrap();
-        assert_eq!(applied, b);
     }
 
     #[test]

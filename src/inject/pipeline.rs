@@ -15,21 +15,11 @@ use super::merge::merge_into;
 use super::node::Node;
 use super::order::reorder;
 use super::probes;
-use super::prometheus::{
-    PROMETHEUS_PATH, PROMETHEUS_PORT, PROMETHEUS_SCRAPE, SCRAPE_TARGETS, prometheus_merge,
-};
+use super::prometheus::{SCRAPE_TARGETS, prometheus_merge};
 use super::sidecar::{self, Inputs, PROXY_NAME, Status, canonical_value};
 use super::workload::Workload;
 use super::{InjectError, at, at_mut, string_map};
 use crate::config::Settings;
-
-/// The outcome for one pod.
-pub enum PodOutcome {
-    /// The pod's status annotation already records this injection.
-    AlreadyInjected,
-    /// The pod was injected in place; this is what was added.
-    Injected(Status),
-}
 
 fn name_of(c: &Value) -> &str {
     c.get("name").and_then(Value::as_str).unwrap_or("")
@@ -183,9 +173,9 @@ pub fn rewrite_probes(
     probers_env(&probes::rewrite_app_probes(spec, status_port), existing)
 }
 
-/// Injects one pod: `annotations`, `labels` and `spec` are the original
-/// pod's, read only; `pod` (`{metadata, spec}`, a copy of them) is injected
-/// in place.
+/// Injects one pod that carries no earlier injection (re-injection
+/// uninjects first): `annotations`, `labels` and `spec` are the pod's, read
+/// only; `pod` (`{metadata, spec}`, a copy of them) is injected in place.
 pub fn inject_pod(
     annotations: &BTreeMap<String, String>,
     labels: &BTreeMap<String, String>,
@@ -193,55 +183,24 @@ pub fn inject_pod(
     pod: &mut Value,
     workload: &Workload,
     s: &Settings,
-) -> Result<PodOutcome, InjectError> {
+) -> Result<Status, InjectError> {
     let PodSettings {
         proxy_config: pc,
         native,
         hold,
         target_port,
     } = pod_settings(s, annotations)?;
-    let previous = annotations.get(STATUS).cloned();
-    let prev_status = previous.as_deref().and_then(Status::parse);
-
-    // What the template sees: the pod without what a previous injection added.
-    let mut data_spec = Cow::Borrowed(spec);
-    let mut data_annotations = Cow::Borrowed(annotations);
-    if let Some(prev) = &prev_status {
-        let data_spec = data_spec.to_mut();
-        let data_annotations = data_annotations.to_mut();
-        for (field, names) in [
-            ("containers", &prev.containers),
-            ("initContainers", &prev.init_containers),
-        ] {
-            if let Some(Value::Array(list)) = data_spec.get_mut(field) {
-                list.retain(|c| !names.iter().any(|n| n == name_of(c)));
-            }
-        }
-        if annotations.get(PROMETHEUS_PORT) == Some(&target_port) {
-            for k in [PROMETHEUS_SCRAPE, PROMETHEUS_PATH, PROMETHEUS_PORT] {
-                data_annotations.remove(k);
-            }
-        }
-        data_annotations.remove(STATUS);
-    }
     let rendered = sidecar::render(&Inputs {
         s,
-        annotations: &data_annotations,
+        annotations,
         labels,
-        spec: &data_spec,
+        spec,
         workload,
         proxy_config: &pc,
         native,
         hold,
-        resources: inputs::resources(s, &data_annotations),
-        compile: false,
+        resources: inputs::resources(s, annotations),
     })?;
-    if previous
-        .as_deref()
-        .is_some_and(|p| p == rendered.status.to_json())
-    {
-        return Ok(PodOutcome::AlreadyInjected);
-    }
 
     // The user's own versions of injected containers ("overrides").
     let recorded: Value = annotations
@@ -249,13 +208,7 @@ pub fn inject_pod(
         .and_then(|t| serde_json::from_str(t).ok())
         .unwrap_or(Value::Null);
     let mut overrides: Vec<(&'static str, Value)> = Vec::new();
-    for (field, prev_names) in [
-        ("containers", prev_status.as_ref().map(|p| &p.containers)),
-        (
-            "initContainers",
-            prev_status.as_ref().map(|p| &p.init_containers),
-        ),
-    ] {
+    for field in ["containers", "initContainers"] {
         let tmpl = if field == "containers" {
             &rendered.containers
         } else {
@@ -263,9 +216,6 @@ pub fn inject_pod(
         };
         for t in tmpl {
             let name = t.str_of("name").unwrap_or("");
-            if prev_names.is_some_and(|ns| ns.iter().any(|n| n == name)) {
-                continue;
-            }
             let found = recorded
                 .get(field)
                 .and_then(Value::as_array)
@@ -315,7 +265,7 @@ pub fn inject_pod(
     }
 
     let mut annos = string_map(at(merged, "/metadata/annotations"));
-    if !overrides.is_empty() && prev_status.is_none() {
+    if !overrides.is_empty() {
         let mut text = String::from("{");
         for field in ["containers", "initContainers"] {
             let items: Vec<String> = overrides
@@ -352,8 +302,7 @@ pub fn inject_pod(
         &mut proxy_env,
     );
     if let Some(spec) = merged.get_mut("spec") {
-        let existing = existing_probers(spec);
-        proxy_env.extend(rewrite_probes(spec, s, annotations, existing));
+        proxy_env.extend(rewrite_probes(spec, s, annotations, None));
     }
     if let Some(proxy) = find_proxy(merged)
         && let Some(Value::Array(env)) = proxy.get_mut("env")
@@ -368,7 +317,7 @@ pub fn inject_pod(
     }
     set_annotations(&mut merged["metadata"], annos);
     reorder(merged, hold);
-    Ok(PodOutcome::Injected(status))
+    Ok(status)
 }
 
 fn sidecar_status_port(s: &Settings, annotations: &BTreeMap<String, String>) -> i64 {
@@ -388,21 +337,6 @@ fn canonicalize_resources(c: &mut Value) {
             }
         }
     }
-}
-
-fn existing_probers(spec: &Value) -> Option<Value> {
-    ["initContainers", "containers"]
-        .iter()
-        .filter_map(|f| spec.get(*f).and_then(Value::as_array))
-        .flatten()
-        .find(|c| name_of(c) == PROXY_NAME)?
-        .get("env")?
-        .as_array()?
-        .iter()
-        .find(|e| name_of(e) == probes::APP_PROBERS_ENV)?
-        .get("value")?
-        .as_str()
-        .and_then(|t| serde_json::from_str(t).ok())
 }
 
 fn find_proxy(pod: &mut Value) -> Option<&mut Value> {

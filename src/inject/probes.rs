@@ -4,9 +4,9 @@
 //! `/app-lifecycle/<container>/{poststartz,prestopz}`), and the originals are
 //! recorded for the proxy in `ISTIO_KUBE_APP_PROBERS`.
 //!
-//! What is redirected is decided once, on the pod as it is ([`Plan`]); the
-//! Value engine applies the plan to its copy of the pod, and the webhook's
-//! direct path writes it as patch operations without a copy.
+//! What is redirected is decided once, on the pod as it is ([`Plan`]), then
+//! applied to the engine's copy of the pod. `uninject` reverses it from the
+//! recorded probers.
 
 use std::collections::BTreeMap;
 
@@ -132,8 +132,7 @@ pub struct Redirected {
 }
 
 /// What the rewrite does to a pod spec: decided on the spec as it is, then
-/// applied to it ([`rewrite_app_probes`]) or written as patch operations
-/// (the webhook's direct path).
+/// applied to it ([`rewrite_app_probes`]).
 #[derive(Debug)]
 pub struct Plan {
     /// The status port the handlers are redirected to.

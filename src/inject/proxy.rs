@@ -7,8 +7,7 @@ use serde_json::Value;
 
 use super::fragments::*;
 use super::gojson::{self, Ty};
-use super::inputs::env_hole;
-use super::node::{Hole, Node, map, strs};
+use super::node::{Node, map, strs};
 use super::sidecar::{Inputs, PROXY_NAME, env, strings};
 
 /// `ISTIO_META_POD_PORTS`: the app containers' ports, one JSON object per
@@ -121,16 +120,11 @@ pub fn proxy_container<'a>(i: &Inputs<'a>) -> Node<'a> {
     envs.push(raw(&HOST_IP_ENV));
     envs.push(raw(&CPU_LIMIT_ENV));
     envs.push(env("PROXY_CONFIG", format!("{}\n", proxy_config_json(i))));
-    if i.compile {
-        envs.push(env_hole("ISTIO_META_POD_PORTS", Hole::PodPorts));
-        envs.push(env_hole("ISTIO_META_APP_CONTAINERS", Hole::AppContainers));
-    } else {
-        envs.push(env("ISTIO_META_POD_PORTS", pod_ports(i)));
-        envs.push(env(
-            "ISTIO_META_APP_CONTAINERS",
-            i.app_containers().join(","),
-        ));
-    }
+    envs.push(env("ISTIO_META_POD_PORTS", pod_ports(i)));
+    envs.push(env(
+        "ISTIO_META_APP_CONTAINERS",
+        i.app_containers().join(","),
+    ));
     envs.push(raw(&GOMEMLIMIT_ENV));
     let cluster = if s.cluster_name.is_empty() {
         "Kubernetes"
@@ -143,11 +137,7 @@ pub fn proxy_container<'a>(i: &Inputs<'a>) -> Node<'a> {
     if !s.network.is_empty() {
         envs.push(env("ISTIO_META_NETWORK", &s.network));
     }
-    if i.compile {
-        // Compiled for workloads with a name and an apiVersion.
-        envs.push(env_hole("ISTIO_META_WORKLOAD_NAME", Hole::WorkloadName));
-        envs.push(env_hole("ISTIO_META_OWNER", Hole::Owner));
-    } else if !i.workload.name.is_empty() {
+    if !i.workload.name.is_empty() {
         envs.push(env("ISTIO_META_WORKLOAD_NAME", &i.workload.name));
         if !i.workload.api_version.is_empty() {
             envs.push(env("ISTIO_META_OWNER", i.workload.owner()));
@@ -173,9 +163,6 @@ pub fn proxy_container<'a>(i: &Inputs<'a>) -> Node<'a> {
         envs.push(env("TRUST_DOMAIN", &s.trust_domain));
     }
     envs.extend(i.metadata_env());
-    if i.compile {
-        envs.push(Node::Hole(Hole::ExtraEnv));
-    }
 
     let mut c = map([
         ("name", PROXY_NAME.into()),

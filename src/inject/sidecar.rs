@@ -3,6 +3,7 @@
 //! pod labels and annotations, and the status record of what was added.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
@@ -10,7 +11,7 @@ use super::InjectError;
 use super::capture;
 use super::fragments::*;
 pub use super::inputs::{Inputs, canonical_value, env, scalar_string};
-use super::node::{Hole, Node, map, strs};
+use super::node::{Node, map, strs};
 use super::proxy::proxy_container;
 pub use super::status::Status;
 use crate::config::{Settings, TrafficCapture};
@@ -153,24 +154,50 @@ impl Metadata {
     }
 }
 
-/// The labels and annotations the template adds to the pod's metadata.
-pub fn metadata(i: &Inputs) -> Metadata {
-    let label = |k: &str| i.labels.get(k).filter(|v| !v.is_empty()).cloned();
-    let mut canonical_name = label("service.istio.io/canonical-name")
-        .or_else(|| label("app.kubernetes.io/name"))
-        .or_else(|| label("app"))
-        .unwrap_or_else(|| i.workload.name.clone());
-    if canonical_name.len() > 63 {
+/// The label that names the pod's service in telemetry.
+pub const CANONICAL_NAME: &str = "service.istio.io/canonical-name";
+/// The label that names the pod's service version in telemetry.
+pub const CANONICAL_REVISION: &str = "service.istio.io/canonical-revision";
+/// The label that says the pod takes mutual TLS.
+pub const TLS_MODE: &str = "security.istio.io/tlsMode";
+
+fn label<'l>(labels: &'l BTreeMap<String, String>, k: &str) -> Option<&'l String> {
+    labels.get(k).filter(|v| !v.is_empty())
+}
+
+/// `service.istio.io/canonical-name` as injection sets it: the pod's own,
+/// else `app.kubernetes.io/name`, else `app`, else the workload's name, cut
+/// to a label value's 63 bytes.
+pub fn canonical_name(labels: &BTreeMap<String, String>, workload_name: &str) -> String {
+    let mut name = label(labels, CANONICAL_NAME)
+        .or_else(|| label(labels, "app.kubernetes.io/name"))
+        .or_else(|| label(labels, "app"))
+        .cloned()
+        .unwrap_or_else(|| workload_name.to_string());
+    if name.len() > 63 {
         let mut cut = 63;
-        while !canonical_name.is_char_boundary(cut) {
+        while !name.is_char_boundary(cut) {
             cut -= 1;
         }
-        canonical_name.truncate(cut);
+        name.truncate(cut);
     }
-    let canonical_revision = label("service.istio.io/canonical-revision")
-        .or_else(|| label("app.kubernetes.io/version"))
-        .or_else(|| label("version"))
-        .unwrap_or_else(|| "latest".into());
+    name
+}
+
+/// `service.istio.io/canonical-revision` as injection sets it: the pod's
+/// own, else `app.kubernetes.io/version`, else `version`, else `latest`.
+pub fn canonical_revision(labels: &BTreeMap<String, String>) -> String {
+    label(labels, CANONICAL_REVISION)
+        .or_else(|| label(labels, "app.kubernetes.io/version"))
+        .or_else(|| label(labels, "version"))
+        .cloned()
+        .unwrap_or_else(|| "latest".into())
+}
+
+/// The labels and annotations the template adds to the pod's metadata.
+pub fn metadata(i: &Inputs) -> Metadata {
+    let canonical_name = canonical_name(i.labels, &i.workload.name);
+    let canonical_revision = canonical_revision(i.labels);
     let mut annotations = Vec::new();
     if let Some(first) = i.first_app_container() {
         // In key order.
@@ -185,11 +212,13 @@ pub fn metadata(i: &Inputs) -> Metadata {
     }
     let labels = vec![
         (
-            "security.istio.io/tlsMode",
-            label("security.istio.io/tlsMode").unwrap_or_else(|| "istio".into()),
+            TLS_MODE,
+            label(i.labels, TLS_MODE)
+                .cloned()
+                .unwrap_or_else(|| "istio".into()),
         ),
-        ("service.istio.io/canonical-name", canonical_name),
-        ("service.istio.io/canonical-revision", canonical_revision),
+        (CANONICAL_NAME, canonical_name),
+        (CANONICAL_REVISION, canonical_revision),
     ];
     Metadata {
         labels,
@@ -461,11 +490,7 @@ fn volumes<'a>(i: &Inputs<'a>) -> Vec<Node<'a>> {
         v.push(raw(&CA_CRL_VOLUME));
     }
     if s.mount_mtls_certs {
-        let secret_name = if i.compile {
-            Node::Hole(Hole::CertsSecret)
-        } else {
-            certs_secret(i.spec).into()
-        };
+        let secret_name: Node = certs_secret(i.spec).into();
         v.push(map([
             ("name", "istio-certs".into()),
             (

@@ -9,9 +9,13 @@ use super::at;
 /// Where the pod's metadata and spec live inside an object of `kind`
 /// (JSON pointers), or `None` when the kind has no pod template.
 ///
-/// For a CronJob the metadata is the job template's, as `istioctl
-/// kube-inject` does it (Istio's own golden files expect the injected
-/// labels and annotations on `spec.jobTemplate.metadata`).
+/// For a CronJob the metadata is its pod template's
+/// (`spec.jobTemplate.spec.template.metadata`), which the CronJob
+/// controller copies into each Job's pod template and the Job controller
+/// into each pod: the status record is seen at every level, so the Job and
+/// its pods are recognised as injected. `istioctl kube-inject` puts it on
+/// `spec.jobTemplate.metadata`, which only the Job's own metadata gets, and
+/// the Job's pods are then injected a second time.
 pub fn pod_location(kind: &str) -> Option<(&'static str, &'static str)> {
     match kind {
         "Pod" => Some(("/metadata", "/spec")),
@@ -22,7 +26,7 @@ pub fn pod_location(kind: &str) -> Option<(&'static str, &'static str)> {
         | "ReplicationController"
         | "Job" => Some(("/spec/template/metadata", "/spec/template/spec")),
         "CronJob" => Some((
-            "/spec/jobTemplate/metadata",
+            "/spec/jobTemplate/spec/template/metadata",
             "/spec/jobTemplate/spec/template/spec",
         )),
         _ => None,
@@ -58,8 +62,11 @@ impl Workload {
         .concat()
     }
 
-    /// Finds the owning workload of `object` (a workload, or a Pod whose
-    /// `ownerReferences` name its controller, as the webhook sees it).
+    /// Finds the owning workload of `object`: a Pod's controller, as the
+    /// webhook sees it (a ReplicaSet's pod is its Deployment's, a Job's
+    /// pod its CronJob's); a ReplicaSet's or a Job's controller likewise (a
+    /// Deployment's ReplicaSet, a CronJob's Job), so that every level of a
+    /// workload renders the same sidecar; else the object itself.
     pub fn of(object: &Value, namespace: &str) -> Workload {
         let str_at = |p: &str| at(object, p).and_then(Value::as_str).unwrap_or("");
         let kind = str_at("/kind");
@@ -71,7 +78,18 @@ impl Workload {
             kind: kind.to_string(),
             api_version: api_version.to_string(),
         };
-        if kind == "Pod" {
+        if kind != "Pod" {
+            if let Some(owner) = controller(object).filter(|o| {
+                matches!(
+                    (kind, o.kind.as_str()),
+                    ("ReplicaSet", "Deployment") | ("Job", "CronJob")
+                )
+            }) {
+                name = owner.name;
+                w.kind = owner.kind;
+                w.api_version = owner.api_version;
+            }
+        } else {
             if name.is_empty() {
                 name = str_at("/metadata/generateName")
                     .trim_end_matches('-')

@@ -51,7 +51,16 @@ fn write_skip(out: &mut String, head: &str, reason: &SkipReason, indent: &str) {
 }
 
 fn write_injected(out: &mut String, head: &str, decision: &Decision, indent: &str) {
-    let _ = writeln!(out, "{head}injected ({})", decision.rule_name);
+    match &decision.reinjected {
+        // An earlier injection differs from what injection gives now.
+        Some(changes) => {
+            let _ = writeln!(out, "{head}re-injected ({})", decision.rule_name);
+            let _ = writeln!(out, "{indent}changes: {changes}");
+        }
+        None => {
+            let _ = writeln!(out, "{head}injected ({})", decision.rule_name);
+        }
+    }
     let _ = writeln!(out, "{indent}rule: {}", decision.rule);
     write_added(out, &decision.added, indent);
 }

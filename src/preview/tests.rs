@@ -287,6 +287,7 @@ fn decision(rule_name: &'static str, containers: &[&str], items: &[ItemOutcome])
             ..Added::default()
         },
         items: items.to_vec(),
+        reinjected: None,
     }
 }
 

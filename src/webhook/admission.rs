@@ -85,6 +85,9 @@ pub enum ReviewError {
 pub enum Verdict {
     /// Allowed with a patch adding the sidecar.
     Injected,
+    /// Allowed with a patch replacing an earlier injection made under
+    /// another configuration; what changes, briefly.
+    Reinjected(String),
     /// Allowed unchanged, for this stable reason (the engine's skip names,
     /// plus `ignored-kind`, `ignored-operation`, `subresource`, `no-object`).
     Skipped(&'static str),
@@ -93,10 +96,11 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    /// One word for logs: `injected`, `skipped` or `denied`.
+    /// One word for logs: `injected`, `reinjected`, `skipped` or `denied`.
     pub fn word(&self) -> &'static str {
         match self {
             Verdict::Injected => "injected",
+            Verdict::Reinjected(_) => "reinjected",
             Verdict::Skipped(_) => "skipped",
             Verdict::Denied(_) => "denied",
         }
@@ -183,10 +187,20 @@ pub fn admit(body: &[u8], config: &Config) -> Result<Admitted, ReviewError> {
                 namespace: request.namespace.clone().filter(|ns| !ns.is_empty()),
                 namespace_labels: None,
             };
+            // Istio's value semantics: a bad sidecar.istio.io/inject value
+            // is not a denial, but the user should hear of it (kubectl
+            // prints AdmissionReview warnings).
+            let warnings = inject::warnings(&object);
+            if !warnings.is_empty() {
+                response.warnings = Some(warnings);
+            }
             match inject::inject_patch(&object, &ctx, config) {
-                Ok(PatchOutcome::Injected { patch: p, .. }) => {
+                Ok(PatchOutcome::Injected { patch: p, decision }) => {
                     patch = Some(p);
-                    Verdict::Injected
+                    match decision.reinjected {
+                        Some(changes) => Verdict::Reinjected(changes),
+                        None => Verdict::Injected,
+                    }
                 }
                 Ok(PatchOutcome::Skipped { reason }) => Verdict::Skipped(reason.name()),
                 Err(err) => {

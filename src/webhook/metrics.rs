@@ -21,6 +21,8 @@ use crate::webhook::admission;
 pub enum RequestResult {
     /// Allowed with a patch that adds the sidecar.
     Injected,
+    /// Allowed with a patch that replaces an outdated injection.
+    Reinjected,
     /// Allowed unchanged (a skip: see `outrigger_injection_skips_total`).
     Skipped,
     /// Denied: the engine rejected the object (e.g. a bad annotation).
@@ -36,6 +38,7 @@ impl RequestResult {
     pub fn as_str(self) -> &'static str {
         match self {
             RequestResult::Injected => "injected",
+            RequestResult::Reinjected => "reinjected",
             RequestResult::Skipped => "skipped",
             RequestResult::Denied => "denied",
             RequestResult::Invalid => "invalid",

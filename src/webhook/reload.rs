@@ -16,7 +16,6 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::config::{Config, ConfigError};
-use crate::inject;
 use crate::webhook::metrics::WebhookMetrics;
 use crate::webhook::tls::{CertResolver, ServingCert};
 
@@ -87,7 +86,6 @@ pub fn watch_config(
             match parse_config(&contents[0]).and_then(|config| keeps_trust_domain(config, &pinned))
             {
                 Ok(config) => {
-                    inject::prepare(&config);
                     current.store(Arc::new(config));
                     info!(file = %path, "config reloaded");
                 }

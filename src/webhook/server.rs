@@ -46,7 +46,6 @@ use crate::ca::grpc::config::ConfigError;
 use crate::ca::grpc::metrics::CaMetrics;
 use crate::cluster::ClusterArgs;
 use crate::config::Config;
-use crate::inject;
 use crate::metrics::MetricsRegistry;
 use crate::webhook::drain::Draining;
 use crate::webhook::metrics::WebhookMetrics;
@@ -185,7 +184,6 @@ pub async fn serve(
     let readiness = Arc::new(Readiness::default());
 
     let (config, config_files) = load_config(options.config.as_deref())?;
-    inject::prepare(&config);
     let config = Arc::new(ArcSwap::from_pointee(config));
     readiness.set_config_loaded();
 

@@ -222,12 +222,44 @@ fn dry_run_is_answered_identically() {
 
 /// Objects with bad annotations, which the engine rejects.
 fn rejected_objects() -> Vec<Value> {
-    let mut bad_inject = pod();
-    bad_inject["metadata"]["annotations"] = json!({"sidecar.istio.io/inject": "maybe"});
     let mut bad_ports = pod();
     bad_ports["metadata"]["annotations"] =
         json!({"traffic.sidecar.istio.io/includeInboundPorts": "abc"});
-    vec![bad_inject, bad_ports]
+    let mut bad_interception = pod();
+    bad_interception["metadata"]["annotations"] =
+        json!({"sidecar.istio.io/interceptionMode": "SIDEWAYS"});
+    vec![bad_ports, bad_interception]
+}
+
+#[test]
+fn an_inject_value_istio_does_not_accept_is_a_warning_and_the_namespaces_policy() {
+    let mut maybe = pod();
+    maybe["metadata"]["annotations"] = json!({"sidecar.istio.io/inject": "maybe"});
+    let admitted = admit(
+        &review("admission.k8s.io/v1", "", "Pod", "CREATE", &maybe),
+        &Config::default(),
+    )
+    .unwrap();
+    let response = &response_of(&admitted)["response"];
+    assert_eq!(response["allowed"], true, "{response}");
+    assert!(
+        response["patch"].is_string(),
+        "the policy injects: {response}"
+    );
+    let warnings = response["warnings"].as_array().expect("warnings");
+    assert_eq!(warnings.len(), 1, "{response}");
+    let warning = warnings[0].as_str().unwrap();
+    assert!(
+        warning.contains("annotation sidecar.istio.io/inject") && warning.contains("\"maybe\""),
+        "{warning}"
+    );
+    // A valid value says nothing.
+    let plain = admit(
+        &review("admission.k8s.io/v1", "", "Pod", "CREATE", &pod()),
+        &Config::default(),
+    )
+    .unwrap();
+    assert!(response_of(&plain)["response"].get("warnings").is_none());
 }
 
 #[test]

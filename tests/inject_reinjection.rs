@@ -1,0 +1,418 @@
+//! Re-injection and leaving: an object an earlier injection marked is
+//! re-injected when injecting now would give something else (a new proxy
+//! tag, resources, revision, holdApplicationUntilProxyStarts), in one
+//! patch that gives exactly what a first injection gives now, the user's
+//! own `istio-proxy` settings kept; it is `already-injected` only when
+//! nothing would change. Every level of a workload (Deployment ->
+//! ReplicaSet -> Pod, CronJob -> Job -> Pod) sees one status record and is
+//! injected once. `uninject(inject(x)) == x` on every fixture.
+
+mod support;
+
+use outrigger::config::Config;
+use outrigger::inject::{Context, Outcome, inject, uninject};
+use serde_json::{Value, json};
+use support::fixtures::fixtures;
+
+fn config(sets: &[&str]) -> Config {
+    let mut cfg = Config::builder();
+    for s in sets {
+        cfg.set(s).unwrap_or_else(|e| panic!("--set {s}: {e}"));
+    }
+    cfg.build().expect("config")
+}
+
+fn ctx() -> Context {
+    Context {
+        namespace: Some("shop".into()),
+        namespace_labels: None,
+    }
+}
+
+/// The injected object, or a panic saying what happened instead.
+fn injected(
+    object: &Value,
+    cfg: &Config,
+) -> (Value, outrigger::inject::Decision, json_patch::Patch) {
+    match inject(object, &ctx(), cfg) {
+        Ok(Outcome::Injected {
+            mutated,
+            decision,
+            patch,
+        }) => (mutated, decision, patch),
+        other => panic!("expected an injection, got {other:?}"),
+    }
+}
+
+fn skip_name(object: &Value, cfg: &Config) -> String {
+    match inject(object, &ctx(), cfg) {
+        Ok(Outcome::Skipped { reason }) => reason.name().to_string(),
+        other => panic!("expected a skip, got {other:?}"),
+    }
+}
+
+fn deployment() -> Value {
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "shop", "labels": {"app": "web"}},
+        "spec": {
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web", "version": "v2"}},
+                "spec": {
+                    "containers": [{
+                        "name": "web",
+                        "image": "example.com/web:2.1",
+                        "ports": [{"name": "http", "containerPort": 8080}],
+                        "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080}},
+                        "livenessProbe": {"tcpSocket": {"port": 8080}, "timeoutSeconds": 2}
+                    }]
+                }
+            }
+        }
+    })
+}
+
+/// Re-injecting `before`'s injection under `after`'s settings: one patch
+/// that gives exactly a first injection under `after`, and says `change`.
+fn reinjects(before: &[&str], after: &[&str], change: &str) {
+    let original = deployment();
+    let (old, _, _) = injected(&original, &config(before));
+    let now = config(after);
+    let (again, decision, patch) = injected(&old, &now);
+    let (fresh, _, _) = injected(&original, &now);
+    assert_eq!(again, fresh, "re-injection differs from a first injection");
+    let said = decision
+        .reinjected
+        .expect("the decision says it re-injected");
+    assert!(said.contains(change), "{said:?} does not say {change:?}");
+    let mut applied = old.clone();
+    json_patch::patch(&mut applied, &patch).expect("the patch applies");
+    assert_eq!(applied, fresh, "the patch gives the re-injected object");
+    // And once re-injected, nothing more to do.
+    assert_eq!(skip_name(&again, &now), "already-injected");
+}
+
+#[test]
+fn a_new_proxy_tag_is_a_re_injection_naming_both_images() {
+    reinjects(
+        &["values.global.tag=1.26.0"],
+        &["values.global.tag=1.28.0"],
+        "proxy image docker.io/istio/proxyv2:1.26.0 -> docker.io/istio/proxyv2:1.28.0",
+    );
+}
+
+#[test]
+fn new_proxy_resources_are_a_re_injection() {
+    reinjects(
+        &[],
+        &["values.global.proxy.resources.requests.cpu=250m"],
+        "proxy resources",
+    );
+}
+
+#[test]
+fn a_new_revision_is_a_re_injection() {
+    reinjects(
+        &[],
+        &["values.revision=canary"],
+        "revision default -> canary",
+    );
+}
+
+#[test]
+fn hold_application_until_proxy_starts_is_a_re_injection_both_ways() {
+    // With classic sidecars the proxy goes first and holds the app with a
+    // postStart hook; native sidecars start first anyway.
+    let classic = "values.pilot.env.ENABLE_NATIVE_SIDECARS=false";
+    let hold = "values.global.proxy.holdApplicationUntilProxyStarts=true";
+    reinjects(&[classic], &[classic, hold], "container order");
+    reinjects(&[classic, hold], &[classic], "container order");
+}
+
+#[test]
+fn an_unchanged_injection_is_already_injected() {
+    let cfg = config(&[]);
+    let (once, _, _) = injected(&deployment(), &cfg);
+    assert_eq!(skip_name(&once, &cfg), "already-injected");
+}
+
+#[test]
+fn the_users_istio_proxy_settings_survive_re_injection() {
+    let mut original = deployment();
+    original["spec"]["template"]["spec"]["containers"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({
+            "name": "istio-proxy",
+            "image": "auto",
+            "env": [{"name": "MY_PROXY_SETTING", "value": "kept"}],
+            "resources": {"limits": {"memory": "1Gi"}}
+        }));
+    let (old, _, _) = injected(&original, &config(&["values.global.tag=1.26.0"]));
+    let now = config(&["values.global.tag=1.28.0"]);
+    let (again, decision, _) = injected(&old, &now);
+    assert!(decision.reinjected.is_some());
+    let (fresh, _, _) = injected(&original, &now);
+    assert_eq!(again, fresh);
+    let proxy = again["spec"]["template"]["spec"]["initContainers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "istio-proxy")
+        .expect("the proxy");
+    assert_eq!(proxy["image"], "docker.io/istio/proxyv2:1.28.0");
+    assert_eq!(proxy["resources"]["limits"]["memory"], "1Gi");
+    assert!(
+        proxy["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "MY_PROXY_SETTING"),
+        "the user's env var is kept"
+    );
+    assert!(
+        again["spec"]["template"]["metadata"]["annotations"]["proxy.istio.io/overrides"]
+            .as_str()
+            .is_some_and(|o| o.contains("MY_PROXY_SETTING")),
+        "the override record is kept"
+    );
+}
+
+#[test]
+fn a_re_apply_of_the_original_probes_gets_them_rewritten_again() {
+    let cfg = config(&[]);
+    let original = deployment();
+    let (injected_once, _, _) = injected(&original, &cfg);
+    // `kubectl apply` of the unchanged manifest: the app container's
+    // probes are the user's again; everything else injection added stays.
+    let mut applied = injected_once.clone();
+    let web = applied["spec"]["template"]["spec"]["containers"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|c| c["name"] == "web")
+        .unwrap();
+    let user_web = &original["spec"]["template"]["spec"]["containers"][0];
+    web["readinessProbe"] = user_web["readinessProbe"].clone();
+    web["livenessProbe"] = user_web["livenessProbe"].clone();
+    assert_ne!(applied, injected_once);
+    let (again, decision, _) = injected(&applied, &cfg);
+    assert_eq!(again, injected_once, "the probes are rewritten again");
+    let said = decision.reinjected.expect("a re-injection");
+    assert!(said.contains("app probes"), "{said}");
+}
+
+/// What the API server and the ServiceAccount plugin add to a pod before
+/// mutating webhooks see it: defaults, and a token volume mounted in every
+/// container.
+fn as_admitted(mut spec: Value) -> Value {
+    for list in ["containers", "initContainers"] {
+        if let Some(Value::Array(cs)) = spec.get_mut(list) {
+            for c in cs {
+                c["terminationMessagePath"] = json!("/dev/termination-log");
+                c["terminationMessagePolicy"] = json!("File");
+                let mounts = c
+                    .as_object_mut()
+                    .unwrap()
+                    .entry("volumeMounts")
+                    .or_insert(json!([]));
+                mounts.as_array_mut().unwrap().push(json!({
+                    "name": "kube-api-access-x7k2p",
+                    "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+                    "readOnly": true
+                }));
+            }
+        }
+    }
+    spec["volumes"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "kube-api-access-x7k2p", "projected": {"sources": []}}));
+    spec["dnsPolicy"] = json!("ClusterFirst");
+    spec
+}
+
+#[test]
+fn deployment_replicaset_and_pod_are_injected_once() {
+    let cfg = config(&[]);
+    let (deploy, _, _) = injected(&deployment(), &cfg);
+    let mut template = deploy["spec"]["template"].clone();
+    template["metadata"]["labels"]["pod-template-hash"] = json!("7d9c8b6f5");
+    let replicaset = json!({
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": {
+            "name": "web-7d9c8b6f5",
+            "namespace": "shop",
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "controller": true}]
+        },
+        "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": template}
+    });
+    assert_eq!(skip_name(&replicaset, &cfg), "already-injected");
+    let mut metadata = template["metadata"].clone();
+    metadata["generateName"] = json!("web-7d9c8b6f5-");
+    metadata["namespace"] = json!("shop");
+    metadata["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7d9c8b6f5", "controller": true}]);
+    let pod = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": metadata,
+        "spec": as_admitted(template["spec"].clone()),
+    });
+    assert_eq!(skip_name(&pod, &cfg), "already-injected");
+}
+
+#[test]
+fn cronjob_job_and_pod_are_injected_once() {
+    let cfg = config(&[]);
+    let cronjob = json!({
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": "report", "namespace": "shop"},
+        "spec": {
+            "schedule": "*/5 * * * *",
+            "jobTemplate": {"spec": {"template": {"spec": {
+                "restartPolicy": "OnFailure",
+                "containers": [{"name": "report", "image": "example.com/report:1"}]
+            }}}}
+        }
+    });
+    let (cron, _, _) = injected(&cronjob, &cfg);
+    let template = &cron["spec"]["jobTemplate"]["spec"]["template"];
+    assert!(
+        template["metadata"]["annotations"]["sidecar.istio.io/status"].is_string(),
+        "the status record is on the pod template, which every Job and pod copies"
+    );
+    let job = json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": "report-29412345",
+            "namespace": "shop",
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob", "name": "report", "controller": true}]
+        },
+        "spec": cron["spec"]["jobTemplate"]["spec"].clone(),
+    });
+    assert_eq!(skip_name(&job, &cfg), "already-injected");
+    let mut metadata = template["metadata"].clone();
+    metadata["generateName"] = json!("report-29412345-");
+    metadata["namespace"] = json!("shop");
+    metadata["labels"]["batch.kubernetes.io/job-name"] = json!("report-29412345");
+    metadata["ownerReferences"] = json!([{"apiVersion": "batch/v1", "kind": "Job", "name": "report-29412345", "controller": true}]);
+    let pod = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": metadata,
+        "spec": as_admitted(template["spec"].clone()),
+    });
+    assert_eq!(skip_name(&pod, &cfg), "already-injected");
+}
+
+#[test]
+fn a_pod_from_an_outdated_template_gets_the_current_sidecar() {
+    let (deploy, _, _) = injected(&deployment(), &config(&["values.global.tag=1.26.0"]));
+    let template = &deploy["spec"]["template"];
+    let mut metadata = template["metadata"].clone();
+    metadata["name"] = json!("web-1");
+    metadata["namespace"] = json!("shop");
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": metadata,
+                     "spec": as_admitted(template["spec"].clone())});
+    let (_, decision, _) = injected(&pod, &config(&["values.global.tag=1.28.0"]));
+    assert!(decision.reinjected.unwrap().contains(":1.28.0"));
+}
+
+/// `x` as uninject gives it back: a probe's named port comes back as its
+/// number (the record keeps only the number), and the user's own
+/// `istio-proxy` resources in canonical quantities (`3000m` as `3`: the
+/// override record keeps them so).
+fn as_given_back(mut x: Value) -> Value {
+    let Some(kind) = x["kind"].as_str().map(str::to_string) else {
+        return x;
+    };
+    if kind == "List" {
+        if let Some(Value::Array(items)) = x.get_mut("items") {
+            for item in items.iter_mut() {
+                *item = as_given_back(item.take());
+            }
+        }
+        return x;
+    }
+    let Some((_, spec_ptr)) = outrigger::inject::pod_location(&kind) else {
+        return x;
+    };
+    let Some(spec) = x.pointer_mut(spec_ptr) else {
+        return x;
+    };
+    for list in ["containers", "initContainers"] {
+        let Some(Value::Array(cs)) = spec.get_mut(list) else {
+            continue;
+        };
+        for c in cs {
+            if c["name"] == "istio-proxy"
+                && let Some(Value::Object(res)) = c.get_mut("resources")
+            {
+                for q in res.values_mut().filter_map(Value::as_object_mut) {
+                    for v in q.values_mut() {
+                        if let Some(text) = v.as_str().map(str::to_string) {
+                            *v = Value::String(outrigger::inject::quantity::canonical(&text));
+                        }
+                    }
+                }
+            }
+            let ports = c["ports"].clone();
+            for member in ["livenessProbe", "readinessProbe", "startupProbe"] {
+                for action in ["httpGet", "tcpSocket", "grpc"] {
+                    if let Some(Value::String(name)) =
+                        c.pointer(&format!("/{member}/{action}/port")).cloned()
+                        && let Some(n) = ports
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .find(|p| p["name"] == *name)
+                    {
+                        c[member][action]["port"] = n["containerPort"].clone();
+                    }
+                }
+            }
+        }
+    }
+    x
+}
+
+#[test]
+fn uninject_gives_back_every_fixture() {
+    let mut problems = Vec::new();
+    let mut checked = 0;
+    for f in fixtures() {
+        let Ok(Outcome::Injected { mutated, .. }) = inject(&f.object, &Context::default(), &f.cfg)
+        else {
+            continue;
+        };
+        // A fixture that arrives injected is given back without it.
+        if uninject(&f.object, &f.cfg).is_some() {
+            continue;
+        }
+        checked += 1;
+        let Some(plain) = uninject(&mutated, &f.cfg) else {
+            problems.push(format!("{}: uninject found no status record", f.name));
+            continue;
+        };
+        if plain != f.object && plain != as_given_back(f.object.clone()) {
+            problems.push(format!(
+                "{}: uninject(inject(x)) != x:\n  got  {}\n  want {}",
+                f.name,
+                serde_json::to_string(&plain).unwrap(),
+                serde_json::to_string(&f.object).unwrap()
+            ));
+        }
+    }
+    assert!(checked >= 60, "only {checked} fixtures checked");
+    assert!(
+        problems.is_empty(),
+        "{} of {checked}:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
