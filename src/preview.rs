@@ -267,16 +267,27 @@ pub fn inject_all(
     documents: Vec<Document>,
     ctx: &Context,
     cfg: &Config,
+    on_warning: &mut dyn FnMut(String),
 ) -> Result<Vec<Previewed>, PreviewError> {
     documents
         .into_iter()
-        .map(|doc| inject_one(doc, ctx, cfg))
+        .map(|doc| inject_one(doc, ctx, cfg, on_warning))
         .collect()
 }
 
-/// Runs the engine on one document; an error names it.
-fn inject_one(doc: Document, ctx: &Context, cfg: &Config) -> Result<Previewed, PreviewError> {
+/// Runs the engine on one document; an error names it. Warnings about the
+/// document (a `sidecar.istio.io/inject` value Istio would ignore, ...) go
+/// to `on_warning`, prefixed with the object they are about.
+fn inject_one(
+    doc: Document,
+    ctx: &Context,
+    cfg: &Config,
+    on_warning: &mut dyn FnMut(String),
+) -> Result<Previewed, PreviewError> {
     let label = doc.label();
+    for warning in inject::warnings(&doc.object) {
+        on_warning(format!("{}: {warning}", label.object_ref()));
+    }
     let outcome = inject::inject(&doc.object, ctx, cfg).map_err(|source| PreviewError::Inject {
         document: label.clone(),
         source,
@@ -327,19 +338,20 @@ pub fn preview(
     format: Format,
     ctx: &Context,
     cfg: &Config,
+    on_warning: &mut dyn FnMut(String),
 ) -> Result<String, PreviewError> {
     let mut out = String::new();
     match format {
         Format::Yaml => input::for_each_document(input, |doc| {
-            render::yaml_document(&inject_one(doc, ctx, cfg)?, &mut out);
+            render::yaml_document(&inject_one(doc, ctx, cfg, on_warning)?, &mut out);
             Ok(())
         })?,
         Format::Patch => input::for_each_document(input, |doc| {
-            render::patch_line(&inject_one(doc, ctx, cfg)?, &mut out)
+            render::patch_line(&inject_one(doc, ctx, cfg, on_warning)?, &mut out)
         })?,
         Format::Json | Format::Explain => {
             let documents = parse_documents(input)?;
-            let results = inject_all(documents, ctx, cfg)?;
+            let results = inject_all(documents, ctx, cfg, on_warning)?;
             out = render(&results, format)?;
         }
     }

@@ -155,14 +155,12 @@ fn render(args: &InjectArgs) -> Result<String, String> {
     let ctx = context(args)?;
     let cfg = config(args)?;
     let input = read_input(&args.filename)?;
-    let documents = preview::parse_documents(&input).map_err(|e| e.to_string())?;
-    for doc in &documents {
-        for warning in outrigger::inject::warnings(&doc.object) {
-            eprintln!("warning: {}: {warning}", doc.label().object_ref());
-        }
-    }
-    let results = preview::inject_all(documents, &ctx, &cfg).map_err(|e| e.to_string())?;
-    preview::render(&results, args.output.into()).map_err(|e| e.to_string())
+    // Document by document for YAML and patch output (memory bounded by
+    // the texts and one document's objects); warnings as each is read.
+    preview::preview(&input, args.output.into(), &ctx, &cfg, &mut |warning| {
+        eprintln!("warning: {warning}")
+    })
+    .map_err(|e| e.to_string())
 }
 
 fn context(args: &InjectArgs) -> Result<Context, String> {

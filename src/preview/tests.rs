@@ -156,7 +156,12 @@ fn formats_parse_by_name() {
 }
 
 fn previewed(text: &str) -> Vec<Previewed> {
-    match inject_all(parsed(text), &Context::default(), &Config::default()) {
+    match inject_all(
+        parsed(text),
+        &Context::default(),
+        &Config::default(),
+        &mut |_| {},
+    ) {
         Ok(results) => results,
         Err(err) => panic!("preview failed: {err}"),
     }
