@@ -266,10 +266,11 @@ async fn refresh_errors_keep_the_old_keys_and_back_off() {
     task.abort();
     let _ = task.await;
 
-    // Rotated: the new key is trusted, the old one no longer.
+    // Rotated: the new key is trusted, the old one no longer (its kid is
+    // no longer published).
     assert!(matches!(
         verify_now(&local, &old_token),
-        Err(AuthError::BadSignature(_))
+        Err(AuthError::UnknownKey(_))
     ));
     assert_eq!(
         *checks.lock().unwrap(),
