@@ -83,7 +83,7 @@ pub fn context_from_query(query: Option<&str>) -> Result<Context, ApiError> {
 /// the limit. A body that is JSON is read by serde_json, which is linear
 /// whatever its shape; only what is not JSON goes through the YAML parser.
 pub fn parse_object(body: &[u8]) -> Result<Value, ApiError> {
-    let refused = |e: LimitError| ApiError::BadRequest(format!("the body is refused: {e}"));
+    let refused = |e: LimitError| ApiError::OverLimit(format!("the body is refused: {e}"));
     let value: Value = if looks_like_json(body) {
         check_json(body, &YamlLimits::REQUEST).map_err(refused)?;
         match serde_json::from_slice(body) {
