@@ -4,6 +4,7 @@
 pub mod ca;
 pub mod inject;
 pub mod iptables;
+mod log_line;
 pub mod serve;
 
 use std::process::ExitCode;
@@ -67,12 +68,13 @@ pub enum Command {
 /// start at all; with `failurePolicy: Fail`, a full log disk would have
 /// stopped every pod in the cluster from being created.
 pub fn init_logging(global: &GlobalArgs) {
-    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_new(&global.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
+        // No colours: the single-line writer escapes every control
+        // character, so that a logged value cannot drive a terminal either.
+        .with_ansi(false)
         .with_writer(|| Stderr)
         .log_internal_errors(false);
     match global.log_format {
@@ -92,7 +94,7 @@ impl std::io::Write for Stderr {
     }
 
     fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        let written = std::io::stderr().write_all(buf);
+        let written = std::io::stderr().write_all(&log_line::single_line(buf));
         if written.is_err() {
             outrigger::metrics::log_line_dropped();
         }

@@ -213,7 +213,10 @@ async fn follow_serving(
             continue;
         };
         match cert.replace_pem(&issued.chain_pem, issued.key_pem.expose()) {
-            Ok(()) => info!(validity = ?cert.validity(), "CA service serving certificate renewed"),
+            Ok(()) => info!(
+                not_after_unix = cert.validity().map(|(_, not_after)| not_after),
+                "CA service serving certificate renewed"
+            ),
             Err(error) => {
                 warn!(%error, "renewed serving certificate refused by the CA service; keeping the previous one")
             }
