@@ -251,10 +251,14 @@ where
     type Response = http::Response<tonic::body::Body>;
     type Error = S::Error;
     type Future = std::pin::Pin<
-        Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send + 'static>,
+        Box<
+            dyn Future<Output = Result<http::Response<tonic::body::Body>, S::Error>>
+                + Send
+                + 'static,
+        >,
     >;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
