@@ -6,6 +6,7 @@
 pub mod ca;
 pub mod inject;
 pub mod iptables;
+mod log_line;
 pub mod serve;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -138,7 +139,6 @@ pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
 /// start at all; with `failurePolicy: Fail`, a full log disk would have
 /// stopped every pod in the cluster from being created.
 pub fn init_logging(global: &GlobalArgs) {
-    use std::io::IsTerminal as _;
     let mut filter = tracing_subscriber::EnvFilter::try_new(&global.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // The kube client logs every failed request at ERROR, a line per retry
@@ -154,7 +154,9 @@ pub fn init_logging(global: &GlobalArgs) {
     }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
+        // No colours: the single-line writer escapes every control
+        // character, so that a logged value cannot drive a terminal either.
+        .with_ansi(false)
         .with_writer(|| Stderr)
         .log_internal_errors(false);
     match global.log_format {
@@ -174,7 +176,7 @@ impl std::io::Write for Stderr {
     }
 
     fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        let written = std::io::stderr().write_all(buf);
+        let written = std::io::stderr().write_all(&log_line::single_line(buf));
         if written.is_err() {
             outrigger::metrics::log_line_dropped();
         }

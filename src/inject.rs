@@ -16,6 +16,7 @@
 //! container that would refuse its own arguments). Nothing here does IO.
 
 mod annotations;
+pub mod bounded_yaml;
 mod capture;
 mod decision;
 mod fragments;

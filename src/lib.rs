@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod config;
 pub mod inject;
 pub mod iptables;
+pub mod limits;
 pub mod metrics;
 pub mod preview;
 pub mod webhook;

@@ -222,6 +222,9 @@ fn write_all_atomic(
     files: &[(&str, &str, u32)],
     clobber: bool,
 ) -> Result<(), StoreError> {
+    for (name, _, _) in files {
+        remove_stale_temps(dir, name);
+    }
     let mut staged: Vec<(PathBuf, PathBuf)> = Vec::with_capacity(files.len());
     let remove_temps = |staged: &[(PathBuf, PathBuf)]| {
         for (temp, _) in staged {
@@ -230,7 +233,7 @@ fn write_all_atomic(
     };
     for (name, text, mode) in files {
         let target = dir.join(name);
-        let temp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        let temp = temp_path(dir, name);
         if let Err(e) = write_temp(&temp, text.as_bytes(), *mode) {
             remove_temps(&staged);
             return Err(e);
@@ -270,8 +273,46 @@ fn write_all_atomic(
     Ok(())
 }
 
+/// A fresh temporary name beside `name` in `dir`:
+/// `.NAME.tmp-PID-RANDOM`. The random part makes it unpredictable (in a
+/// container the pid is 1), and it is created with `O_EXCL`
+/// ([`write_new`]), so a file or symlink planted under that name makes the
+/// write fail instead of being followed or truncated.
+pub fn temp_path(dir: &Path, name: &str) -> PathBuf {
+    let mut random = [0u8; 8];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random);
+    let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    dir.join(format!(".{name}.tmp-{}-{suffix}", std::process::id()))
+}
+
+/// Removes the temporary files a killed writer left beside `name` in `dir`
+/// (`.NAME.tmp-PID...`): those of processes that no longer run, and this
+/// process's own (a restarted container has the same pid, 1, and nothing
+/// of its own in flight before it writes). A running process's temporary
+/// file is left alone, so two writers never break each other's write.
+pub fn remove_stale_temps(dir: &Path, name: &str) {
+    let prefix = format!(".{name}.tmp-");
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(rest) = file_name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
+        let stale = match pid {
+            Some(pid) if pid == std::process::id() => true,
+            Some(pid) => !Path::new(&format!("/proc/{pid}")).exists(),
+            None => false,
+        };
+        if stale && fs::remove_file(entry.path()).is_ok() {
+            info!(file = %entry.path().display(), "removed a temporary file left by an interrupted write");
+        }
+    }
+}
+
 fn write_temp(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
-    let _ = fs::remove_file(path);
     let result = write_new(path, bytes, mode);
     if result.is_err() {
         let _ = fs::remove_file(path);
@@ -319,6 +360,36 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
             .collect();
         assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn temporary_files_of_dead_writers_are_removed_and_planted_names_are_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        // A writer killed with -9 (no such pid now) and this process's own
+        // leftover (a restarted container is pid 1 again).
+        let dead = dir.path().join(format!(".{CA_KEY}.tmp-{}", u32::MAX - 7));
+        let own = dir
+            .path()
+            .join(format!(".{CA_KEY}.tmp-{}-ab", std::process::id()));
+        let other = dir.path().join(".unrelated.tmp-1");
+        for path in [&dead, &own, &other] {
+            fs::write(path, "leftover").unwrap();
+        }
+        remove_stale_temps(dir.path(), CA_KEY);
+        assert!(!dead.exists() && !own.exists());
+        assert!(
+            other.exists(),
+            "only the named file's temporaries are touched"
+        );
+        // Temporary names are not predictable: two are never the same.
+        assert_ne!(temp_path(dir.path(), CA_KEY), temp_path(dir.path(), CA_KEY));
+        // A symlink planted under the temporary name is not followed.
+        let target = dir.path().join("target");
+        fs::write(&target, "precious").unwrap();
+        let planted = temp_path(dir.path(), "x");
+        std::os::unix::fs::symlink(&target, &planted).unwrap();
+        assert!(write_temp(&planted, b"overwritten", 0o600).is_err());
+        assert_eq!(fs::read_to_string(&target).unwrap(), "precious");
     }
 
     #[test]

@@ -14,7 +14,9 @@ use clap::Args;
 use outrigger::ca::RootOptions;
 use outrigger::ca::grpc::CaServiceConfig;
 use outrigger::ca::grpc::auth::DEFAULT_AUDIENCE;
+use outrigger::ca::grpc::server::ServerLimits;
 use outrigger::cluster::ClusterArgs;
+use outrigger::limits::ConnectionLimits;
 use outrigger::metrics::MetricsRegistry;
 use outrigger::webhook::Limits;
 use outrigger::webhook::server::{self, CaServiceOptions, CaSource, ServeOptions, TlsSource};
@@ -92,15 +94,47 @@ struct ServeFlags {
     /// config is rejected and the old one kept).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Largest request body accepted, in bytes (413 above).
+    /// Largest request body accepted, in bytes (413 above). Default: 3 MiB,
+    /// the API server's own limit on a request body.
     #[arg(long, default_value_t = Limits::default().max_body_bytes)]
     max_body_bytes: usize,
+    /// Bytes all request bodies being read or handled may hold together; a
+    /// body that would pass it gets 503 at once.
+    #[arg(long, default_value_t = Limits::default().max_body_bytes_in_flight)]
+    max_body_bytes_in_flight: usize,
     /// Requests in progress past which new ones get 503 at once.
     #[arg(long, default_value_t = Limits::default().max_concurrent_requests)]
     max_concurrent_requests: usize,
-    /// A request not answered within this gets 503 (e.g. `10s`, `500ms`).
+    /// A request not answered within this gets 503 (e.g. `10s`, `500ms`);
+    /// the CA service ends its requests after the same time.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     request_timeout: Duration,
+    /// Threads that parse and inject (off the async workers, so that
+    /// /healthz and the CA service keep answering).
+    #[arg(long, default_value_t = Limits::default().workers, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=256))]
+    workers: usize,
+    /// Jobs waiting for a worker past which new requests get 503 at once.
+    #[arg(long, default_value_t = Limits::default().max_queued)]
+    max_queued: usize,
+    /// Connections each TLS listener (webhook, CA service) keeps open at
+    /// once; one more is closed on accept. The monitoring port keeps 64.
+    #[arg(long, default_value_t = ConnectionLimits::SERVING.max_connections, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    max_connections: usize,
+    /// A connection (any port) that moves no byte for this long is closed.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    idle_timeout: Duration,
+    /// A TLS handshake, or an HTTP/1 request's headers, not complete within
+    /// this is dropped (any port).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    handshake_timeout: Duration,
+    /// CA service: the largest gRPC message read, in bytes (a CSR is about
+    /// 1 KiB; the message is read before the token is checked).
+    #[arg(long, default_value_t = ServerLimits::default().max_message_bytes)]
+    ca_max_message_bytes: usize,
+    /// CA service: requests in progress across all connections past which
+    /// new ones get UNAVAILABLE at once.
+    #[arg(long, default_value_t = ServerLimits::default().max_concurrent_requests)]
+    ca_max_concurrent_requests: usize,
     /// After SIGTERM/SIGINT: how long to keep accepting while not ready (a
     /// second signal exits at once).
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
@@ -151,7 +185,19 @@ impl ServeFlags {
             }
         };
         let (serving_dns_names, serving_ips) = split_names(&self.dns_names);
+        let connections = ConnectionLimits {
+            max_connections: self.max_connections,
+            idle_timeout: self.idle_timeout,
+            handshake_timeout: self.handshake_timeout,
+        };
         let ca_service = CaServiceOptions {
+            limits: ServerLimits {
+                connections,
+                max_message_bytes: self.ca_max_message_bytes,
+                max_concurrent_requests: self.ca_max_concurrent_requests,
+                request_timeout: self.request_timeout,
+                ..ServerLimits::default()
+            },
             listen: self.ca_listen,
             config: CaServiceConfig {
                 trust_domain,
@@ -174,9 +220,13 @@ impl ServeFlags {
             config: self.config,
             limits: Limits {
                 max_body_bytes: self.max_body_bytes,
+                max_body_bytes_in_flight: self.max_body_bytes_in_flight,
                 max_concurrent_requests: self.max_concurrent_requests,
                 request_timeout: self.request_timeout,
+                workers: self.workers,
+                max_queued: self.max_queued,
             },
+            connections,
             shutdown_delay: self.shutdown_delay,
             shutdown_grace: self.shutdown_grace,
             reload_interval: Duration::from_secs(1),

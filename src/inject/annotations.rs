@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use serde_json::Value;
 
 use super::InjectError;
+use super::bounded_yaml;
 use super::quantity;
 
 /// `sidecar.istio.io/inject`.
@@ -259,19 +260,337 @@ fn proxy_config(v: &str) -> Result<(), &'static str> {
 }
 
 /// Parses `proxy.istio.io/config` (YAML or JSON ProxyConfig fields).
+///
+/// The annotation comes from whoever creates the pod, so the text is
+/// bounded before it is parsed ([`bounded_yaml::YamlLimits::ANNOTATION`]:
+/// 16 KiB, aliases counted as they expand), and each known field must have
+/// the type Istio's ProxyConfig gives it (Istio reads the annotation with
+/// protobuf's JSON mapping, so a number where a string is expected, or
+/// `concurrency: "abc"`, fails there too).
 pub fn parse_proxy_config(v: &str) -> Result<serde_json::Map<String, Value>, &'static str> {
     const FORM: &str = "a YAML or JSON mapping of ProxyConfig fields, e.g. {\"holdApplicationUntilProxyStarts\": true}";
+    bounded_yaml::check_yaml(v, &bounded_yaml::YamlLimits::ANNOTATION).map_err(|e| match e {
+        bounded_yaml::LimitError::TooLarge { .. } => {
+            "a ProxyConfig mapping of at most 16384 bytes (the annotation's size limit)"
+        }
+        bounded_yaml::LimitError::TooDeep { .. } => {
+            "a ProxyConfig mapping nested at most 16 levels deep"
+        }
+        bounded_yaml::LimitError::TooManyNodes { .. }
+        | bounded_yaml::LimitError::TooManyBytes { .. } => {
+            "a ProxyConfig mapping of at most 4096 values, YAML aliases expanded"
+        }
+    })?;
     match serde_yaml::from_str::<Value>(v) {
         Ok(Value::Object(m)) => {
-            if m.keys()
-                .all(|k| crate::config::PROXY_CONFIG_FIELDS.contains(&k.as_str()))
-            {
-                Ok(m)
-            } else {
-                Err(FORM)
+            for (key, value) in &m {
+                let Some((_, kind)) = PROXY_CONFIG_TYPES.iter().find(|(name, _)| name == key)
+                else {
+                    return Err(FORM);
+                };
+                kind.check(value)?;
             }
+            Ok(m)
         }
         Ok(Value::Null) => Ok(serde_json::Map::new()),
         _ => Err(FORM),
+    }
+}
+
+/// The JSON types of ProxyConfig's fields (istio.io/api `mesh/v1alpha1`
+/// `ProxyConfig`), as protobuf's JSON mapping reads them.
+#[derive(Debug, Clone, Copy)]
+enum FieldType {
+    /// `string`.
+    Text(&'static str),
+    /// `google.protobuf.Duration`: decimal seconds with an `s` suffix.
+    Duration(&'static str),
+    /// An `int32` port: 0-65535 (a number, or a string of digits).
+    Port(&'static str),
+    /// A non-negative `int32` (or `Int32Value`), e.g. `concurrency`.
+    Count(&'static str),
+    /// `bool` or `BoolValue`.
+    Boolean(&'static str),
+    /// An enum: its name (or its number).
+    Enum(&'static str),
+    /// A message: a mapping.
+    Message(&'static str),
+    /// `map<string, string>`.
+    StringMap(&'static str),
+    /// `repeated string`.
+    StringList(&'static str),
+}
+
+impl FieldType {
+    fn check(self, value: &Value) -> Result<(), &'static str> {
+        if value.is_null() {
+            return Ok(()); // protobuf's JSON mapping: null is the default
+        }
+        let (ok, form) = match self {
+            FieldType::Text(form) => (value.is_string(), form),
+            FieldType::Duration(form) => (value.as_str().is_some_and(is_duration), form),
+            FieldType::Port(form) => (int32(value).is_some_and(|p| (0..=65535).contains(&p)), form),
+            FieldType::Count(form) => (int32(value).is_some_and(|n| n >= 0), form),
+            FieldType::Boolean(form) => (value.is_boolean(), form),
+            // The name itself is checked where it is used (an unknown
+            // interception mode is passed to istio-iptables, which names
+            // it); here only its type.
+            FieldType::Enum(form) => (value.is_string() || value.is_i64(), form),
+            FieldType::Message(form) => (value.is_object(), form),
+            FieldType::StringMap(form) => (
+                value
+                    .as_object()
+                    .is_some_and(|m| m.values().all(Value::is_string)),
+                form,
+            ),
+            FieldType::StringList(form) => (
+                value
+                    .as_array()
+                    .is_some_and(|l| l.iter().all(Value::is_string)),
+                form,
+            ),
+        };
+        ok.then_some(()).ok_or(form)
+    }
+}
+
+/// An `int32` as protobuf's JSON mapping reads it: a whole number, or a
+/// string holding one.
+fn int32(value: &Value) -> Option<i64> {
+    let n = match value {
+        Value::Number(n) => n.as_i64()?,
+        Value::String(s) => s.parse::<i64>().ok()?,
+        _ => return None,
+    };
+    (i64::from(i32::MIN)..=i64::from(i32::MAX))
+        .contains(&n)
+        .then_some(n)
+}
+
+/// `google.protobuf.Duration` in JSON: `1s`, `1.5s`, `0.000001s`.
+fn is_duration(s: &str) -> bool {
+    let Some(number) = s.strip_suffix('s') else {
+        return false;
+    };
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, "0"));
+    !whole.is_empty()
+        && whole.len() <= 12
+        && whole.bytes().all(|b| b.is_ascii_digit())
+        && !fraction.is_empty()
+        && fraction.len() <= 9
+        && fraction.bytes().all(|b| b.is_ascii_digit())
+}
+
+macro_rules! pc_form {
+    ($field:literal, $what:literal) => {
+        concat!(
+            "a mapping of ProxyConfig fields whose ",
+            $field,
+            " is ",
+            $what
+        )
+    };
+}
+
+/// Every ProxyConfig field the annotation may set, with its type; the
+/// names are [`crate::config::PROXY_CONFIG_FIELDS`] (a test keeps the two
+/// lists equal).
+const PROXY_CONFIG_TYPES: &[(&str, FieldType)] = &[
+    (
+        "configPath",
+        FieldType::Text(pc_form!("configPath", "a string")),
+    ),
+    (
+        "binaryPath",
+        FieldType::Text(pc_form!("binaryPath", "a string")),
+    ),
+    (
+        "serviceCluster",
+        FieldType::Text(pc_form!("serviceCluster", "a string")),
+    ),
+    (
+        "drainDuration",
+        FieldType::Duration(pc_form!(
+            "drainDuration",
+            "a duration in seconds such as \"45s\""
+        )),
+    ),
+    (
+        "parentShutdownDuration",
+        FieldType::Duration(pc_form!(
+            "parentShutdownDuration",
+            "a duration in seconds such as \"60s\""
+        )),
+    ),
+    (
+        "discoveryAddress",
+        FieldType::Text(pc_form!(
+            "discoveryAddress",
+            "a string such as \"istiod.istio-system.svc:15012\""
+        )),
+    ),
+    (
+        "statsdUdpAddress",
+        FieldType::Text(pc_form!("statsdUdpAddress", "a string")),
+    ),
+    (
+        "proxyAdminPort",
+        FieldType::Port(pc_form!("proxyAdminPort", "a port number 0-65535")),
+    ),
+    (
+        "controlPlaneAuthPolicy",
+        FieldType::Enum(pc_form!(
+            "controlPlaneAuthPolicy",
+            "a name such as MUTUAL_TLS"
+        )),
+    ),
+    (
+        "customConfigFile",
+        FieldType::Text(pc_form!("customConfigFile", "a string")),
+    ),
+    (
+        "statNameLength",
+        FieldType::Count(pc_form!("statNameLength", "a whole number >= 0")),
+    ),
+    (
+        "concurrency",
+        FieldType::Count(pc_form!(
+            "concurrency",
+            "a whole number >= 0 (0: one worker thread per CPU)"
+        )),
+    ),
+    (
+        "proxyBootstrapTemplatePath",
+        FieldType::Text(pc_form!("proxyBootstrapTemplatePath", "a string")),
+    ),
+    (
+        "interceptionMode",
+        FieldType::Enum(pc_form!("interceptionMode", "a name such as REDIRECT")),
+    ),
+    (
+        "tracing",
+        FieldType::Message(pc_form!("tracing", "a mapping")),
+    ),
+    (
+        "envoyAccessLogService",
+        FieldType::Message(pc_form!("envoyAccessLogService", "a mapping")),
+    ),
+    (
+        "envoyMetricsService",
+        FieldType::Message(pc_form!("envoyMetricsService", "a mapping")),
+    ),
+    (
+        "proxyMetadata",
+        FieldType::StringMap(pc_form!(
+            "proxyMetadata",
+            "a mapping of strings to strings (quote numbers and booleans)"
+        )),
+    ),
+    (
+        "statusPort",
+        FieldType::Port(pc_form!("statusPort", "a port number 0-65535")),
+    ),
+    (
+        "extraStatTags",
+        FieldType::StringList(pc_form!("extraStatTags", "a list of strings")),
+    ),
+    (
+        "gatewayTopology",
+        FieldType::Message(pc_form!("gatewayTopology", "a mapping")),
+    ),
+    (
+        "terminationDrainDuration",
+        FieldType::Duration(pc_form!(
+            "terminationDrainDuration",
+            "a duration in seconds such as \"5s\""
+        )),
+    ),
+    ("meshId", FieldType::Text(pc_form!("meshId", "a string"))),
+    (
+        "readinessProbe",
+        FieldType::Message(pc_form!("readinessProbe", "a mapping (a Kubernetes probe)")),
+    ),
+    (
+        "proxyStatsMatcher",
+        FieldType::Message(pc_form!("proxyStatsMatcher", "a mapping")),
+    ),
+    (
+        "holdApplicationUntilProxyStarts",
+        FieldType::Boolean(pc_form!("holdApplicationUntilProxyStarts", "true or false")),
+    ),
+    (
+        "caCertificatesPem",
+        FieldType::StringList(pc_form!("caCertificatesPem", "a list of PEM strings")),
+    ),
+    (
+        "image",
+        FieldType::Message(pc_form!(
+            "image",
+            "a mapping such as {imageType: distroless}"
+        )),
+    ),
+    (
+        "privateKeyProvider",
+        FieldType::Message(pc_form!("privateKeyProvider", "a mapping")),
+    ),
+    (
+        "proxyHeaders",
+        FieldType::Message(pc_form!("proxyHeaders", "a mapping")),
+    ),
+];
+
+#[cfg(test)]
+mod proxy_config_tests {
+    use super::*;
+
+    #[test]
+    fn every_proxy_config_field_has_a_type() {
+        let typed: Vec<&str> = PROXY_CONFIG_TYPES.iter().map(|(name, _)| *name).collect();
+        assert_eq!(typed, crate::config::PROXY_CONFIG_FIELDS);
+    }
+
+    #[test]
+    fn fields_of_the_wrong_type_are_refused_by_name() {
+        for (text, field) in [
+            ("concurrency: abc", "concurrency"),
+            ("concurrency: -1", "concurrency"),
+            ("statusPort: 99999999", "statusPort"),
+            (
+                "holdApplicationUntilProxyStarts: \"yes\"",
+                "holdApplicationUntilProxyStarts",
+            ),
+            ("drainDuration: 45", "drainDuration"),
+            ("drainDuration: 1m", "drainDuration"),
+            ("proxyMetadata: {A: 1}", "proxyMetadata"),
+            ("discoveryAddress: 15012", "discoveryAddress"),
+            ("interceptionMode: [REDIRECT]", "interceptionMode"),
+            ("tracing: zipkin", "tracing"),
+        ] {
+            let form = parse_proxy_config(text).unwrap_err();
+            assert!(form.contains(&format!(" {field} is ")), "{text}: {form}");
+        }
+    }
+
+    #[test]
+    fn fields_of_the_right_type_are_accepted() {
+        let text = "{concurrency: 2, statusPort: \"15020\", drainDuration: 1.5s, \
+                    holdApplicationUntilProxyStarts: true, proxyMetadata: {A: \"1\"}, \
+                    interceptionMode: TPROXY, tracing: {zipkin: {address: z:9411}}, \
+                    extraStatTags: [a], image: {imageType: distroless}, meshId: null}";
+        let fields = parse_proxy_config(text).unwrap();
+        assert_eq!(fields.len(), 10);
+    }
+
+    #[test]
+    fn an_alias_bomb_in_the_annotation_is_refused_by_its_size() {
+        let items = vec!["x"; 300].join(", ");
+        let refs = vec!["*a"; 300].join(", ");
+        let text = format!("proxyMetadata: {{}}\nextraStatTags: &a [{items}]\nx: [{refs}]\n");
+        assert!(text.len() < 16 << 10);
+        let form = parse_proxy_config(&text).unwrap_err();
+        assert!(form.contains("at most 4096 values"), "{form}");
+        let large = format!("meshId: \"{}\"", "m".repeat(20_000));
+        let form = parse_proxy_config(&large).unwrap_err();
+        assert!(form.contains("16384 bytes"), "{form}");
     }
 }

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{Document, DocumentLabel, PreviewError};
+use crate::inject::bounded_yaml::{YamlLimits, check_yaml};
 
 /// Parses `text` into its documents, in order.
 ///
@@ -51,6 +52,12 @@ fn parse_json_stream(text: &str) -> Result<Vec<Document>, PreviewError> {
 }
 
 fn parse_yaml_stream(text: &str) -> Result<Vec<Document>, PreviewError> {
+    // A local file may be large, but an alias bomb or a deep flow nesting
+    // must not hang the CLI: the generous local bounds hold it.
+    check_yaml(text, &YamlLimits::LOCAL_FILE).map_err(|e| PreviewError::NotAnObject {
+        document: DocumentLabel::unparsed(1),
+        problem: format!("the input (all its documents together) is refused: {e}"),
+    })?;
     let mut documents = Vec::new();
     for_each_yaml_document(text, |doc| {
         documents.push(doc);

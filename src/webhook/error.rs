@@ -17,6 +17,11 @@ pub enum ApiError {
     /// A malformed preview request or query (HTTP 400).
     #[error("{0}")]
     BadRequest(String),
+    /// A body (or a part of it, such as an annotation) over one of the
+    /// parse bounds of [`crate::inject::bounded_yaml`] (HTTP 400); the
+    /// message names the limit.
+    #[error("{0}")]
+    OverLimit(String),
     /// A `Content-Type` the endpoint does not read (HTTP 415).
     #[error("unsupported Content-Type {got}: expected {expected}")]
     UnsupportedMediaType {
@@ -46,19 +51,24 @@ pub enum ApiError {
     /// Turned away without being processed (HTTP 503).
     #[error("{0}")]
     Unavailable(&'static str),
+    /// The work failed unexpectedly (a panic, caught): HTTP 500.
+    #[error("internal error")]
+    Internal,
 }
 
 impl ApiError {
     /// The HTTP status this error is answered with.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::Review(_) | ApiError::BadRequest(_) | ApiError::BodyRead(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            ApiError::Review(_)
+            | ApiError::BadRequest(_)
+            | ApiError::OverLimit(_)
+            | ApiError::BodyRead(_) => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }

@@ -15,6 +15,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::Semaphore;
 
+use crate::limits::{Limit, LimitMetrics, Listener};
 use crate::webhook::error::ApiError;
 use crate::webhook::metrics::{RequestResult, WebhookMetrics};
 
@@ -24,16 +25,23 @@ pub struct Overload {
     permits: Arc<Semaphore>,
     timeout: Duration,
     metrics: WebhookMetrics,
+    limits: LimitMetrics,
 }
 
 impl Overload {
     /// At most `max_concurrent` requests in progress, each for at most
     /// `timeout`.
-    pub fn new(max_concurrent: usize, timeout: Duration, metrics: WebhookMetrics) -> Self {
+    pub fn new(
+        max_concurrent: usize,
+        timeout: Duration,
+        metrics: WebhookMetrics,
+        limits: LimitMetrics,
+    ) -> Self {
         Overload {
             permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
             timeout,
             metrics,
+            limits,
         }
     }
 }
@@ -42,12 +50,16 @@ impl Overload {
 pub async fn limit(State(overload): State<Overload>, request: Request, next: Next) -> Response {
     let Ok(_permit) = overload.permits.clone().try_acquire_owned() else {
         overload.metrics.request("other", RequestResult::Overloaded);
+        overload.limits.trip(Listener::Webhook, Limit::Concurrency);
         return ApiError::Unavailable("too many requests in progress; retry").into_response();
     };
     match tokio::time::timeout(overload.timeout, next.run(request)).await {
         Ok(response) => response,
         Err(_) => {
             overload.metrics.request("other", RequestResult::Overloaded);
+            overload
+                .limits
+                .trip(Listener::Webhook, Limit::RequestTimeout);
             ApiError::Unavailable("the request did not complete within the request timeout")
                 .into_response()
         }

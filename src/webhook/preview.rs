@@ -19,6 +19,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::Config;
+use crate::inject::bounded_yaml::{LimitError, YamlLimits, check_json, check_yaml};
 use crate::inject::{self, Context, Outcome};
 use crate::webhook::error::ApiError;
 
@@ -75,12 +76,23 @@ pub fn context_from_query(query: Option<&str>) -> Result<Context, ApiError> {
 }
 
 /// Parses the body: exactly one object, as YAML (which includes JSON).
+///
+/// The body comes from the network, so it is bounded before it is parsed
+/// ([`YamlLimits::REQUEST`]: aliases counted as they expand, flow nesting
+/// measured before libyaml sees it); a body over a limit is a 400 naming
+/// the limit. A body that is JSON is read by serde_json, which is linear
+/// whatever its shape; only what is not JSON goes through the YAML parser.
 pub fn parse_object(body: &[u8]) -> Result<Value, ApiError> {
-    let value: Value = serde_yaml::from_slice(body).map_err(|e| {
-        ApiError::BadRequest(format!(
-            "the body is not one YAML or JSON Kubernetes object: {e}"
-        ))
-    })?;
+    let refused = |e: LimitError| ApiError::OverLimit(format!("the body is refused: {e}"));
+    let value: Value = if looks_like_json(body) {
+        check_json(body, &YamlLimits::REQUEST).map_err(refused)?;
+        match serde_json::from_slice(body) {
+            Ok(value) => value,
+            Err(_) => parse_yaml(body).map_err(|e| e.either(refused))?,
+        }
+    } else {
+        parse_yaml(body).map_err(|e| e.either(refused))?
+    };
     match value {
         Value::Object(_) => Ok(value),
         Value::Null => Err(ApiError::BadRequest(
@@ -90,6 +102,41 @@ pub fn parse_object(body: &[u8]) -> Result<Value, ApiError> {
             "the body is not a mapping: expected one Kubernetes object (YAML or JSON)".into(),
         )),
     }
+}
+
+/// A YAML body's failure: over a limit, or not YAML.
+enum YamlFailure {
+    Limit(LimitError),
+    Syntax(ApiError),
+}
+
+impl YamlFailure {
+    fn either(self, limit: impl FnOnce(LimitError) -> ApiError) -> ApiError {
+        match self {
+            YamlFailure::Limit(e) => limit(e),
+            YamlFailure::Syntax(e) => e,
+        }
+    }
+}
+
+fn parse_yaml(body: &[u8]) -> Result<Value, YamlFailure> {
+    let text = std::str::from_utf8(body).map_err(|e| {
+        YamlFailure::Syntax(ApiError::BadRequest(format!(
+            "the body is not UTF-8 text ({e}): expected one YAML or JSON Kubernetes object"
+        )))
+    })?;
+    check_yaml(text, &YamlLimits::REQUEST).map_err(YamlFailure::Limit)?;
+    serde_yaml::from_str(text).map_err(|e| {
+        YamlFailure::Syntax(ApiError::BadRequest(format!(
+            "the body is not one YAML or JSON Kubernetes object: {e}"
+        )))
+    })
+}
+
+fn looks_like_json(body: &[u8]) -> bool {
+    body.iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'{')
 }
 
 /// Runs the engine on `object` and describes the outcome.
@@ -178,6 +225,21 @@ mod tests {
             let err = parse_object(body).unwrap_err();
             assert!(err.to_string().contains(needle), "{err}");
         }
+    }
+
+    #[test]
+    fn hostile_bodies_are_refused_naming_the_limit() {
+        let items = vec!["x"; 1000].join(", ");
+        let refs = vec!["*a"; 1000].join(", ");
+        let bomb = format!("kind: Pod\nitems: &a [{items}]\nrefs: [{refs}]\n");
+        let err = parse_object(bomb.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("YAML aliases"), "{err}");
+        let deep = format!("{}{}", "{a: ".repeat(40_000), "}".repeat(40_000));
+        let err = parse_object(deep.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("limit is 64 levels"), "{err}");
+        let dense = format!("{{\"a\": [{}]}}", vec!["0"; 100_001].join(","));
+        let err = parse_object(dense.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("limit is 100000 nodes"), "{err}");
     }
 
     #[test]

@@ -52,7 +52,7 @@ impl FileSet {
         match now {
             Ok(contents) => Some(contents),
             Err(error) => {
-                warn!(files = ?self.paths, %error, "watched file unreadable; keeping what was loaded");
+                warn!(files = %self.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "), %error, "watched file unreadable; keeping what was loaded");
                 None
             }
         }

@@ -23,6 +23,7 @@
 pub mod ca_service;
 pub mod certificate;
 pub mod in_cluster;
+pub mod listener;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -30,22 +31,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::ca::RootOptions;
 use crate::ca::grpc::config::ConfigError;
 use crate::ca::grpc::metrics::CaMetrics;
 use crate::cluster::ClusterArgs;
 use crate::config::Config;
+use crate::limits::{ConnectionLimits, LimitMetrics, Listener};
 use crate::metrics::MetricsRegistry;
 use crate::webhook::drain::Draining;
 use crate::webhook::metrics::WebhookMetrics;
@@ -56,9 +53,7 @@ use crate::webhook::tls::{self, CertResolver, TlsError};
 use crate::webhook::{AppState, Limits};
 pub use ca_service::CaServiceOptions;
 use ca_service::CaSupply;
-
-/// A TLS handshake taking longer than this is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+use listener::Serving;
 
 /// Where the webhook's serving certificate comes from.
 #[derive(Debug, Clone)]
@@ -115,6 +110,10 @@ pub struct ServeOptions {
     pub config: Option<PathBuf>,
     /// Per-request limits.
     pub limits: Limits,
+    /// The webhook's connection limits (the CA service's are in
+    /// [`CaServiceOptions`]; the monitoring port's are
+    /// [`ConnectionLimits::MONITORING`] with these timeouts).
+    pub connections: ConnectionLimits,
     /// How long new connections are still accepted after shutdown begins.
     pub shutdown_delay: Duration,
     /// How long in-flight requests get to finish after that.
@@ -179,6 +178,7 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let registry = options.registry.clone();
     let metrics = WebhookMetrics::register(&registry);
+    let limit_metrics = LimitMetrics::register(&registry);
     let ca_metrics = CaMetrics::new();
     registry.register_with(|registry| ca_metrics.register(registry));
     let readiness = Arc::new(Readiness::default());
@@ -270,10 +270,11 @@ pub async fn serve(
         (Some(ca_listener), Some(service), Some(auth), Some(supply)) => {
             Some(tokio::spawn(ca_service::run(
                 ca_listener,
-                service.config,
+                service,
                 auth,
                 supply,
                 ca_metrics,
+                limit_metrics.clone(),
                 accepting.clone(),
             )))
         }
@@ -281,30 +282,43 @@ pub async fn serve(
     };
 
     let draining = Draining::default();
-    let app = crate::webhook::router(AppState {
+    let app = crate::webhook::router(AppState::new(
         config,
         metrics,
-        limits: options.limits,
-        draining: draining.clone(),
-    });
-    let webhook = tokio::spawn(accept_loop(
+        options.limits,
+        draining.clone(),
+        limit_metrics.clone(),
+    ));
+    let webhook = tokio::spawn(listener::accept_loop(
         listener,
-        TlsAcceptor::from(server_config),
-        app,
+        Serving {
+            app,
+            tls: Some(TlsAcceptor::from(server_config)),
+            limits: options.connections,
+            listener: Listener::Webhook,
+            metrics: limit_metrics.clone(),
+        },
         accepting,
         options.shutdown_grace,
     ));
     let (stop_monitoring, monitoring_stopped) = watch::channel(false);
-    let monitoring_router = monitoring::router(readiness.clone(), registry);
-    let monitoring = tokio::spawn(async move {
-        let served = axum::serve(monitoring_listener, monitoring_router)
-            .with_graceful_shutdown(wait_true(monitoring_stopped))
-            .await;
-        if let Err(error) = served {
-            warn!(%error, "monitoring server failed");
-        }
-    });
-    info!(%listen, monitoring = %monitoring_addr, ca = ?ca_addr, "serving");
+    let monitoring = tokio::spawn(listener::accept_loop(
+        monitoring_listener,
+        Serving {
+            app: monitoring::router(readiness.clone(), registry),
+            tls: None,
+            limits: ConnectionLimits {
+                max_connections: ConnectionLimits::MONITORING.max_connections,
+                ..options.connections
+            },
+            listener: Listener::Monitoring,
+            metrics: limit_metrics,
+        },
+        monitoring_stopped,
+        Duration::from_secs(1),
+    ));
+    let ca_text = ca_addr.map_or_else(|| "off".to_string(), |a| a.to_string());
+    info!(%listen, monitoring = %monitoring_addr, ca = %ca_text, "serving");
     if let Some(path) = &options.addresses_out {
         let mut json = serde_json::json!({"listen": listen.to_string(), "monitoring": monitoring_addr.to_string()});
         if let Some(ca_addr) = ca_addr {
@@ -386,70 +400,6 @@ fn load_config(path: Option<&Path>) -> Result<(Config, Option<FileSet>), ServeEr
 pub(crate) async fn wait_true(mut flag: watch::Receiver<bool>) {
     // An error means the sender is gone: stop too.
     let _ = flag.wait_for(|stop| *stop).await;
-}
-
-/// Accepts TLS connections until told to stop, then drains them.
-async fn accept_loop(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-    app: Router,
-    stop: watch::Receiver<bool>,
-    grace: Duration,
-) {
-    let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new());
-    let stopped = wait_true(stop);
-    tokio::pin!(stopped);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            _ = &mut stopped => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // E.g. out of file descriptors: back off instead of spinning.
-                    warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let service = TowerToHyperService::new(app.clone());
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(error)) => {
-                    debug!(%peer, %error, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let connection = builder
-                .serve_connection(TokioIo::new(tls), service)
-                .into_owned();
-            if let Err(error) = watcher.watch(connection).await {
-                debug!(%peer, %error, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    info!(
-        grace_ms = grace.as_millis() as u64,
-        "shutdown: listener closed; waiting for in-flight requests"
-    );
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        warn!("shutdown: requests still in flight after the grace period; closing them");
-    }
 }
 
 #[cfg(test)]

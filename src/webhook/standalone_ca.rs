@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::ca::store;
 use crate::ca::{CertificateAuthority, IssueError, RootOptions, StoreError};
 use crate::webhook::tls::{ServingCert, TlsError};
 
@@ -164,24 +165,39 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> CaError + '_ {
 
 /// Writes `contents` to a temporary file with `mode`, then renames it over
 /// `path`: readers see the old file or the new one, never half of one.
+///
+/// The temporary file has an unpredictable name and is created with
+/// `O_EXCL` ([`store::temp_path`]): a planted file or symlink makes the
+/// write fail rather than be followed. Temporaries an interrupted earlier
+/// write left are removed first.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), CaError> {
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp-{}",
-        file_name.unwrap_or_default(),
-        std::process::id()
-    ));
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(io_error(&tmp))?;
-    file.write_all(contents).map_err(io_error(&tmp))?;
-    file.sync_all().map_err(io_error(&tmp))?;
-    drop(file);
-    std::fs::rename(&tmp, path).map_err(io_error(path))
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    store::remove_stale_temps(dir, &file_name);
+    let tmp = store::temp_path(dir, &file_name);
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        file.write_all(contents)?;
+        file.sync_all()
+    })();
+    if let Err(source) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io_error(&tmp)(source));
+    }
+    std::fs::rename(&tmp, path).map_err(|source| {
+        let _ = std::fs::remove_file(&tmp);
+        io_error(path)(source)
+    })
 }
 
 #[cfg(test)]

@@ -16,12 +16,13 @@ use super::*;
 use crate::metrics::MetricsRegistry;
 
 fn state(limits: Limits) -> AppState {
-    AppState {
-        config: Arc::new(ArcSwap::from_pointee(Config::default())),
-        metrics: WebhookMetrics::register(&MetricsRegistry::new()),
+    AppState::new(
+        Arc::new(ArcSwap::from_pointee(Config::default())),
+        WebhookMetrics::register(&MetricsRegistry::new()),
         limits,
-        draining: Draining::default(),
-    }
+        Draining::default(),
+        LimitMetrics::default(),
+    )
 }
 
 fn review_body() -> Vec<u8> {

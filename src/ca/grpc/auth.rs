@@ -16,6 +16,7 @@ pub mod cache;
 pub mod client_cert;
 pub mod jwt;
 pub mod static_tokens;
+pub mod watched_file;
 
 use std::fmt;
 use std::sync::Arc;

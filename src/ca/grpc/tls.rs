@@ -190,7 +190,10 @@ pub async fn keep_fresh(
             .map_err(TlsConfigError::Issue)
             .and_then(|issued| cert.replace_pem(&issued.chain.to_pem(), issued.key.expose()));
         match renewed {
-            Ok(()) => info!(validity = ?cert.validity(), "CA gRPC serving certificate renewed"),
+            Ok(()) => info!(
+                not_after_unix = cert.validity().map(|(_, not_after)| not_after),
+                "CA gRPC serving certificate renewed"
+            ),
             Err(err) => warn!(error = %err, "CA gRPC serving certificate renewal failed; retrying"),
         }
     }

@@ -22,11 +22,13 @@ use crate::ca::CertificateAuthority;
 use crate::ca::grpc::auth::{AuthChain, Authenticator};
 use crate::ca::grpc::config::ConfigError;
 use crate::ca::grpc::metrics::CaMetrics;
+use crate::ca::grpc::server::ServerLimits;
 use crate::ca::grpc::signer::{AuthoritySigner, CertificateSigner as _, SwappableSigner};
 use crate::ca::grpc::{self, CaService, CaServiceConfig};
 use crate::cluster::jwks::{self, ClusterJwt, IssuerSource};
 use crate::cluster::token_binding::ApiBindingCheck;
 use crate::cluster::token_review::{CacheSettings, TokenReviewAuthenticator};
+use crate::limits::LimitMetrics;
 
 /// The CA service's part of `outrigger serve`'s options.
 #[derive(Debug, Clone)]
@@ -35,6 +37,9 @@ pub struct CaServiceOptions {
     pub listen: SocketAddr,
     /// Trust domain, serving names (standalone) and authenticators.
     pub config: CaServiceConfig,
+    /// What its clients may hold (connections, streams, messages, requests
+    /// in progress, time).
+    pub limits: ServerLimits,
 }
 
 /// Where the service's CA comes from.
@@ -57,21 +62,26 @@ pub fn authenticators(config: &CaServiceConfig) -> Result<AuthChain, ConfigError
 /// are logged: the webhook keeps serving whatever happens here.
 pub async fn run(
     listener: TcpListener,
-    config: CaServiceConfig,
+    service: CaServiceOptions,
     auth: AuthChain,
     supply: CaSupply,
     metrics: CaMetrics,
+    limit_metrics: LimitMetrics,
     stop: watch::Receiver<bool>,
 ) {
     let stopped = super::wait_true(stop.clone());
+    let CaServiceOptions { config, limits, .. } = service;
+    let limits = (limits, limit_metrics);
     let result = match supply {
-        CaSupply::Ready(ca) => grpc::run(listener, config, ca, auth, metrics, stopped)
-            .await
-            .map_err(|e| error_chain(&e)),
+        CaSupply::Ready(ca) => {
+            grpc::server::run_limited(listener, config, ca, auth, metrics, stopped, limits)
+                .await
+                .map_err(|e| error_chain(&e))
+        }
         CaSupply::Cluster(feeds) => {
             tokio::select! {
                 () = super::wait_true(stop) => return,
-                result = run_in_cluster(listener, config, feeds, metrics, stopped) => result,
+                result = run_in_cluster(listener, config, feeds, metrics, stopped, limits) => result,
             }
         }
     };
@@ -88,6 +98,7 @@ async fn run_in_cluster(
     mut feeds: ClusterFeeds,
     metrics: CaMetrics,
     stopped: impl std::future::Future<Output = ()> + Send + 'static,
+    (limits, limit_metrics): (ServerLimits, LimitMetrics),
 ) -> Result<(), String> {
     let Some(client) = first(&mut feeds.client).await else {
         return Err("the in-cluster controllers stopped before connecting".into());
@@ -130,10 +141,11 @@ async fn run_in_cluster(
         config.trust_domain.clone(),
         metrics,
     ));
-    info!(auth = ?service, "CA service starting with the cluster CA");
-    let result = grpc::serve(listener, tls, service, stopped)
-        .await
-        .map_err(|e| error_chain(&e));
+    info!(auth = %format!("{service:?}"), "CA service starting with the cluster CA");
+    let result =
+        grpc::server::serve_limited(listener, tls, service, stopped, limits, limit_metrics)
+            .await
+            .map_err(|e| error_chain(&e));
     follow.abort();
     follow_root.abort();
     drop(fetcher);
@@ -208,7 +220,10 @@ async fn follow_serving(
             continue;
         };
         match cert.replace_pem(&issued.chain_pem, issued.key_pem.expose()) {
-            Ok(()) => info!(validity = ?cert.validity(), "CA service serving certificate renewed"),
+            Ok(()) => info!(
+                not_after_unix = cert.validity().map(|(_, not_after)| not_after),
+                "CA service serving certificate renewed"
+            ),
             Err(error) => {
                 warn!(%error, "renewed serving certificate refused by the CA service; keeping the previous one")
             }

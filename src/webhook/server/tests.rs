@@ -15,6 +15,7 @@ use super::in_cluster::ClusterFeeds;
 use super::*;
 use crate::ca::grpc::CaServiceConfig;
 use crate::ca::grpc::client::{ConnectOptions, RequestOptions, request_certificate};
+use crate::ca::grpc::server::ServerLimits;
 use crate::cluster::authority::{ClusterCa, IssuedCert};
 
 /// Polls `done` until it holds (the tasks under test run concurrently).
@@ -129,10 +130,15 @@ async fn in_a_cluster_the_ca_service_starts_with_the_cluster_ca_and_certificate(
     let (stop_tx, stop) = watch::channel(false);
     let task = tokio::spawn(ca_service::run(
         listener,
-        config,
+        CaServiceOptions {
+            listen: addr,
+            config,
+            limits: ServerLimits::default(),
+        },
         auth,
         CaSupply::Cluster(f.feeds.clone()),
         CaMetrics::new(),
+        LimitMetrics::default(),
         stop,
     ));
 
@@ -198,15 +204,21 @@ async fn in_a_cluster_the_ca_service_starts_with_the_cluster_ca_and_certificate(
 async fn in_a_cluster_the_ca_service_waits_for_the_ca_and_stops_when_told() {
     let f = feeds();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
     let config = CaServiceConfig::default();
     let auth = ca_service::authenticators(&config).unwrap();
     let (stop_tx, stop) = watch::channel(false);
     let task = tokio::spawn(ca_service::run(
         listener,
-        config,
+        CaServiceOptions {
+            listen: addr,
+            config,
+            limits: ServerLimits::default(),
+        },
         auth,
         CaSupply::Cluster(f.feeds.clone()),
         CaMetrics::new(),
+        LimitMetrics::default(),
         stop,
     ));
     stop_tx.send_replace(true);

@@ -20,9 +20,10 @@ use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use tonic::async_trait;
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::cache::{CacheSettings, TokenCache, token_hash};
+use super::watched_file::WatchedFile;
 use super::{AuthError, Authenticator, Caller, Credentials, DEFAULT_AUDIENCE};
 
 /// The issuer of a default Kubernetes API server's ServiceAccount tokens.
@@ -83,6 +84,9 @@ struct Key {
 #[derive(Clone)]
 pub struct Jwks {
     keys: Vec<Key>,
+    /// The file they were read from ([`Jwks::load`]), and its contents: an
+    /// authenticator made from them reads the file again when it changes.
+    source: Option<(PathBuf, Vec<u8>)>,
 }
 
 impl fmt::Debug for Jwks {
@@ -122,7 +126,7 @@ impl Jwks {
                     key,
                 }),
                 Err(err) => {
-                    warn!(kid = ?jwk.common.key_id, error = %err, "skipping unusable JWKS key");
+                    warn!(kid = jwk.common.key_id.as_deref().unwrap_or(""), error = %err, "skipping unusable JWKS key");
                     skipped += 1;
                 }
             }
@@ -130,16 +134,19 @@ impl Jwks {
         if keys.is_empty() {
             return Err(JwksError::NoUsableKey { skipped });
         }
-        Ok(Self { keys })
+        Ok(Self { keys, source: None })
     }
 
-    /// Reads and parses a JWKS file.
+    /// Reads and parses a JWKS file. A [`JwtAuthenticator`] made from the
+    /// result reads the file again when it changes.
     pub fn load(path: &Path) -> Result<Self, JwksError> {
         let text = std::fs::read(path).map_err(|source| JwksError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::from_json(&text)
+        let mut jwks = Self::from_json(&text)?;
+        jwks.source = Some((path.to_path_buf(), text));
+        Ok(jwks)
     }
 }
 
@@ -174,6 +181,8 @@ pub struct JwtAuthenticator {
     policy: JwtPolicy,
     jwks: RwLock<Arc<Jwks>>,
     cache: TokenCache,
+    /// `--jwks-file`, read again when it changes.
+    file: Option<WatchedFile>,
 }
 
 impl fmt::Debug for JwtAuthenticator {
@@ -204,12 +213,47 @@ struct Named {
 }
 
 impl JwtAuthenticator {
-    /// An authenticator with this policy and these keys.
-    pub fn new(policy: JwtPolicy, jwks: Jwks) -> Self {
+    /// An authenticator with this policy and these keys; keys read from a
+    /// file ([`Jwks::load`]) follow the file: a changed file replaces them
+    /// (and empties the cache, so that a removed key stops working at
+    /// once), an unreadable or invalid one is reported and the previous
+    /// keys kept.
+    pub fn new(policy: JwtPolicy, mut jwks: Jwks) -> Self {
+        let file = jwks
+            .source
+            .take()
+            .map(|(path, text)| WatchedFile::new(&path, &text));
         Self {
             cache: TokenCache::new(policy.cache),
             policy,
             jwks: RwLock::new(Arc::new(jwks)),
+            file,
+        }
+    }
+
+    /// Reads the JWKS file again if it changed.
+    fn follow_file(&self) {
+        let Some(file) = &self.file else {
+            return;
+        };
+        let Some(read) = file.changed() else {
+            return;
+        };
+        let path = file.path().display().to_string();
+        match read
+            .map_err(|source| JwksError::Read {
+                path: file.path().to_path_buf(),
+                source,
+            })
+            .and_then(|text| Jwks::from_json(&text))
+        {
+            Ok(jwks) => {
+                info!(file = %path, keys = jwks.keys.len(), "JWKS file reloaded");
+                self.set_jwks(jwks);
+            }
+            Err(error) => {
+                warn!(file = %path, %error, "JWKS file unusable; keeping the previous keys");
+            }
         }
     }
 
@@ -233,6 +277,7 @@ impl JwtAuthenticator {
     /// Verifies one token (through the cache) and returns the
     /// ServiceAccount it names.
     pub fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+        self.follow_file();
         let key = token_hash(token);
         let now = Instant::now();
         if let Some(caller) = self.cache.get(&key, now) {

@@ -17,10 +17,13 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use ring::digest::{SHA256, digest};
 use tonic::async_trait;
+use tracing::{info, warn};
 
+use super::watched_file::WatchedFile;
 use super::{AuthError, Authenticator, Caller, Credentials};
 
 /// A malformed or unreadable static token file.
@@ -65,13 +68,15 @@ fn hash(token: &str) -> TokenHash {
 
 /// Authenticates callers by a static token file (see the module docs).
 pub struct StaticTokens {
-    by_hash: HashMap<TokenHash, Caller>,
+    by_hash: RwLock<Arc<HashMap<TokenHash, Caller>>>,
+    /// The file ([`StaticTokens::load`]), read again when it changes.
+    file: Option<WatchedFile>,
 }
 
 impl fmt::Debug for StaticTokens {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StaticTokens")
-            .field("tokens", &self.by_hash.len())
+            .field("tokens", &self.current().len())
             .finish()
     }
 }
@@ -87,13 +92,56 @@ fn is_dns_label(value: &str) -> bool {
 }
 
 impl StaticTokens {
-    /// Reads and parses a token file.
+    /// Reads and parses a token file. The tokens follow the file: a
+    /// changed file replaces them, an unreadable or invalid one is
+    /// reported and the previous tokens kept.
     pub fn load(path: &Path) -> Result<Self, StaticTokenError> {
         let text = std::fs::read_to_string(path).map_err(|source| StaticTokenError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::parse(&text, path)
+        let mut tokens = Self::parse(&text, path)?;
+        tokens.file = Some(WatchedFile::new(path, text.as_bytes()));
+        Ok(tokens)
+    }
+
+    fn current(&self) -> Arc<HashMap<TokenHash, Caller>> {
+        match self.by_hash.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Reads the token file again if it changed.
+    fn follow_file(&self) {
+        let Some(file) = &self.file else {
+            return;
+        };
+        let Some(read) = file.changed() else {
+            return;
+        };
+        let path = file.path();
+        let parsed = read
+            .map_err(|source| StaticTokenError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
+            .and_then(|bytes| Self::parse(&String::from_utf8_lossy(&bytes), path));
+        match parsed {
+            Ok(tokens) => {
+                let tokens = tokens.current();
+                info!(file = %path.display(), tokens = tokens.len(), "static token file reloaded");
+                match self.by_hash.write() {
+                    Ok(mut guard) => *guard = tokens,
+                    Err(poisoned) => *poisoned.into_inner() = tokens,
+                }
+            }
+            Err(error) => warn!(
+                file = %path.display(),
+                %error,
+                "static token file unusable; keeping the previous tokens"
+            ),
+        }
     }
 
     /// Parses a token file's text; `path` only names it in errors.
@@ -141,7 +189,10 @@ impl StaticTokens {
                 path: path.to_path_buf(),
             });
         }
-        Ok(Self { by_hash })
+        Ok(Self {
+            by_hash: RwLock::new(Arc::new(by_hash)),
+            file: None,
+        })
     }
 }
 
@@ -155,7 +206,8 @@ impl Authenticator for StaticTokens {
         let Some(token) = &credentials.bearer_token else {
             return Ok(None);
         };
-        match self.by_hash.get(&hash(token)) {
+        self.follow_file();
+        match self.current().get(&hash(token)) {
             Some(caller) => Ok(Some(caller.clone())),
             None => Err(AuthError::Rejected(
                 "not in the static token file".to_string(),
