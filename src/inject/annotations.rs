@@ -409,6 +409,13 @@ const PROXY_CONFIG_TYPES: &[(&str, FieldType)] = &[
         FieldType::Text(pc_form!("serviceCluster", "a string")),
     ),
     (
+        "tracingServiceName",
+        FieldType::Enum(pc_form!(
+            "tracingServiceName",
+            "one of APP_LABEL_AND_NAMESPACE, CANONICAL_NAME_ONLY, CANONICAL_NAME_AND_NAMESPACE"
+        )),
+    ),
+    (
         "drainDuration",
         FieldType::Duration(pc_form!(
             "drainDuration",
@@ -430,12 +437,31 @@ const PROXY_CONFIG_TYPES: &[(&str, FieldType)] = &[
         )),
     ),
     (
+        "discoveryRefreshDelay",
+        FieldType::Duration(pc_form!(
+            "discoveryRefreshDelay",
+            "a duration in seconds such as \"1s\""
+        )),
+    ),
+    (
+        "zipkinAddress",
+        FieldType::Text(pc_form!("zipkinAddress", "a string")),
+    ),
+    (
         "statsdUdpAddress",
         FieldType::Text(pc_form!("statsdUdpAddress", "a string")),
     ),
     (
+        "envoyMetricsServiceAddress",
+        FieldType::Text(pc_form!("envoyMetricsServiceAddress", "a string")),
+    ),
+    (
         "proxyAdminPort",
         FieldType::Port(pc_form!("proxyAdminPort", "a port number 0-65535")),
+    ),
+    (
+        "availabilityZone",
+        FieldType::Text(pc_form!("availabilityZone", "a string")),
     ),
     (
         "controlPlaneAuthPolicy",
@@ -471,6 +497,7 @@ const PROXY_CONFIG_TYPES: &[(&str, FieldType)] = &[
         "tracing",
         FieldType::Message(pc_form!("tracing", "a mapping")),
     ),
+    ("sds", FieldType::Message(pc_form!("sds", "a mapping"))),
     (
         "envoyAccessLogService",
         FieldType::Message(pc_form!("envoyAccessLogService", "a mapping")),
@@ -485,6 +512,10 @@ const PROXY_CONFIG_TYPES: &[(&str, FieldType)] = &[
             "proxyMetadata",
             "a mapping of strings to strings (quote numbers and booleans)"
         )),
+    ),
+    (
+        "runtimeValues",
+        FieldType::StringMap(pc_form!("runtimeValues", "a mapping of strings")),
     ),
     (
         "statusPort",
@@ -536,6 +567,28 @@ const PROXY_CONFIG_TYPES: &[(&str, FieldType)] = &[
     (
         "proxyHeaders",
         FieldType::Message(pc_form!("proxyHeaders", "a mapping")),
+    ),
+    (
+        "fileFlushInterval",
+        FieldType::Duration(pc_form!(
+            "fileFlushInterval",
+            "a duration in seconds such as \"1s\""
+        )),
+    ),
+    (
+        "fileFlushMinSizeKb",
+        FieldType::Count(pc_form!("fileFlushMinSizeKb", "a whole number >= 0")),
+    ),
+    (
+        "statsCompression",
+        FieldType::Enum(pc_form!(
+            "statsCompression",
+            "a compression name such as gzip"
+        )),
+    ),
+    (
+        "connectionSettings",
+        FieldType::Message(pc_form!("connectionSettings", "a mapping")),
     ),
 ];
 
