@@ -76,3 +76,37 @@ fn a_listen_address_that_is_not_one_names_the_forms_that_are() {
     );
     // The forms themselves are parsed in `cli::tests`.
 }
+
+#[test]
+fn a_port_in_use_is_named_once_with_what_to_do() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = std::env::temp_dir().join(format!("outrigger-port-taken-{}", std::process::id()));
+    let out = outrigger(&[
+        "serve",
+        "--cluster-mode",
+        "disabled",
+        "--ca-dir",
+        dir.join("ca").to_str().unwrap(),
+        "--listen",
+        &addr,
+        "--monitoring-listen",
+        "127.0.0.1:0",
+        "--ca-listen",
+        "127.0.0.1:0",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--listen"), "{stderr}");
+    assert_eq!(
+        stderr.matches("Address already in use").count(),
+        1,
+        "the OS error once: {stderr}"
+    );
+    drop(taken);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -161,7 +161,9 @@ pub enum ServeError {
     #[error("CA service: {0}")]
     CaService(#[source] ConfigError),
     /// A port could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error(
+        "cannot listen on {addr} (is another outrigger or another server using it? choose another address with --listen, --ca-listen or --monitoring-listen)"
+    )]
     Bind {
         /// The address.
         addr: SocketAddr,
