@@ -194,7 +194,7 @@ struct Installed {
 #[async_trait]
 impl Authenticator for ClusterJwt {
     fn name(&self) -> &'static str {
-        "jwt"
+        crate::ca::grpc::auth::JWT
     }
 
     async fn authenticate(&self, credentials: &Credentials) -> Result<Option<Caller>, AuthError> {

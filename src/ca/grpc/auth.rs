@@ -27,8 +27,9 @@ use tracing::debug;
 
 use binding::{BindingCheck, BindingVerdict, TokenBinding};
 
-/// The name of the local JWT authenticator, whose acceptances the chain's
-/// binding check confirms.
+/// The name every local JWT authenticator ([`jwt::JwtAuthenticator`], the
+/// cluster's `ClusterJwt`) gives, and by which the chain knows whose
+/// acceptances its binding check confirms.
 pub const JWT: &str = "jwt";
 
 /// The audience a ServiceAccount token must carry to be accepted, as in Istio.

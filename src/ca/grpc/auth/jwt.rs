@@ -399,7 +399,7 @@ fn identity(claims: &Claims) -> Result<Caller, AuthError> {
 #[async_trait]
 impl Authenticator for JwtAuthenticator {
     fn name(&self) -> &'static str {
-        "jwt"
+        super::JWT
     }
 
     async fn authenticate(&self, credentials: &Credentials) -> Result<Option<Caller>, AuthError> {
