@@ -60,6 +60,30 @@ fn ca_request(server: &Server, token: &str, out: &Path) -> Output {
         .unwrap()
 }
 
+/// Runs `outrigger serve` standalone on ephemeral ports with its CA in
+/// `dir/ca` and `extra` flags; it must refuse to start. Its stderr.
+fn start_up_refused(dir: &Path, extra: &[&std::ffi::OsStr]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_outrigger"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--monitoring-listen",
+            "127.0.0.1:0",
+            "--ca-listen",
+            "127.0.0.1:0",
+            "--cluster-mode",
+            "disabled",
+            "--ca-dir",
+        ])
+        .arg(dir.join("ca"))
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "serve started");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 /// Writes each certificate of a PEM chain to its own file, leaf first.
 fn split_chain(chain_pem: &str, dir: &Path) -> Vec<PathBuf> {
     pem::parse_many(chain_pem)
@@ -220,26 +244,7 @@ async fn a_malformed_static_token_file_stops_start_up_with_its_line() {
     let dir = test_dir("serve-ca-bad-tokens");
     let tokens = dir.join("tokens.txt");
     std::fs::write(&tokens, "lonely-token\n").unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_outrigger"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--monitoring-listen",
-            "127.0.0.1:0",
-            "--ca-listen",
-            "127.0.0.1:0",
-            "--cluster-mode",
-            "disabled",
-            "--ca-dir",
-        ])
-        .arg(dir.join("ca"))
-        .arg("--static-token-file")
-        .arg(&tokens)
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = start_up_refused(&dir, &["--static-token-file".as_ref(), tokens.as_os_str()]);
     assert!(stderr.contains("--static-token-file"), "{stderr}");
     assert!(stderr.contains("line 1"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
@@ -346,28 +351,15 @@ async fn a_trust_domain_flag_that_contradicts_the_injector_stops_start_up_naming
     let dir = test_dir("serve-ca-trust-domain-clash");
     let config = dir.join("config.yaml");
     std::fs::write(&config, "meshConfig:\n  trustDomain: foo.example\n").unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_outrigger"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--monitoring-listen",
-            "127.0.0.1:0",
-            "--ca-listen",
-            "127.0.0.1:0",
-            "--cluster-mode",
-            "disabled",
-            "--trust-domain",
-            "cluster.local",
-            "--ca-dir",
-        ])
-        .arg(dir.join("ca"))
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = start_up_refused(
+        &dir,
+        &[
+            "--trust-domain".as_ref(),
+            "cluster.local".as_ref(),
+            "--config".as_ref(),
+            config.as_os_str(),
+        ],
+    );
     assert!(
         stderr.contains("--trust-domain cluster.local") && stderr.contains("foo.example"),
         "{stderr}"
