@@ -16,6 +16,7 @@ use outrigger::config::{Config, ConfigBuilder};
 use outrigger::inject::{Context, Outcome, inject, kube_inject_form};
 use serde::Deserialize;
 use serde_json::Value;
+use support::conformance::Suite;
 
 /// What one run of the binary did.
 struct Run {
@@ -741,16 +742,20 @@ fn exit_codes() {
     assert_eq!(outrigger(&["inject"], None).code, Some(2));
 }
 
-/// Istio's own injection golden cases, through the binary: `-f` the input,
-/// the baseline and the case's overrides as `--set`/`--values`, YAML out,
-/// compared as cases.yaml prescribes (after the Go-struct zero `status`
-/// fields `istioctl kube-inject` prints, which the preview does not).
-#[test]
-fn istio_conformance_cases_through_the_cli() {
-    let Some((dir, cases)) = support::conformance::load_cases() else {
+/// Istio's own injection golden cases (both suites, but for the cases
+/// still pending), through the binary: `-f` the input, the baseline and
+/// the case's overrides as `--set`/`--values`, YAML out, compared as
+/// cases.yaml prescribes (after the Go-struct zero `status` fields
+/// `istioctl kube-inject` prints, which the preview does not).
+fn conformance_cases_through_the_cli(suite: Suite) {
+    let Some((dir, cases)) = support::conformance::load_suite(suite) else {
         return;
     };
     assert!(!cases.is_empty(), "cases.yaml lists no cases");
+    let cases: Vec<_> = cases
+        .into_iter()
+        .filter(|c| support::conformance::pending(suite, &c.name).is_none())
+        .collect();
     let mut failures = Vec::new();
     for case in &cases {
         let input = dir.join(&case.input).display().to_string();
@@ -831,11 +836,22 @@ fn istio_conformance_cases_through_the_cli() {
     }
     assert!(
         failures.is_empty(),
-        "{} of {} cases fail through the CLI:\n{}",
+        "{} of {} {} cases fail through the CLI:\n{}",
         failures.len(),
         cases.len(),
+        suite.folder(),
         failures.join("\n")
     );
+}
+
+#[test]
+fn istio_conformance_cases_through_the_cli() {
+    conformance_cases_through_the_cli(Suite::Inject);
+}
+
+#[test]
+fn istio_template_family_conformance_cases_through_the_cli() {
+    conformance_cases_through_the_cli(Suite::Templates);
 }
 
 #[test]

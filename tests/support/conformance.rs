@@ -1,7 +1,7 @@
-//! Istio's injection conformance cases (../shared/conformance/istio-inject):
-//! loading the cases, building each case's configuration, and the semantic
-//! comparison cases.yaml prescribes. Shared by the engine test and the CLI
-//! test.
+//! Istio's injection conformance cases (../shared/conformance/istio-inject
+//! and istio-inject-templates): loading the cases, building each case's
+//! configuration, and the semantic comparison cases.yaml prescribes. Shared
+//! by the engine test and the CLI test.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -51,32 +51,109 @@ pub struct Case {
     pub error: Option<String>,
 }
 
-/// Where the conformance folder is expected: `../shared/conformance/istio-inject`
+/// One folder of Istio's cases under `../shared/conformance`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Suite {
+    /// `istio-inject`: the sidecar template, its annotations and values.
+    Inject,
+    /// `istio-inject-templates`: the template families, user templates,
+    /// CNI and multus, DeploymentConfig.
+    Templates,
+}
+
+impl Suite {
+    /// The folder's name under `../shared/conformance`.
+    pub fn folder(self) -> &'static str {
+        match self {
+            Suite::Inject => "istio-inject",
+            Suite::Templates => "istio-inject-templates",
+        }
+    }
+
+    /// What the suite's tests are about, for the skip message.
+    pub fn what(self) -> &'static str {
+        match self {
+            Suite::Inject => "Istio's injection golden cases",
+            Suite::Templates => "Istio's template-family injection golden cases",
+        }
+    }
+
+    /// Cases of this suite outrigger does not pass yet, and why. A test
+    /// fails when one of them passes, so the list only shrinks.
+    pub fn pending(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Suite::Inject => &[],
+            Suite::Templates => PENDING_TEMPLATES,
+        }
+    }
+}
+
+/// The template-family cases not passed yet (issue 21), and why.
+pub const PENDING_TEMPLATES: &[(&str, &str)] = &[
+    ("hello-cni", "components.cni.enabled is not a known key yet"),
+    (
+        "hello-cncf-networks",
+        "multus (values.cni.provider) is not built yet",
+    ),
+    (
+        "hello-existing-cncf-networks",
+        "multus (values.cni.provider) is not built yet",
+    ),
+    (
+        "custom-template",
+        "values.sidecarInjectorWebhook.templates is not built yet",
+    ),
+    (
+        "sidecar-spire",
+        "values.sidecarInjectorWebhook.templates is not built yet",
+    ),
+    (
+        "deploymentconfig-with-canonical-service-label",
+        "DeploymentConfig is not a known kind yet",
+    ),
+    (
+        "deploymentconfig",
+        "DeploymentConfig is not a known kind yet",
+    ),
+    ("gateway", "the gateway template is not built yet"),
+    ("grpc-agent", "the grpc-agent template is not built yet"),
+];
+
+/// Why `case` of `suite` is still expected to fail, if it is.
+pub fn pending(suite: Suite, case: &str) -> Option<&'static str> {
+    suite
+        .pending()
+        .iter()
+        .find(|(c, _)| *c == case)
+        .map(|(_, why)| *why)
+}
+
+/// Where a suite's folder is expected: `../shared/conformance/<folder>`
 /// beside the repository.
-pub fn case_dir() -> PathBuf {
+pub fn case_dir(suite: Suite) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .join("shared")
         .join("conformance")
-        .join("istio-inject")
+        .join(suite.folder())
 }
 
-/// Loads cases.yaml; `None` (after saying `SKIPPED: ... (needs ...)`) when
-/// ../shared/conformance is absent on a fresh clone, a failure naming the
-/// path it looked at when it is absent in CI.
-pub fn load_cases_for(what: &str) -> Option<(PathBuf, Vec<Case>)> {
-    let dir = case_dir();
+/// Loads a suite's cases.yaml; `None` (after saying `SKIPPED: ... (needs
+/// ...)`) when ../shared/conformance is absent on a fresh clone, a failure
+/// naming the path it looked at when it is absent in CI.
+pub fn load_suite(suite: Suite) -> Option<(PathBuf, Vec<Case>)> {
+    let dir = case_dir(suite);
     let needs = format!("Istio's conformance cases in {}", dir.display());
     let present = super::requires::shared_exists(&dir.join("cases.yaml"));
-    if !super::requires::available(present, what, &needs) {
+    if !super::requires::available(present, suite.what(), &needs) {
         return None;
     }
     Some(load_cases_from(dir))
 }
 
-/// [`load_cases_for`] for Istio's own injection golden cases.
+/// [`load_suite`] for Istio's own injection golden cases.
 pub fn load_cases() -> Option<(PathBuf, Vec<Case>)> {
-    load_cases_for("Istio's injection golden cases")
+    load_suite(Suite::Inject)
 }
 
 fn load_cases_from(dir: PathBuf) -> (PathBuf, Vec<Case>) {

@@ -8,18 +8,18 @@ use std::path::Path;
 use outrigger::config::Config;
 use serde_json::Value;
 
-use super::conformance::{case_config, load_cases_for, yaml_docs};
+use super::conformance::{Suite, case_config, load_suite, pending, yaml_docs};
 
 /// Whether [`fixtures`] includes Istio's conformance inputs (absent on a
 /// fresh clone without `../shared`): the tests that count fixtures expect
 /// that many only then.
 pub fn with_istio() -> bool {
-    super::requires::shared_exists(&super::conformance::case_dir().join("cases.yaml"))
+    super::requires::shared_exists(&super::conformance::case_dir(Suite::Inject).join("cases.yaml"))
 }
 
 /// One object the engine is expected to inject, with its configuration.
 pub struct Fixture {
-    /// `istio:<case>#<doc>` or `own:<file>#<doc>`.
+    /// `<suite folder>:<case>#<doc>` or `own:<file>#<doc>`.
     pub name: String,
     /// The object.
     pub object: Value,
@@ -27,21 +27,26 @@ pub struct Fixture {
     pub cfg: Config,
 }
 
-/// Every input of Istio's conformance cases that is not an expected error
-/// (with its case's settings), and every outrigger input under
-/// tests/testdata/inject (default settings).
+/// Every input of Istio's conformance cases (both suites) that is not an
+/// expected error nor a case outrigger does not pass yet (with its case's
+/// settings), and every outrigger input under tests/testdata/inject
+/// (default settings).
 pub fn fixtures() -> Vec<Fixture> {
     let mut out = Vec::new();
-    let (dir, cases) =
-        load_cases_for("Istio's conformance inputs among the fixtures").unwrap_or_default();
-    for case in cases.iter().filter(|c| c.error.is_none()) {
-        let text = std::fs::read_to_string(dir.join(&case.input)).expect("input");
-        for (i, object) in yaml_docs(&text).into_iter().enumerate() {
-            out.push(Fixture {
-                name: format!("istio:{}#{i}", case.name),
-                object,
-                cfg: case_config(&dir, case),
-            });
+    for suite in [Suite::Inject, Suite::Templates] {
+        let (dir, cases) = load_suite(suite).unwrap_or_default();
+        let ready = cases
+            .iter()
+            .filter(|c| c.error.is_none() && pending(suite, &c.name).is_none());
+        for case in ready {
+            let text = std::fs::read_to_string(dir.join(&case.input)).expect("input");
+            for (i, object) in yaml_docs(&text).into_iter().enumerate() {
+                out.push(Fixture {
+                    name: format!("{}:{}#{i}", suite.folder(), case.name),
+                    object,
+                    cfg: case_config(&dir, case),
+                });
+            }
         }
     }
     let own = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata/inject");
