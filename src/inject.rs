@@ -18,6 +18,7 @@
 mod annotations;
 pub mod bounded_yaml;
 mod capture;
+mod cni;
 mod decision;
 mod fragments;
 mod gojson;

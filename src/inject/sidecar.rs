@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::InjectError;
 use super::capture;
+use super::cni;
 use super::fragments::*;
 pub use super::inputs::{Inputs, canonical_value, env, scalar_string};
 use super::node::{Node, map, strs};
@@ -107,8 +108,11 @@ pub fn render<'a>(i: &Inputs<'a>) -> Result<Rendered<'a>, InjectError> {
         image_pull_secrets: names(&secrets),
         revision: revision(i.s),
     };
+    let mut metadata = metadata(i);
+    metadata.annotations.extend(cni::annotations(i)?);
+    metadata.annotations.sort_by_key(|(k, _)| *k);
     Ok(Rendered {
-        metadata: metadata(i),
+        metadata,
         init_containers: init,
         containers,
         volumes,
@@ -210,7 +214,7 @@ pub fn metadata(i: &Inputs) -> Metadata {
             }
         }
     }
-    let labels = vec![
+    let mut labels = vec![
         (
             TLS_MODE,
             label(i.labels, TLS_MODE)
@@ -220,6 +224,12 @@ pub fn metadata(i: &Inputs) -> Metadata {
         (CANONICAL_NAME, canonical_name),
         (CANONICAL_REVISION, canonical_revision),
     ];
+    // Istio's injector labels the pod with its network (the pod's own
+    // label, else values.global.network) after the template.
+    let network = cni::network(i.s, i.labels);
+    if !network.is_empty() {
+        labels.push((cni::NETWORK_LABEL, network.to_string()));
+    }
     Metadata {
         labels,
         annotations,
