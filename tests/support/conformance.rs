@@ -98,14 +98,6 @@ pub const PENDING_TEMPLATES: &[(&str, &str)] = &[
         "sidecar-spire",
         "values.sidecarInjectorWebhook.templates is not built yet",
     ),
-    (
-        "deploymentconfig-with-canonical-service-label",
-        "DeploymentConfig is not a known kind yet",
-    ),
-    (
-        "deploymentconfig",
-        "DeploymentConfig is not a known kind yet",
-    ),
     ("gateway", "the gateway template is not built yet"),
     ("grpc-agent", "the grpc-agent template is not built yet"),
 ];
