@@ -22,32 +22,86 @@ pub const PROMETHEUS_ENV: &str = "ISTIO_PROMETHEUS_ANNOTATIONS";
 /// `prometheus.istio.io/scrape-targets`: consumed into the proxy's env.
 pub const SCRAPE_TARGETS: &str = "prometheus.istio.io/scrape-targets";
 
+/// A Prometheus label name as Prometheus makes one of an annotation name
+/// (`strutil.SanitizeLabelName`): every character but a letter, a digit
+/// and `_` becomes `_`. `prometheus.io/scrape`, `prometheus.io.scrape` and
+/// `prometheus-io/scrape` all become `prometheus_io_scrape`, so Prometheus
+/// (and Istio's merge) reads them alike.
+fn sanitized(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The value of the annotation Prometheus reads as `canonical`: the
+/// canonical spelling first, else the first other spelling in key order
+/// (Istio takes whichever its map gives first).
+fn read<'a>(annos: &'a BTreeMap<String, String>, canonical: &str) -> Option<&'a String> {
+    let label = sanitized(canonical);
+    annos.get(canonical).or_else(|| {
+        annos
+            .iter()
+            .find(|(k, _)| sanitized(k) == label)
+            .map(|(_, v)| v)
+    })
+}
+
+/// Go's `strconv.ParseBool`.
+fn go_bool(text: &str) -> Option<bool> {
+    match text {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// Whether the pod's scrape annotation, in any spelling Prometheus reads
+/// (`prometheus.io/scrape`, `prometheus.io.scrape`, ...), lets it be
+/// scraped: yes unless one of them is a false boolean (Istio's
+/// `getPrometheusScrape`; a value that is not a boolean is passed over).
+fn scrape_allowed(annos: &BTreeMap<String, String>) -> bool {
+    let label = sanitized(PROMETHEUS_SCRAPE);
+    let canonical = annos.get(PROMETHEUS_SCRAPE).into_iter();
+    let others = annos
+        .iter()
+        .filter(|(k, _)| k.as_str() != PROMETHEUS_SCRAPE && sanitized(k) == label)
+        .map(|(_, v)| v);
+    canonical
+        .chain(others)
+        .find_map(|v| go_bool(v))
+        .unwrap_or(true)
+}
+
 /// Istio's Prometheus merge: the proxy serves merged metrics on the status
 /// port; the app's own scrape settings move to `ISTIO_PROMETHEUS_ANNOTATIONS`.
+/// The `prometheus.io` annotations are read in every spelling Prometheus
+/// reads (see [`sanitized`]), and all of them are replaced.
 pub fn prometheus_merge(
     s: &Settings,
     annos: &mut BTreeMap<String, String>,
     target_port: &str,
     env: &mut Vec<Node<'static>>,
 ) {
-    let scrape_off = annos
-        .get(PROMETHEUS_SCRAPE)
-        .is_some_and(|v| v.eq_ignore_ascii_case("false"));
     let merge_off = annos.get(MERGE_METRICS).is_some_and(|v| v == "false");
-    if scrape_off || merge_off || !s.enable_prometheus_merge {
+    if !scrape_allowed(annos) || merge_off || !s.enable_prometheus_merge {
         return;
     }
-    if annos.get(PROMETHEUS_PORT).map(String::as_str) == Some(target_port) {
+    if read(annos, PROMETHEUS_PORT).map(String::as_str) == Some(target_port) {
         return;
     }
-    let get = |k: &str| annos.get(k).cloned().unwrap_or_default();
+    let get = |k: &str| read(annos, k).cloned().unwrap_or_default();
     let (mut scrape, mut path, mut port) = (
         get(PROMETHEUS_SCRAPE),
         get(PROMETHEUS_PATH),
         get(PROMETHEUS_PORT),
     );
-    let targets: Vec<(String, String)> = annos
-        .get(SCRAPE_TARGETS)
+    let targets: Vec<(String, String)> = read(annos, SCRAPE_TARGETS)
         .map(|t| {
             t.split(',')
                 .filter_map(|item| {
@@ -75,6 +129,16 @@ pub fn prometheus_merge(
             annotations_json(&scrape, &path, &port, &targets),
         ));
     }
+    let cleared: Vec<String> = [
+        PROMETHEUS_SCRAPE,
+        PROMETHEUS_PATH,
+        PROMETHEUS_PORT,
+        SCRAPE_TARGETS,
+    ]
+    .iter()
+    .map(|k| sanitized(k))
+    .collect();
+    annos.retain(|k, _| !cleared.contains(&sanitized(k)));
     annos.insert(PROMETHEUS_PORT.into(), target_port.into());
     annos.insert(PROMETHEUS_PATH.into(), "/stats/prometheus".into());
     annos.insert(PROMETHEUS_SCRAPE.into(), "true".into());
@@ -119,7 +183,39 @@ fn annotations_json(scrape: &str, path: &str, port: &str, targets: &[(String, St
 
 #[cfg(test)]
 mod tests {
-    use super::annotations_json;
+    use super::*;
+
+    fn annos(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn every_spelling_prometheus_reads_can_opt_out() {
+        for key in [
+            "prometheus.io/scrape",
+            "prometheus.io.scrape",
+            "prometheus-io/scrape",
+            "prometheus_io_scrape",
+        ] {
+            for no in ["false", "False", "0", "f"] {
+                assert!(!scrape_allowed(&annos(&[(key, no)])), "{key}: {no}");
+            }
+            assert!(scrape_allowed(&annos(&[(key, "true")])), "{key}");
+        }
+        // Not a boolean: passed over, as Go's ParseBool fails on it.
+        assert!(scrape_allowed(&annos(&[("prometheus.io.scrape", "nope")])));
+        assert!(!scrape_allowed(&annos(&[
+            ("prometheus.io.scrape", "nope"),
+            ("prometheus.io/scrape", "false"),
+        ])));
+        assert!(scrape_allowed(&annos(&[(
+            "prometheus.io.scrapes",
+            "false"
+        )])));
+    }
 
     #[test]
     fn the_apps_settings_are_written_in_go_field_order_without_unset_members() {
