@@ -392,10 +392,12 @@ impl Settings {
         if let Some(Value::Object(dc)) = r.get("meshConfig.defaultConfig") {
             for field in PROXY_CONFIG_FIELDS {
                 // An empty message (`tracing: {}`) is a setting of its own
-                // (no tracer): it is kept, and written as protobuf's JSON
-                // writes it. Empty maps and lists are left out there.
+                // (no tracer): it is kept. An empty map
+                // (`proxyMetadata: {}`) sets nothing.
                 match dc.get(*field) {
                     None | Some(Value::Null) => {}
+                    Some(Value::Object(m))
+                        if m.is_empty() && ["proxyMetadata", "runtimeValues"].contains(field) => {}
                     Some(v) => {
                         proxy_config.insert((*field).to_string(), v.clone());
                     }
