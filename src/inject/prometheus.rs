@@ -22,32 +22,30 @@ pub const PROMETHEUS_ENV: &str = "ISTIO_PROMETHEUS_ANNOTATIONS";
 /// `prometheus.istio.io/scrape-targets`: consumed into the proxy's env.
 pub const SCRAPE_TARGETS: &str = "prometheus.istio.io/scrape-targets";
 
-/// A Prometheus label name as Prometheus makes one of an annotation name
-/// (`strutil.SanitizeLabelName`): every character but a letter, a digit
-/// and `_` becomes `_`. `prometheus.io/scrape`, `prometheus.io.scrape` and
-/// `prometheus-io/scrape` all become `prometheus_io_scrape`, so Prometheus
-/// (and Istio's merge) reads them alike.
-fn sanitized(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+/// Whether Prometheus reads annotation `name` as `canonical`: it makes a
+/// label name of each (`strutil.SanitizeLabelName`: every character but a
+/// letter, a digit and `_` becomes `_`), so `prometheus.io/scrape`,
+/// `prometheus.io.scrape` and `prometheus-io/scrape` all read as
+/// `prometheus_io_scrape`, and Istio's merge reads them alike.
+fn reads_as(name: &str, canonical: &str) -> bool {
+    fn label(c: char) -> char {
+        if c.is_ascii_alphanumeric() || c == '_' {
+            c
+        } else {
+            '_'
+        }
+    }
+    name.chars().map(label).eq(canonical.chars().map(label))
 }
 
 /// The value of the annotation Prometheus reads as `canonical`: the
 /// canonical spelling first, else the first other spelling in key order
 /// (Istio takes whichever its map gives first).
 fn read<'a>(annos: &'a BTreeMap<String, String>, canonical: &str) -> Option<&'a String> {
-    let label = sanitized(canonical);
     annos.get(canonical).or_else(|| {
         annos
             .iter()
-            .find(|(k, _)| sanitized(k) == label)
+            .find(|(k, _)| reads_as(k, canonical))
             .map(|(_, v)| v)
     })
 }
@@ -66,11 +64,10 @@ fn go_bool(text: &str) -> Option<bool> {
 /// scraped: yes unless one of them is a false boolean (Istio's
 /// `getPrometheusScrape`; a value that is not a boolean is passed over).
 fn scrape_allowed(annos: &BTreeMap<String, String>) -> bool {
-    let label = sanitized(PROMETHEUS_SCRAPE);
     let canonical = annos.get(PROMETHEUS_SCRAPE).into_iter();
     let others = annos
         .iter()
-        .filter(|(k, _)| k.as_str() != PROMETHEUS_SCRAPE && sanitized(k) == label)
+        .filter(|(k, _)| k.as_str() != PROMETHEUS_SCRAPE && reads_as(k, PROMETHEUS_SCRAPE))
         .map(|(_, v)| v);
     canonical
         .chain(others)
@@ -81,7 +78,7 @@ fn scrape_allowed(annos: &BTreeMap<String, String>) -> bool {
 /// Istio's Prometheus merge: the proxy serves merged metrics on the status
 /// port; the app's own scrape settings move to `ISTIO_PROMETHEUS_ANNOTATIONS`.
 /// The `prometheus.io` annotations are read in every spelling Prometheus
-/// reads (see [`sanitized`]), and all of them are replaced.
+/// reads (see [`reads_as`]), and all of them are replaced.
 pub fn prometheus_merge(
     s: &Settings,
     annos: &mut BTreeMap<String, String>,
@@ -129,16 +126,16 @@ pub fn prometheus_merge(
             annotations_json(&scrape, &path, &port, &targets),
         ));
     }
-    let cleared: Vec<String> = [
-        PROMETHEUS_SCRAPE,
-        PROMETHEUS_PATH,
-        PROMETHEUS_PORT,
-        SCRAPE_TARGETS,
-    ]
-    .iter()
-    .map(|k| sanitized(k))
-    .collect();
-    annos.retain(|k, _| !cleared.contains(&sanitized(k)));
+    annos.retain(|k, _| {
+        ![
+            PROMETHEUS_SCRAPE,
+            PROMETHEUS_PATH,
+            PROMETHEUS_PORT,
+            SCRAPE_TARGETS,
+        ]
+        .iter()
+        .any(|c| reads_as(k, c))
+    });
     annos.insert(PROMETHEUS_PORT.into(), target_port.into());
     annos.insert(PROMETHEUS_PATH.into(), "/stats/prometheus".into());
     annos.insert(PROMETHEUS_SCRAPE.into(), "true".into());
@@ -215,6 +212,30 @@ mod tests {
             "prometheus.io.scrapes",
             "false"
         )])));
+    }
+
+    #[test]
+    fn every_spelling_is_merged_and_replaced_by_the_canonical_ones() {
+        let cfg = crate::config::Config::default();
+        let mut a = annos(&[("prometheus.io.port", "9090"), ("prometheus-io/path", "/m")]);
+        let mut env = Vec::new();
+        prometheus_merge(cfg.settings(), &mut a, "15020", &mut env);
+        assert_eq!(
+            a,
+            annos(&[
+                ("prometheus.io/path", "/stats/prometheus"),
+                ("prometheus.io/port", "15020"),
+                ("prometheus.io/scrape", "true"),
+            ])
+        );
+        let env: Vec<serde_json::Value> = env.into_iter().map(Node::into_value).collect();
+        assert_eq!(
+            env,
+            [serde_json::json!({
+                "name": PROMETHEUS_ENV,
+                "value": r#"{"path":"/m","port":"9090"}"#
+            })]
+        );
     }
 
     #[test]
