@@ -140,7 +140,7 @@ fn an_argo_rollout_is_left_alone_with_a_sentence_that_says_why() {
     for part in [
         "kind Rollout (argoproj.io/v1alpha1)",
         "has a pod template at spec.template",
-        "not a kind Istio injects",
+        "not a kind whose pod template Istio injects",
         "DeploymentConfig",
         "its pods are injected when they are created",
     ] {

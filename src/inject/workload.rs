@@ -78,8 +78,8 @@ pub fn unsupported(object: &Value, api_version: &str, kind: &str) -> Option<Stri
                 let template = &spec[1..spec.len() - 5].replace('/', ".");
                 format!(
                     "{with_version} has a pod template at {template}, but it is not a kind \
-                     Istio injects ({SUPPORTED}): it is left as it is, and its pods are \
-                     injected when they are created"
+                     whose pod template Istio injects ({SUPPORTED}): it is left as it is, \
+                     and its pods are injected when they are created"
                 )
             }
             None => format!("{with_version} has no pod template"),
