@@ -90,15 +90,6 @@ impl Suite {
 
 /// The template-family cases not passed yet (issue 21), and why.
 pub const PENDING_TEMPLATES: &[(&str, &str)] = &[
-    ("hello-cni", "components.cni.enabled is not a known key yet"),
-    (
-        "hello-cncf-networks",
-        "multus (values.cni.provider) is not built yet",
-    ),
-    (
-        "hello-existing-cncf-networks",
-        "multus (values.cni.provider) is not built yet",
-    ),
     (
         "custom-template",
         "values.sidecarInjectorWebhook.templates is not built yet",
@@ -106,14 +97,6 @@ pub const PENDING_TEMPLATES: &[(&str, &str)] = &[
     (
         "sidecar-spire",
         "values.sidecarInjectorWebhook.templates is not built yet",
-    ),
-    (
-        "deploymentconfig-with-canonical-service-label",
-        "DeploymentConfig is not a known kind yet",
-    ),
-    (
-        "deploymentconfig",
-        "DeploymentConfig is not a known kind yet",
     ),
     ("gateway", "the gateway template is not built yet"),
     ("grpc-agent", "the grpc-agent template is not built yet"),
