@@ -99,7 +99,6 @@ fn context(
             ttl: HOUR,
             renew_ratio: 0.5,
         },
-        concurrency: 1,
     }
 }
 

@@ -188,6 +188,23 @@ async fn a_service_account_event_in_a_namespace_not_opted_in_sends_no_request() 
         ("POST", "/api/v1/namespaces/secure/secrets")
     );
     assert_eq!(metrics.secret_certificates_issued(), 1);
+
+    // When `plain` opts in, each of its 20 accounts gets its Secret: one
+    // create each, nothing read.
+    fake.apply(namespace("plain", json!({OPT_IN: "enabled"})));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let opted: Vec<Seen> = fake.requests()[before + 1..]
+        .iter()
+        .filter(|r| !r.is_watch())
+        .cloned()
+        .collect();
+    assert_eq!(opted.len(), 20, "{opted:#?}");
+    assert!(
+        opted
+            .iter()
+            .all(|r| r.method == "POST" && r.path == "/api/v1/namespaces/plain/secrets")
+    );
+    assert_eq!(metrics.secret_certificates_issued(), 21);
     run.abort();
     fake.assert_clean();
 }

@@ -267,8 +267,6 @@ pub struct SecretsContext {
     pub metrics: ClusterMetrics,
     /// Issuing policy.
     pub config: SecretsConfig,
-    /// How many accounts of one namespace are written at once.
-    pub concurrency: usize,
 }
 
 impl SecretsContext {
@@ -280,22 +278,18 @@ impl SecretsContext {
         }
     }
 
-    /// Every ServiceAccount of an opted-in namespace, from the caches,
-    /// `concurrency` at a time. Continues past a failing account and
-    /// returns the first error, so the whole namespace is retried.
+    /// Every ServiceAccount of an opted-in namespace, from the caches, one
+    /// after the other (the controller's own fan-out goes through account
+    /// keys: [`watch`] turns an opt-in into one key per account). Continues
+    /// past a failing account and returns the first error, so the whole
+    /// namespace is retried.
     pub async fn reconcile_namespace(&self, namespace: &str) -> Result<(), ReconcileError> {
         if !self.caches.opted_in(namespace) {
             return Ok(());
         }
-        let results: Vec<Result<(), ReconcileError>> =
-            futures::stream::iter(self.caches.accounts_in(namespace))
-                .map(|account| async move { self.apply(namespace, &account).await })
-                .buffer_unordered(self.concurrency.max(1))
-                .collect()
-                .await;
         let mut first_error = None;
-        for result in results {
-            match result {
+        for account in self.caches.accounts_in(namespace) {
+            match self.apply(namespace, &account).await {
                 Ok(()) => {}
                 Err(ReconcileError::NotLeader) => return Err(ReconcileError::NotLeader),
                 Err(e) => {
@@ -493,7 +487,6 @@ pub async fn run(
             gate: gate.clone(),
             metrics: metrics.clone(),
             config: config.clone(),
-            concurrency,
         };
         context.run_with_caches(
             triggers,
@@ -542,8 +535,10 @@ pub fn namespace_event_key(event: watcher::Event<Namespace>) -> Option<SecretKey
 }
 
 /// The watches of Namespaces, ServiceAccounts and certificate Secrets:
-/// their caches, their events as keys to reconcile (the stream must be
-/// polled for the caches to fill), and a future that completes once the
+/// their caches, their events as keys to reconcile (a namespace that opts
+/// in becomes one key per ServiceAccount it holds, so that its Secrets are
+/// written within the controller's one concurrency limit; the stream must
+/// be polled for the caches to fill), and a future that completes once the
 /// three caches hold their first full listing.
 pub fn watch(
     client: &Client,
@@ -567,9 +562,27 @@ pub fn watch(
         watcher::Config::default().fields(&format!("type={SECRET_TYPE}")),
         "certificate Secrets",
     );
+    let in_namespace = accounts.clone();
+    let opted_in_accounts = move |key: SecretKey| {
+        let SecretKey::Namespace(namespace) = key else {
+            return vec![key];
+        };
+        in_namespace
+            .state()
+            .iter()
+            .filter(|sa| sa.metadata.namespace.as_deref() == Some(namespace.as_str()))
+            .filter_map(|sa| {
+                Some(SecretKey::Account {
+                    namespace: namespace.clone(),
+                    name: sa.metadata.name.clone()?,
+                })
+            })
+            .collect()
+    };
     let triggers = futures::stream::select_all([
         ns_events
             .filter_map(|e| futures::future::ready(namespace_event_key(e)))
+            .flat_map(move |key| futures::stream::iter(opted_in_accounts(key)))
             .boxed(),
         sa_events
             .filter_map(|e| futures::future::ready(account_event_key(e)))
