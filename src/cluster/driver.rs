@@ -81,9 +81,12 @@ impl<K: Ord + Clone> RetryQueue<K> {
 
 /// How many reconciles of one controller run at once by default: enough to
 /// keep a fan-out (a new root to every namespace, a Secret per account)
-/// well above 500 objects/s against one API server, few enough to stay far
-/// below its in-flight limits (400 mutating requests by default) with
-/// every controller of both replicas writing at once.
+/// above 400 objects/s against one API server on two cores (measured: the
+/// README's "At scale"), few enough to stay well inside the API server's
+/// default in-flight limits (`--max-requests-inflight` 400,
+/// `--max-mutating-requests-inflight` 200, shared by every client) with
+/// both fanning-out controllers writing at once. kube's client has no
+/// request rate limit of its own; this is the limit.
 pub const DEFAULT_CONCURRENCY: usize = 32;
 
 /// How a controller's loop runs (see [`Drive::run`]).
