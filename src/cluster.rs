@@ -16,7 +16,9 @@ pub mod args;
 pub mod authority;
 pub mod ca_bundle;
 pub mod ca_secret;
+pub mod cached;
 pub mod connect;
+pub mod current_ca;
 pub mod driver;
 pub mod error;
 pub mod istiod_cert;
@@ -45,19 +47,20 @@ use tracing::{info, warn};
 pub use args::ClusterArgs;
 use authority::ClusterCa;
 pub use connect::{ConnectError, connect, try_connect};
+use current_ca::CurrentCa;
 use leader::{Elector, LeaderGate, LeaseConfig};
 pub use metrics::ClusterMetrics;
 use retry::until_ok;
-use sa_secrets::{SecretsConfig, SecretsContext};
+use sa_secrets::SecretsConfig;
 pub use serving_cert::ServingCertSink;
 
 /// Runs everything in-cluster until `shutdown`: connects (retrying), loads or
 /// creates the shared CA (retrying) and publishes it on `ca_ready` (for the
 /// gRPC CA service), then runs the serving certificate loop (into
 /// `serving`), leader election and the caBundle, root ConfigMap and
-/// certificate Secret controllers; when the CA Secret's root changes (see
-/// [`root_renewal`]), those controllers restart with it and it is published
-/// on `ca_ready` again.
+/// certificate Secret controllers; when the CA Secret's root changes (its
+/// watch, see [`root_renewal`]), it is published on `ca_ready` again and
+/// the controllers write it where it belongs without restarting.
 ///
 /// Never returns an error and never panics on API failures: every failure
 /// (409, 500, timeouts, a malformed Secret) is logged and retried with
@@ -118,7 +121,7 @@ pub async fn run_with_client(
             }
         }
     };
-    let mut ca = tokio::select! {
+    let ca = tokio::select! {
         ca = load_ca => Arc::new(ca),
         () = &mut shutdown => return,
     };
@@ -147,41 +150,43 @@ pub async fn run_with_client(
         }
     };
 
-    // The controllers that publish or use the root run with the current CA;
-    // when the CA Secret holds a new root (renewed by the leader or by an
-    // operator), they start again with it. A `cacerts` directory is read once.
+    // The controllers read the CA in use from `current`; a new root in the
+    // CA Secret (seen by its watch) is sent there and published everywhere
+    // without restarting them. A `cacerts` directory is read once.
+    let (current_tx, current) = watch::channel(Arc::clone(&ca));
     let follows_secret = args.cacerts_dir.is_none();
+    let follow_root = async {
+        if !follows_secret {
+            return std::future::pending().await;
+        }
+        let what = format!("Secret {namespace}/{}", ca_secret::CA_SECRET_NAME);
+        root_renewal::follow(
+            Api::namespaced(client.clone(), &namespace),
+            namespace.clone(),
+            ca.authority().to_pem().ca_cert.clone(),
+            gate.clone(),
+            args.root_renew_ratio,
+            args.resync_period,
+            |material| match ClusterCa::from_material(&material, &what) {
+                Ok(new) => {
+                    info!(namespace = %namespace, "publishing the CA Secret's new root");
+                    let new = Arc::new(new);
+                    ca_ready.send_replace(Some(Arc::clone(&new)));
+                    current_tx.send_replace(new);
+                    true
+                }
+                Err(e) => {
+                    warn!(error = %e, "the CA Secret's new root is not usable; keeping the current one");
+                    false
+                }
+            },
+        )
+        .await;
+    };
     let controllers = async {
-        loop {
-            let running =
-                ca_controllers(&client, &namespace, &args, &metrics, &gate, &ca, &serving);
-            let root_changed = async {
-                if !follows_secret {
-                    return std::future::pending().await;
-                }
-                root_renewal::watch(
-                    Api::namespaced(client.clone(), &namespace),
-                    namespace.clone(),
-                    ca.authority().to_pem().ca_cert.clone(),
-                    gate.clone(),
-                    args.root_renew_ratio,
-                    args.resync_period,
-                )
-                .await
-            };
-            tokio::select! {
-                () = running => return,
-                material = root_changed => {
-                    match ClusterCa::from_material(&material, &format!("Secret {namespace}/{}", ca_secret::CA_SECRET_NAME)) {
-                        Ok(new) => {
-                            info!(namespace = %namespace, "publishing the CA Secret's new root");
-                            ca = Arc::new(new);
-                            ca_ready.send_replace(Some(Arc::clone(&ca)));
-                        }
-                        Err(e) => warn!(error = %e, "the CA Secret's new root is not usable; keeping the current one"),
-                    }
-                }
-            }
+        tokio::select! {
+            () = ca_controllers(&client, &namespace, &args, &metrics, &gate, &current, &serving) => {}
+            () = follow_root => {}
         }
     };
 
@@ -199,26 +204,28 @@ pub async fn run_with_client(
     }
 }
 
-/// The controllers that publish or use the root, for `ca`: the serving
-/// certificate, the caBundle, the root ConfigMaps and the per-account
-/// Secrets. Ends only if their watch streams end.
+/// The controllers that publish or use the root, with the CA in use from
+/// `current`: the serving certificate, the caBundle, the root ConfigMaps
+/// and the per-account Secrets (the last two only watch while this replica
+/// leads). Ends only if their watch streams end.
 async fn ca_controllers(
     client: &Client,
     namespace: &str,
     args: &ClusterArgs,
     metrics: &ClusterMetrics,
     gate: &LeaderGate,
-    ca: &Arc<ClusterCa>,
+    current: &CurrentCa,
     serving: &Arc<dyn ServingCertSink>,
 ) {
-    let root_pem = ca.root_pem().to_string();
     let names = serving_cert::dns_names(&args.service_name, namespace, &args.extra_dns_names);
-    let serving_loop = serving_cert::run(
-        Arc::clone(ca),
-        names,
-        args.serving_cert_ttl,
-        Arc::clone(serving),
-    );
+    let serving_loop = current_ca::restart_on_change(current.clone(), |ca| {
+        serving_cert::run(
+            ca,
+            names.clone(),
+            args.serving_cert_ttl,
+            Arc::clone(serving),
+        )
+    });
 
     let configs: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     let bundle_loop = ca_bundle::run_with_triggers(
@@ -226,40 +233,42 @@ async fn ca_controllers(
         gate.clone(),
         metrics.clone(),
         args.webhook_config_names.clone(),
-        root_pem.clone(),
+        current.clone(),
         ca_bundle::watch_triggers(configs, &args.webhook_config_names),
         args.resync_period,
     );
-    let root_loop = root_configmaps::run_with_triggers(
+    let root_loop = root_configmaps::run(
         client.clone(),
         gate.clone(),
         metrics.clone(),
-        root_pem.clone(),
-        root_configmaps::watch_triggers(client, &root_pem),
+        current.clone(),
         args.resync_period,
+        args.write_concurrency,
     );
-    let secrets = SecretsContext {
-        client: client.clone(),
-        ca: Arc::clone(ca),
-        gate: gate.clone(),
-        metrics: metrics.clone(),
-        config: SecretsConfig {
+    let secrets_loop = sa_secrets::run(
+        client.clone(),
+        gate.clone(),
+        metrics.clone(),
+        current.clone(),
+        SecretsConfig {
             trust_domain: args.trust_domain().to_string(),
             ttl: args.secret_ttl,
             renew_ratio: args.secret_renew_ratio,
         },
-    };
-    let secrets_loop =
-        secrets.run_with_triggers(sa_secrets::watch_triggers(client), args.resync_period);
+        args.resync_period,
+        args.write_concurrency,
+    );
     let istiod_loop = async {
         if let Some(config) = args.istiod_cert() {
-            istiod_cert::run(
-                client.clone(),
-                gate.clone(),
-                Arc::clone(ca),
-                config,
-                args.resync_period,
-            )
+            current_ca::restart_on_change(current.clone(), |ca| {
+                istiod_cert::run(
+                    client.clone(),
+                    gate.clone(),
+                    ca,
+                    config.clone(),
+                    args.resync_period,
+                )
+            })
             .await;
         }
     };

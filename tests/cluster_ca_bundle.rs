@@ -6,6 +6,7 @@
 #[path = "cluster_support/scenario.rs"]
 mod scenario;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -13,6 +14,7 @@ use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use kube::Api;
 use outrigger::cluster::authority::ClusterCa;
 use outrigger::cluster::ca_bundle::{BundleOutcome, run_with_triggers, sync_named, watch_triggers};
+use outrigger::cluster::current_ca;
 use outrigger::cluster::leader::LeaderGate;
 use outrigger::cluster::metrics::ClusterMetrics;
 use scenario::{Reply, Scenario, conflict, internal_error, not_found, ok};
@@ -22,8 +24,11 @@ const NAME: &str = "outrigger-sidecar-injector";
 const PATH: &str = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/outrigger-sidecar-injector";
 
 fn root() -> String {
-    let (ca, _) = ClusterCa::generate("cluster.local").unwrap();
-    ca.root_pem().to_string()
+    root_ca().root_pem().to_string()
+}
+
+fn root_ca() -> Arc<ClusterCa> {
+    Arc::new(ClusterCa::generate("cluster.local").unwrap().0)
 }
 
 fn b64(pem: &str) -> Value {
@@ -145,7 +150,7 @@ async fn run_loop(
     client: kube::Client,
     gate: LeaderGate,
     metrics: ClusterMetrics,
-    pem: String,
+    ca: Arc<ClusterCa>,
     triggers: Vec<&'static str>,
 ) {
     let (tx, rx) = futures::channel::mpsc::unbounded::<String>();
@@ -158,7 +163,7 @@ async fn run_loop(
         gate,
         metrics,
         vec![NAME.into()],
-        pem,
+        current_ca::fixed(ca),
         rx,
         Duration::from_secs(3600),
     );
@@ -169,7 +174,8 @@ async fn run_loop(
 
 #[tokio::test(start_paused = true)]
 async fn drift_seen_by_the_watch_is_repaired() {
-    let pem = root();
+    let ca = root_ca();
+    let pem = ca.root_pem().to_string();
     // The first sync (start-up resync or the watch event, in either order)
     // finds the bundle right; the second finds someone's edit and repairs it.
     let (client, verifier) = Scenario::new()
@@ -185,7 +191,7 @@ async fn drift_seen_by_the_watch_is_repaired() {
         client,
         LeaderGate::always(),
         metrics.clone(),
-        pem,
+        ca,
         vec![NAME],
     )
     .await;
@@ -195,7 +201,8 @@ async fn drift_seen_by_the_watch_is_repaired() {
 
 #[tokio::test(start_paused = true)]
 async fn server_errors_conflicts_and_timeouts_are_retried() {
-    let pem = root();
+    let ca = root_ca();
+    let pem = ca.root_pem().to_string();
     let stale = || ok(config(&[("a.outrigger.dev", Some("OLD"))]));
     let (client, verifier) = Scenario::new()
         .get(PATH, internal_error())
@@ -206,7 +213,7 @@ async fn server_errors_conflicts_and_timeouts_are_retried() {
         .patch(PATH, patch_of(&pem, &["a.outrigger.dev"]), ok(config(&[])))
         .start();
     let metrics = ClusterMetrics::default();
-    run_loop(client, LeaderGate::always(), metrics.clone(), pem, vec![]).await;
+    run_loop(client, LeaderGate::always(), metrics.clone(), ca, vec![]).await;
     assert_eq!(metrics.cabundle_patches(false), 1);
     assert_eq!(metrics.cabundle_patches(true), 1);
     verifier.finish().await;
@@ -214,7 +221,7 @@ async fn server_errors_conflicts_and_timeouts_are_retried() {
 
 #[tokio::test(start_paused = true)]
 async fn leadership_lost_mid_reconcile_stops_the_write() {
-    let pem = root();
+    let ca = root_ca();
     let (switch, gate) = LeaderGate::manual(true);
     let (client, verifier) = Scenario::new()
         .get(
@@ -227,7 +234,7 @@ async fn leadership_lost_mid_reconcile_stops_the_write() {
         .start();
     let metrics = ClusterMetrics::default();
     // The loop keeps running as a follower: no PATCH, and no retries either.
-    run_loop(client, gate, metrics.clone(), pem, vec![]).await;
+    run_loop(client, gate, metrics.clone(), ca, vec![]).await;
     assert_eq!(
         metrics.cabundle_patches(true) + metrics.cabundle_patches(false),
         0

@@ -1,21 +1,31 @@
-//! The root ConfigMap controller against a scripted API server: missing
-//! (created), edited (repaired), right (no write), excluded or terminating
-//! namespaces (nothing), a namespace created (its event creates the
-//! ConfigMap), errors retried, leadership lost (no write).
+//! The root ConfigMap controller. Reconciles decide from the watch caches
+//! against a scripted API server that sees only the writes: missing
+//! (created), edited (repaired), right (no request), excluded, terminating
+//! or gone namespaces (nothing), a create that meets 409 (one re-read),
+//! leadership lost (no write). The loop runs against a fake API server
+//! with watches: a namespace created gets its ConfigMap; a follower opens
+//! no watch, and takes over with one listing.
 
+#[path = "cluster_support/caches.rs"]
+mod caches;
+#[path = "cluster_support/fake_api.rs"]
+mod fake_api;
 #[path = "cluster_support/scenario.rs"]
 mod scenario;
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use fake_api::FakeApi;
+use outrigger::cluster::authority::ClusterCa;
+use outrigger::cluster::current_ca;
 use outrigger::cluster::leader::LeaderGate;
 use outrigger::cluster::metrics::ClusterMetrics;
-use outrigger::cluster::root_configmaps::{RootOutcome, reconcile_namespace, run_with_triggers};
-use scenario::{Reply, Scenario, internal_error, not_found, ok};
+use outrigger::cluster::root_configmaps::{RootCaches, RootOutcome, reconcile_namespace, run};
+use scenario::{Reply, Scenario, conflict, ok};
 use serde_json::{Value, json};
 
 const PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
-const NS_PATH: &str = "/api/v1/namespaces/app";
 const CM_PATH: &str = "/api/v1/namespaces/app/configmaps/istio-ca-root-cert";
 const CM_COLLECTION: &str = "/api/v1/namespaces/app/configmaps";
 
@@ -35,171 +45,181 @@ fn created() -> Value {
     json!({"metadata": {"name": "istio-ca-root-cert", "namespace": "app"}, "data": {"root-cert.pem": PEM}})
 }
 
+fn cached(namespaces: Vec<Value>, configmaps: Vec<Value>) -> RootCaches {
+    RootCaches {
+        namespaces: caches::store(namespaces),
+        configmaps: caches::store(configmaps),
+    }
+}
+
 async fn reconcile(
     scenario: Scenario,
+    caches: RootCaches,
     namespace: &str,
     gate: LeaderGate,
-) -> (Result<RootOutcome, String>, ClusterMetrics) {
+) -> (Result<RootOutcome, String>, ClusterMetrics, usize) {
     let (client, verifier) = scenario.start();
     let metrics = ClusterMetrics::default();
-    let outcome = reconcile_namespace(&client, &gate, &metrics, namespace, PEM)
+    let outcome = reconcile_namespace(&client, &gate, &metrics, &caches, namespace, PEM)
         .await
         .map_err(|e| e.to_string());
     drop(client);
+    let requests = verifier.seen().len();
     verifier.finish().await;
-    (outcome, metrics)
+    (outcome, metrics, requests)
 }
 
 #[tokio::test]
-async fn missing_configmap_is_created() {
-    let scenario = Scenario::new()
-        .get(NS_PATH, ok(namespace("app", "Active")))
-        .get(CM_PATH, not_found())
-        .post(CM_COLLECTION, created(), Reply::Echo(201));
-    let (outcome, metrics) = reconcile(scenario, "app", LeaderGate::always()).await;
+async fn missing_configmap_is_created_with_one_request() {
+    let scenario = Scenario::new().post(CM_COLLECTION, created(), Reply::Echo(201));
+    let caches = cached(vec![namespace("app", "Active")], vec![]);
+    let (outcome, metrics, requests) =
+        reconcile(scenario, caches, "app", LeaderGate::always()).await;
     assert_eq!(outcome, Ok(RootOutcome::Created));
     assert_eq!(metrics.root_configmap_writes(), 1);
+    assert_eq!(requests, 1);
 }
 
 #[tokio::test]
-async fn edited_configmap_is_repaired() {
-    let scenario = Scenario::new()
-        .get(NS_PATH, ok(namespace("app", "Active")))
-        .get(
-            CM_PATH,
-            ok(configmap(
-                json!({"root-cert.pem": "tampered", "extra": "kept"}),
-            )),
-        )
-        .patch(
-            CM_PATH,
-            json!({"data": {"root-cert.pem": PEM}}),
-            ok(configmap(json!({}))),
-        );
-    let (outcome, metrics) = reconcile(scenario, "app", LeaderGate::always()).await;
+async fn edited_configmap_is_repaired_with_one_request() {
+    let scenario = Scenario::new().patch(
+        CM_PATH,
+        json!({"data": {"root-cert.pem": PEM}}),
+        ok(configmap(json!({}))),
+    );
+    let caches = cached(
+        vec![namespace("app", "Active")],
+        vec![configmap(
+            json!({"root-cert.pem": "tampered", "extra": "kept"}),
+        )],
+    );
+    let (outcome, metrics, requests) =
+        reconcile(scenario, caches, "app", LeaderGate::always()).await;
     assert_eq!(outcome, Ok(RootOutcome::Repaired));
     assert_eq!(metrics.root_configmap_writes(), 1);
+    assert_eq!(requests, 1);
 }
 
 #[tokio::test]
-async fn right_configmap_is_not_written() {
-    let scenario = Scenario::new()
-        .get(NS_PATH, ok(namespace("app", "Active")))
-        .get(CM_PATH, ok(configmap(json!({"root-cert.pem": PEM}))));
-    let (outcome, metrics) = reconcile(scenario, "app", LeaderGate::always()).await;
+async fn right_configmap_costs_no_request() {
+    let caches = cached(
+        vec![namespace("app", "Active")],
+        vec![configmap(json!({"root-cert.pem": PEM}))],
+    );
+    let (outcome, metrics, _) =
+        reconcile(Scenario::new(), caches, "app", LeaderGate::always()).await;
     assert_eq!(outcome, Ok(RootOutcome::Unchanged));
     assert_eq!(metrics.root_configmap_writes(), 0);
 }
 
 #[tokio::test]
-async fn excluded_namespace_is_not_even_read() {
-    let (outcome, _) = reconcile(Scenario::new(), "kube-node-lease", LeaderGate::always()).await;
-    assert_eq!(outcome, Ok(RootOutcome::Skipped));
+async fn excluded_terminating_or_gone_namespaces_get_nothing() {
+    let caches = cached(
+        vec![
+            namespace("kube-node-lease", "Active"),
+            namespace("app", "Terminating"),
+        ],
+        vec![],
+    );
+    for name in ["kube-node-lease", "app", "gone"] {
+        let (outcome, _, _) =
+            reconcile(Scenario::new(), caches.clone(), name, LeaderGate::always()).await;
+        assert_eq!(outcome, Ok(RootOutcome::Skipped), "{name}");
+    }
 }
 
 #[tokio::test]
-async fn terminating_namespace_gets_nothing() {
-    let scenario = Scenario::new().get(NS_PATH, ok(namespace("app", "Terminating")));
-    let (outcome, _) = reconcile(scenario, "app", LeaderGate::always()).await;
-    assert_eq!(outcome, Ok(RootOutcome::Skipped));
-}
-
-#[tokio::test]
-async fn follower_reads_but_never_writes() {
-    let (_switch, gate) = LeaderGate::manual(false);
+async fn a_create_that_meets_409_reads_once_and_writes_only_if_different() {
+    // The cache was behind: the ConfigMap exists and is right.
     let scenario = Scenario::new()
-        .get(NS_PATH, ok(namespace("app", "Active")))
-        .get(CM_PATH, not_found());
-    let (outcome, metrics) = reconcile(scenario, "app", gate).await;
+        .post(CM_COLLECTION, created(), conflict())
+        .get(CM_PATH, ok(configmap(json!({"root-cert.pem": PEM}))));
+    let caches = cached(vec![namespace("app", "Active")], vec![]);
+    let (outcome, _, requests) = reconcile(scenario, caches, "app", LeaderGate::always()).await;
+    assert_eq!(outcome, Ok(RootOutcome::Unchanged));
+    assert_eq!(requests, 2);
+
+    // It exists with another root: one patch.
+    let scenario = Scenario::new()
+        .post(CM_COLLECTION, created(), conflict())
+        .get(CM_PATH, ok(configmap(json!({"root-cert.pem": "old"}))))
+        .patch(
+            CM_PATH,
+            json!({"data": {"root-cert.pem": PEM}}),
+            ok(configmap(json!({}))),
+        );
+    let caches = cached(vec![namespace("app", "Active")], vec![]);
+    let (outcome, _, requests) = reconcile(scenario, caches, "app", LeaderGate::always()).await;
+    assert_eq!(outcome, Ok(RootOutcome::Repaired));
+    assert_eq!(requests, 3);
+}
+
+#[tokio::test]
+async fn a_follower_never_writes() {
+    let (_switch, gate) = LeaderGate::manual(false);
+    let caches = cached(vec![namespace("app", "Active")], vec![]);
+    let (outcome, metrics, requests) = reconcile(Scenario::new(), caches, "app", gate).await;
     assert!(outcome.unwrap_err().contains("not the leader"));
     assert_eq!(metrics.root_configmap_writes(), 0);
+    assert_eq!(requests, 0);
+}
+
+fn ca() -> Arc<ClusterCa> {
+    Arc::new(ClusterCa::generate("cluster.local").unwrap().0)
 }
 
 #[tokio::test(start_paused = true)]
-async fn namespace_created_gets_the_configmap_and_errors_are_retried() {
-    // Start-up resync lists the namespaces (none yet), then the watch reports
-    // "app"; the first attempt meets a 500, the retry creates the ConfigMap.
-    let (client, verifier) = Scenario::new()
-        .get(
-            "/api/v1/namespaces",
-            ok(json!({"apiVersion": "v1", "kind": "NamespaceList", "metadata": {}, "items": []})),
-        )
-        .get(NS_PATH, ok(namespace("app", "Active")))
-        .get(CM_PATH, internal_error())
-        .get(NS_PATH, ok(namespace("app", "Active")))
-        .get(CM_PATH, not_found())
-        .post(CM_COLLECTION, created(), Reply::Echo(201))
-        .start();
+async fn a_namespace_created_gets_the_configmap() {
+    let fake = FakeApi::new();
+    let ca = ca();
     let metrics = ClusterMetrics::default();
-    let (tx, rx) = futures::channel::mpsc::unbounded::<String>();
-    tx.unbounded_send("app".into()).unwrap();
-    let run = run_with_triggers(
-        client,
+    let run = tokio::spawn(run(
+        fake.client(),
         LeaderGate::always(),
         metrics.clone(),
-        PEM.into(),
-        rx,
-        Duration::from_secs(3600),
-    );
-    let _ = tokio::time::timeout(Duration::from_secs(120), run).await;
-    drop(tx);
-    verifier.finish().await;
+        current_ca::fixed(Arc::clone(&ca)),
+        Duration::from_secs(300),
+        8,
+    ));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    fake.apply(namespace("app", "Active"));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let cm = fake.object(CM_PATH).expect("the ConfigMap is created");
+    assert_eq!(cm["data"]["root-cert.pem"], ca.root_pem());
     assert_eq!(metrics.root_configmap_writes(), 1);
+    run.abort();
+    fake.assert_clean();
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_replica_that_becomes_leader_resyncs_every_namespace() {
+async fn a_follower_opens_no_watch_and_takes_over_with_one_listing() {
+    let fake = FakeApi::new();
+    fake.apply(namespace("app", "Active"));
     let (switch, gate) = LeaderGate::manual(false);
-    // Nothing is read or written while following; on taking the lease the
-    // new leader lists the namespaces and repairs what is missing.
-    let (client, verifier) = Scenario::new()
-        .get(
-            "/api/v1/namespaces",
-            ok(json!({"apiVersion": "v1", "kind": "NamespaceList", "metadata": {}, "items": [namespace("app", "Active"), namespace("kube-public", "Active")]})),
-        )
-        .get(NS_PATH, ok(namespace("app", "Active")))
-        .get(CM_PATH, not_found())
-        .post(CM_COLLECTION, created(), Reply::Echo(201))
-        .start();
     let metrics = ClusterMetrics::default();
-    let (_tx, rx) = futures::channel::mpsc::unbounded::<String>();
-    let run = run_with_triggers(
-        client,
+    let run = tokio::spawn(run(
+        fake.client(),
         gate,
         metrics.clone(),
-        PEM.into(),
-        rx,
-        Duration::from_secs(3600),
-    );
-    let takeover = async {
-        tokio::time::sleep(Duration::from_secs(30)).await;
-        switch.set(true);
-        std::future::pending::<()>().await
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(120), async {
-        tokio::join!(run, takeover)
-    })
-    .await;
-    verifier.finish().await;
-    assert_eq!(metrics.root_configmap_writes(), 1);
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_follower_makes_no_request_for_events() {
-    let (_switch, gate) = LeaderGate::manual(false);
-    let (client, verifier) = Scenario::new().start();
-    let (tx, rx) = futures::channel::mpsc::unbounded::<String>();
-    tx.unbounded_send("app".into()).unwrap();
-    tx.unbounded_send("other".into()).unwrap();
-    let run = run_with_triggers(
-        client,
-        gate,
-        ClusterMetrics::default(),
-        PEM.into(),
-        rx,
+        current_ca::fixed(ca()),
         Duration::from_secs(60),
-    );
-    let _ = tokio::time::timeout(Duration::from_secs(300), run).await;
-    drop(tx);
-    verifier.finish().await;
+        8,
+    ));
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert!(fake.requests().is_empty(), "a follower sends nothing");
+
+    switch.set(true);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let requests = fake.requests();
+    assert_eq!(requests.iter().filter(|r| r.is_list()).count(), 2);
+    assert_eq!(fake.open_watches(), 2);
+    assert!(fake.object(CM_PATH).is_some(), "the new leader repairs");
+    assert_eq!(metrics.root_configmap_writes(), 1);
+
+    // Following again: the watches are closed, the caches dropped.
+    switch.set(false);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(fake.open_watches(), 0);
+    run.abort();
+    fake.assert_clean();
 }

@@ -1,6 +1,7 @@
-//! Root renewal against a scripted API server: the leader renews a root
-//! that is due with one conditional replace (same key, same subject, a
-//! later end); a follower, or a root that is not due, only reads; a Secret
+//! Root renewal of the CA Secret as its watch reported it, against a
+//! scripted API server: the leader renews a root that is due with one
+//! conditional replace (same key, same subject, a later end); a follower,
+//! or a root that is not due, makes no request at all; a Secret
 //! holding another root is taken; a lost write race and a root that cannot
 //! be renewed here (an intermediate) write nothing more.
 
@@ -20,7 +21,7 @@ use outrigger::cluster::authority::CaMaterial;
 use outrigger::cluster::ca_secret::desired_ca_secret;
 use outrigger::cluster::leader::LeaderGate;
 use outrigger::cluster::root_renewal::{DEFAULT_RENEW_RATIO, RootCheck, check, renewal_due};
-use scenario::{Reply, Scenario, conflict, ok};
+use scenario::{Reply, Scenario, conflict};
 use serde_json::{Value, json};
 
 const NS: &str = "outrigger-system";
@@ -60,15 +61,25 @@ fn text(data: &Value, key: &str) -> String {
 /// the requests made.
 async fn run_check(
     script: Scenario,
+    stored: &Value,
     current: &CaMaterial,
     gate: &LeaderGate,
     now: SystemTime,
 ) -> (RootCheck, Vec<(String, String, Value)>) {
     let (client, verifier) = script.start();
     let api: Api<Secret> = Api::namespaced(client, NS);
-    let outcome = check(&api, NS, &current.ca_cert, gate, DEFAULT_RENEW_RATIO, now)
-        .await
-        .unwrap();
+    let secret: Secret = serde_json::from_value(stored.clone()).unwrap();
+    let outcome = check(
+        &api,
+        &secret,
+        NS,
+        &current.ca_cert,
+        gate,
+        DEFAULT_RENEW_RATIO,
+        now,
+    )
+    .await
+    .unwrap();
     drop(api);
     let seen = verifier.seen();
     verifier.finish().await;
@@ -111,7 +122,7 @@ async fn the_leader_renews_a_due_root_with_one_conditional_replace() {
     }
     let (material, stored) = stored_root();
     let now = nine_years_on();
-    let script = Scenario::new().get(PATH, ok(stored)).put(
+    let script = Scenario::new().put(
         PATH,
         json!({
             "metadata": {"name": "istio-ca-secret", "namespace": NS, "resourceVersion": "42"},
@@ -119,11 +130,12 @@ async fn the_leader_renews_a_due_root_with_one_conditional_replace() {
         }),
         Reply::Echo(200),
     );
-    let (outcome, seen) = run_check(script, &material, &LeaderGate::always(), now).await;
+    let (outcome, seen) = run_check(script, &stored, &material, &LeaderGate::always(), now).await;
     let RootCheck::Renewed(renewed) = outcome else {
         panic!("expected a renewal, got {outcome:?}");
     };
-    let data = &seen[1].2["data"];
+    assert_eq!(seen.len(), 1, "one request: the replace");
+    let data = &seen[0].2["data"];
     assert_eq!(text(data, "ca-cert.pem").trim(), renewed.ca_cert.trim());
     assert_eq!(
         text(data, "ca-key.pem"),
@@ -140,12 +152,11 @@ async fn the_leader_renews_a_due_root_with_one_conditional_replace() {
 }
 
 #[tokio::test]
-async fn a_follower_or_a_root_not_due_only_reads() {
+async fn a_follower_or_a_root_not_due_makes_no_request() {
     for (leader, now) in [(false, nine_years_on()), (true, SystemTime::now())] {
         let (material, stored) = stored_root();
         let (_switch, gate) = LeaderGate::manual(leader);
-        let script = Scenario::new().get(PATH, ok(stored));
-        let (outcome, _) = run_check(script, &material, &gate, now).await;
+        let (outcome, _) = run_check(Scenario::new(), &stored, &material, &gate, now).await;
         assert!(
             matches!(outcome, RootCheck::Unchanged),
             "{leader}: {outcome:?}"
@@ -157,8 +168,14 @@ async fn a_follower_or_a_root_not_due_only_reads() {
 async fn a_secret_holding_another_root_is_taken() {
     let (_, stored) = stored_root();
     let (mine, _) = stored_root();
-    let script = Scenario::new().get(PATH, ok(stored.clone()));
-    let (outcome, _) = run_check(script, &mine, &LeaderGate::always(), SystemTime::now()).await;
+    let (outcome, _) = run_check(
+        Scenario::new(),
+        &stored,
+        &mine,
+        &LeaderGate::always(),
+        SystemTime::now(),
+    )
+    .await;
     let RootCheck::Changed(theirs) = outcome else {
         panic!("expected the Secret's root, got {outcome:?}");
     };
@@ -171,12 +188,19 @@ async fn a_secret_holding_another_root_is_taken() {
 #[tokio::test]
 async fn a_lost_race_writes_nothing_more() {
     let (material, stored) = stored_root();
-    let script = Scenario::new().get(PATH, ok(stored)).put(
+    let script = Scenario::new().put(
         PATH,
         json!({"metadata": {"resourceVersion": "42"}}),
         conflict(),
     );
-    let (outcome, _) = run_check(script, &material, &LeaderGate::always(), nine_years_on()).await;
+    let (outcome, _) = run_check(
+        script,
+        &stored,
+        &material,
+        &LeaderGate::always(),
+        nine_years_on(),
+    )
+    .await;
     assert!(matches!(outcome, RootCheck::Unchanged), "{outcome:?}");
 }
 
@@ -208,7 +232,13 @@ async fn an_intermediate_in_the_secret_is_not_renewed_here() {
     };
     let mut stored = serde_json::to_value(desired_ca_secret(NS, &material)).unwrap();
     stored["metadata"]["resourceVersion"] = json!("7");
-    let script = Scenario::new().get(PATH, ok(stored));
-    let (outcome, _) = run_check(script, &material, &LeaderGate::always(), nine_years_on()).await;
+    let (outcome, _) = run_check(
+        Scenario::new(),
+        &stored,
+        &material,
+        &LeaderGate::always(),
+        nine_years_on(),
+    )
+    .await;
     assert!(matches!(outcome, RootCheck::Unchanged), "{outcome:?}");
 }

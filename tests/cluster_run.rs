@@ -259,8 +259,6 @@ struct Running {
     run: tokio::task::JoinHandle<()>,
     stop: watch::Sender<bool>,
     metrics: ClusterMetrics,
-    ca_rx: watch::Receiver<Option<Arc<ClusterCa>>>,
-    serving_rx: watch::Receiver<Option<IssuedCert>>,
 }
 
 async fn start_stoppable(extra_args: &[&str]) -> Running {
@@ -278,8 +276,8 @@ async fn start_stoppable(extra_args: &[&str]) -> Running {
     let matches = ClusterArgs::augment_args(clap::Command::new("t")).get_matches_from(argv);
     let args = ClusterArgs::from_arg_matches(&matches).unwrap();
     let metrics = ClusterMetrics::default();
-    let (serving_tx, serving_rx) = watch::channel::<Option<IssuedCert>>(None);
-    let (ca_tx, ca_rx) = watch::channel::<Option<Arc<ClusterCa>>>(None);
+    let (serving_tx, _serving_rx) = watch::channel::<Option<IssuedCert>>(None);
+    let (ca_tx, _ca_rx) = watch::channel::<Option<Arc<ClusterCa>>>(None);
     let (stop, stopping) = watch::channel(false);
     let run = tokio::spawn(run_with_client(
         client,
@@ -300,8 +298,6 @@ async fn start_stoppable(extra_args: &[&str]) -> Running {
         run,
         stop,
         metrics,
-        ca_rx,
-        serving_rx,
     }
 }
 
@@ -331,72 +327,4 @@ async fn on_shutdown_the_controllers_stop_and_the_leader_releases_the_lease() {
     assert_eq!(body["spec"]["holderIdentity"], "", "{body}");
     assert_eq!(body["spec"]["leaseDurationSeconds"], 1, "{body}");
     assert_eq!(world.objects[LEASE]["spec"]["holderIdentity"], "");
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_new_root_in_the_secret_is_taken_and_published_at_the_next_resync() {
-    let Running {
-        world,
-        server,
-        run,
-        stop,
-        ca_rx,
-        serving_rx,
-        ..
-    } = start_stoppable(&["--resync-period", "1m"]).await;
-    let first = ca_rx.borrow().clone().expect("the CA is published");
-
-    // An operator renews the root (`outrigger ca renew-root`) and writes it.
-    let renewed = {
-        let mut world = world.lock().unwrap();
-        let secret = world
-            .objects
-            .get_mut(SECRET)
-            .expect("the CA Secret was created");
-        let material = outrigger::cluster::ca_secret::material_from_secret(
-            &serde_json::from_value(secret.clone()).unwrap(),
-            "outrigger-system",
-        )
-        .unwrap();
-        let renewed = outrigger::ca::renew::renew_root(
-            &material,
-            Duration::from_secs(20 * 365 * 86_400),
-            time::OffsetDateTime::now_utc(),
-        )
-        .unwrap();
-        secret["data"]["ca-cert.pem"] = serde_json::to_value(k8s_openapi::ByteString(
-            renewed.ca_cert.clone().into_bytes(),
-        ))
-        .unwrap();
-        secret["metadata"]["resourceVersion"] = json!("11");
-        renewed
-    };
-    tokio::time::sleep(Duration::from_secs(90)).await;
-
-    let now = ca_rx.borrow().clone().expect("still published");
-    assert_ne!(now.root_pem(), first.root_pem(), "the new root is taken");
-    assert_eq!(now.root_pem().trim(), renewed.ca_cert.trim());
-    // Published: the caBundle carries the new root, and the serving
-    // certificate verifies against it.
-    let bundle: k8s_openapi::ByteString = serde_json::from_value(
-        world.lock().unwrap().objects[MWCS]["webhooks"][0]["clientConfig"]["caBundle"].clone(),
-    )
-    .unwrap();
-    assert_eq!(String::from_utf8(bundle.0).unwrap(), now.root_pem());
-    let serving = serving_rx.borrow().clone().expect("a serving certificate");
-    now.check_chain(&serving.chain_pem, SystemTime::now())
-        .unwrap();
-    // Nobody renewed anything on its own: a 10-year root is not due.
-    assert!(
-        !world
-            .lock()
-            .unwrap()
-            .writes
-            .iter()
-            .any(|(m, p, _)| m == "PUT" && p == SECRET),
-        "no write to the CA Secret"
-    );
-    stop.send(true).unwrap();
-    run.await.unwrap();
-    server.await.unwrap();
 }

@@ -1,10 +1,13 @@
-//! Per-ServiceAccount certificate Secrets against a scripted API server:
-//! missing (created, owned, verifiable), near expiry (renewed), chain from an
-//! old root (rewritten), fresh (kept), ServiceAccount deleted (nothing),
+//! Per-ServiceAccount certificate Secrets, decided from the watch caches,
+//! against a scripted API server that sees only the writes: missing
+//! (created, owned, verifiable), near expiry (renewed), chain from an old
+//! root (rewritten), fresh (kept), ServiceAccount deleted (nothing),
 //! namespace not opted in (nothing), Istio's override label, a foreign
 //! Secret (left alone), leadership lost mid-reconcile (no further writes),
-//! and a 409 retried by the loop.
+//! and a 409 (the cache was behind: one re-read, then one write).
 
+#[path = "cluster_support/caches.rs"]
+mod caches;
 #[path = "cluster_support/scenario.rs"]
 mod scenario;
 
@@ -12,15 +15,15 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use outrigger::cluster::authority::ClusterCa;
+use outrigger::cluster::current_ca;
 use outrigger::cluster::leader::LeaderGate;
 use outrigger::cluster::metrics::ClusterMetrics;
-use outrigger::cluster::sa_secrets::{SecretKey, SecretsConfig, SecretsContext, desired_secret};
-use scenario::{Reply, Scenario, conflict, not_found, ok};
+use outrigger::cluster::sa_secrets::{
+    SecretCaches, SecretKey, SecretsConfig, SecretsContext, desired_secret,
+};
+use scenario::{Reply, Scenario, conflict, ok};
 use serde_json::{Value, json};
 
-const NS_PATH: &str = "/api/v1/namespaces/app";
-const SA_PATH: &str = "/api/v1/namespaces/app/serviceaccounts/web";
-const SA_LIST: &str = "/api/v1/namespaces/app/serviceaccounts";
 const SECRET_PATH: &str = "/api/v1/namespaces/app/secrets/istio.web";
 const SECRETS: &str = "/api/v1/namespaces/app/secrets";
 const HOUR: Duration = Duration::from_secs(3600);
@@ -58,15 +61,37 @@ fn secret_for(ca: &ClusterCa, sa: &str, issued_at: SystemTime, root_pem: &str) -
     value
 }
 
+/// What the watches hold: the namespace `app`, its ServiceAccounts and
+/// certificate Secrets.
+struct Cached {
+    namespace: Value,
+    accounts: Vec<Value>,
+    secrets: Vec<Value>,
+}
+
+fn cached(namespace: Value, accounts: &[&str], secrets: Vec<Value>) -> Cached {
+    Cached {
+        namespace,
+        accounts: accounts.iter().map(|name| account(name)).collect(),
+        secrets,
+    }
+}
+
 fn context(
     client: kube::Client,
+    cached: Cached,
     ca: Arc<ClusterCa>,
     gate: LeaderGate,
     metrics: ClusterMetrics,
 ) -> SecretsContext {
     SecretsContext {
         client,
-        ca,
+        caches: SecretCaches {
+            namespaces: caches::store(vec![cached.namespace]),
+            accounts: caches::store(cached.accounts),
+            secrets: caches::store(cached.secrets),
+        },
+        current: current_ca::fixed(ca),
         gate,
         metrics,
         config: SecretsConfig {
@@ -93,6 +118,7 @@ fn written() -> Value {
 /// requests seen.
 async fn reconcile_account(
     scenario: Scenario,
+    cached: Cached,
     ca: Arc<ClusterCa>,
     gate: LeaderGate,
 ) -> (
@@ -102,7 +128,7 @@ async fn reconcile_account(
 ) {
     let (client, verifier) = scenario.start();
     let metrics = ClusterMetrics::default();
-    let ctx = context(client, ca, gate, metrics.clone());
+    let ctx = context(client, cached, ca, gate, metrics.clone());
     let result = ctx
         .reconcile_account("app", "web")
         .await
@@ -121,16 +147,18 @@ fn data_text(body: &Value, key: &str) -> String {
 #[tokio::test]
 async fn missing_secret_is_created_owned_and_verifiable() {
     let ca = new_ca();
-    let scenario = Scenario::new()
-        .get(NS_PATH, ok(opted_in()))
-        .get(SA_PATH, ok(account("web")))
-        .get(SECRET_PATH, not_found())
-        .post(SECRETS, written(), Reply::Echo(201));
-    let (result, metrics, seen) =
-        reconcile_account(scenario, ca.clone(), LeaderGate::always()).await;
+    let scenario = Scenario::new().post(SECRETS, written(), Reply::Echo(201));
+    let (result, metrics, seen) = reconcile_account(
+        scenario,
+        cached(opted_in(), &["web"], vec![]),
+        ca.clone(),
+        LeaderGate::always(),
+    )
+    .await;
     assert_eq!(result, Ok(()));
     assert_eq!(metrics.secret_certificates_issued(), 1);
-    let body = &seen[3].2;
+    assert_eq!(seen.len(), 1, "one request: the create");
+    let body = &seen[0].2;
     let chain = data_text(body, "cert-chain.pem");
     ca.check_chain(&chain, SystemTime::now()).unwrap();
     assert_eq!(data_text(body, "root-cert.pem"), ca.root_pem());
@@ -148,16 +176,17 @@ async fn secret_near_expiry_is_renewed_in_place() {
     );
     let mut expected = written();
     expected["metadata"]["resourceVersion"] = json!("31");
-    let scenario = Scenario::new()
-        .get(NS_PATH, ok(opted_in()))
-        .get(SA_PATH, ok(account("web")))
-        .get(SECRET_PATH, ok(old))
-        .put(SECRET_PATH, expected, Reply::Echo(200));
-    let (result, metrics, seen) =
-        reconcile_account(scenario, ca.clone(), LeaderGate::always()).await;
+    let scenario = Scenario::new().put(SECRET_PATH, expected, Reply::Echo(200));
+    let (result, metrics, seen) = reconcile_account(
+        scenario,
+        cached(opted_in(), &["web"], vec![old]),
+        ca.clone(),
+        LeaderGate::always(),
+    )
+    .await;
     assert_eq!(result, Ok(()));
     assert_eq!(metrics.secret_certificates_issued(), 1);
-    let chain = data_text(&seen[3].2, "cert-chain.pem");
+    let chain = data_text(&seen[0].2, "cert-chain.pem");
     let from = ca
         .check_chain(&chain, SystemTime::now())
         .unwrap()
@@ -174,67 +203,80 @@ async fn chain_from_an_old_root_is_rewritten() {
     let old_ca = new_ca();
     // The root key says the current root, but the chain is the old CA's.
     let stale = secret_for(&old_ca, "web", SystemTime::now(), ca.root_pem());
-    let scenario = Scenario::new()
-        .get(NS_PATH, ok(opted_in()))
-        .get(SA_PATH, ok(account("web")))
-        .get(SECRET_PATH, ok(stale))
-        .put(SECRET_PATH, written(), Reply::Echo(200));
-    let (result, metrics, seen) =
-        reconcile_account(scenario, ca.clone(), LeaderGate::always()).await;
+    let scenario = Scenario::new().put(SECRET_PATH, written(), Reply::Echo(200));
+    let (result, metrics, seen) = reconcile_account(
+        scenario,
+        cached(opted_in(), &["web"], vec![stale]),
+        ca.clone(),
+        LeaderGate::always(),
+    )
+    .await;
     assert_eq!(result, Ok(()));
     assert_eq!(metrics.secret_certificates_issued(), 1);
-    ca.check_chain(&data_text(&seen[3].2, "cert-chain.pem"), SystemTime::now())
+    ca.check_chain(&data_text(&seen[0].2, "cert-chain.pem"), SystemTime::now())
         .unwrap();
 }
 
 #[tokio::test]
-async fn fresh_secret_is_kept() {
+async fn fresh_secret_is_kept_without_a_request() {
     let ca = new_ca();
     let fresh = secret_for(&ca, "web", SystemTime::now(), ca.root_pem());
-    let scenario = Scenario::new()
-        .get(NS_PATH, ok(opted_in()))
-        .get(SA_PATH, ok(account("web")))
-        .get(SECRET_PATH, ok(fresh));
-    let (result, metrics, _) = reconcile_account(scenario, ca, LeaderGate::always()).await;
+    let (result, metrics, seen) = reconcile_account(
+        Scenario::new(),
+        cached(opted_in(), &["web"], vec![fresh]),
+        ca,
+        LeaderGate::always(),
+    )
+    .await;
     assert_eq!(result, Ok(()));
     assert_eq!(metrics.secret_certificates_issued(), 0);
+    assert!(seen.is_empty());
 }
 
 #[tokio::test]
 async fn deleted_service_account_gets_nothing() {
-    let scenario = Scenario::new()
-        .get(NS_PATH, ok(opted_in()))
-        .get(SA_PATH, not_found());
-    let (result, metrics, _) = reconcile_account(scenario, new_ca(), LeaderGate::always()).await;
+    let (result, metrics, _) = reconcile_account(
+        Scenario::new(),
+        cached(opted_in(), &[], vec![]),
+        new_ca(),
+        LeaderGate::always(),
+    )
+    .await;
     assert_eq!(result, Ok(()));
     assert_eq!(metrics.secret_certificates_issued(), 0);
 }
 
 #[tokio::test]
-async fn namespace_not_opted_in_gets_nothing() {
-    let scenario = Scenario::new().get(
-        NS_PATH,
-        ok(namespace(json!({"istio-injection": "enabled"}))),
-    );
-    let (result, _, _) = reconcile_account(scenario, new_ca(), LeaderGate::always()).await;
+async fn an_account_in_a_namespace_not_opted_in_costs_no_request() {
+    let (result, metrics, seen) = reconcile_account(
+        Scenario::new(),
+        cached(
+            namespace(json!({"istio-injection": "enabled"})),
+            &["web"],
+            vec![],
+        ),
+        new_ca(),
+        LeaderGate::always(),
+    )
+    .await;
     assert_eq!(result, Ok(()));
+    assert_eq!(metrics.secret_certificates_issued(), 0);
+    assert!(seen.is_empty());
 }
 
 #[tokio::test]
 async fn foreign_secret_of_that_name_is_left_alone() {
     let mut foreign = secret_for(&new_ca(), "web", SystemTime::now(), "x");
     foreign["type"] = json!("Opaque");
-    let scenario = Scenario::new()
-        .get(NS_PATH, ok(opted_in()))
-        .get(SA_PATH, ok(account("web")))
-        .get(SECRET_PATH, ok(foreign));
-    let (result, metrics, _) = reconcile_account(scenario, new_ca(), LeaderGate::always()).await;
+    let (result, metrics, _) = reconcile_account(
+        Scenario::new(),
+        cached(opted_in(), &["web"], vec![foreign]),
+        new_ca(),
+        LeaderGate::always(),
+    )
+    .await;
     assert_eq!(result, Ok(()));
     assert_eq!(metrics.secret_certificates_issued(), 0);
-}
-
-fn list(kind: &str, items: Vec<Value>) -> Value {
-    json!({"apiVersion": "v1", "kind": kind, "metadata": {}, "items": items})
 }
 
 #[tokio::test]
@@ -242,9 +284,6 @@ async fn istio_override_namespace_gets_a_secret_per_account() {
     let ca = new_ca();
     let fresh = secret_for(&ca, "web", SystemTime::now(), ca.root_pem());
     let (client, verifier) = Scenario::new()
-        .get(NS_PATH, ok(namespace(json!({"ca.istio.io/override": "true"}))))
-        .get(SA_LIST, ok(list("ServiceAccountList", vec![account("web"), account("db")])))
-        .get_query(SECRETS, "fieldSelector=type", ok(list("SecretList", vec![fresh])))
         .post(
             SECRETS,
             json!({"metadata": {"name": "istio.db", "annotations": {"istio.io/service-account.name": "db"}}}),
@@ -252,7 +291,17 @@ async fn istio_override_namespace_gets_a_secret_per_account() {
         )
         .start();
     let metrics = ClusterMetrics::default();
-    let ctx = context(client, ca, LeaderGate::always(), metrics.clone());
+    let ctx = context(
+        client,
+        cached(
+            namespace(json!({"ca.istio.io/override": "true"})),
+            &["web", "db"],
+            vec![fresh],
+        ),
+        ca,
+        LeaderGate::always(),
+        metrics.clone(),
+    );
     ctx.reconcile(&SecretKey::Namespace("app".into()))
         .await
         .unwrap();
@@ -267,15 +316,6 @@ async fn leadership_lost_mid_reconcile_writes_nothing_more() {
     let (switch, gate) = LeaderGate::manual(true);
     // Three accounts need Secrets; the lease goes after the first write.
     let (client, verifier) = Scenario::new()
-        .get(NS_PATH, ok(opted_in()))
-        .get(
-            SA_LIST,
-            ok(list(
-                "ServiceAccountList",
-                vec![account("a"), account("b"), account("c")],
-            )),
-        )
-        .get(SECRETS, ok(list("SecretList", vec![])))
         .post(
             SECRETS,
             json!({"metadata": {"name": "istio.a"}}),
@@ -286,7 +326,13 @@ async fn leadership_lost_mid_reconcile_writes_nothing_more() {
         )
         .start();
     let metrics = ClusterMetrics::default();
-    let ctx = context(client, ca, gate, metrics.clone());
+    let ctx = context(
+        client,
+        cached(opted_in(), &["a", "b", "c"], vec![]),
+        ca,
+        gate,
+        metrics.clone(),
+    );
     let err = ctx
         .reconcile(&SecretKey::Namespace("app".into()))
         .await
@@ -297,71 +343,45 @@ async fn leadership_lost_mid_reconcile_writes_nothing_more() {
     assert_eq!(metrics.secret_certificates_issued(), 1);
 }
 
-#[tokio::test(start_paused = true)]
-async fn conflict_is_retried_by_the_loop() {
+#[tokio::test]
+async fn a_conflict_means_the_cache_was_behind_one_re_read_then_one_write() {
     let ca = new_ca();
-    let (client, verifier) = Scenario::new()
-        // Start-up resync: no opted-in namespace yet.
-        .get("/api/v1/namespaces", ok(list("NamespaceList", vec![])))
-        // The ServiceAccount event: the create meets a 409 (a stale cache).
-        .get(NS_PATH, ok(opted_in()))
-        .get(SA_PATH, ok(account("web")))
-        .get(SECRET_PATH, not_found())
+    // The cache has no Secret yet; the API server has someone else's
+    // stale copy of ours.
+    let scenario = Scenario::new()
         .post(SECRETS, written(), conflict())
-        // Is it a foreign Secret? No: ours (someone else's stale copy).
         .get(
             SECRET_PATH,
             ok(secret_for(&new_ca(), "web", SystemTime::now(), "old root")),
         )
-        // The retry reads what is there (someone else's stale copy) and replaces it.
-        .get(NS_PATH, ok(opted_in()))
-        .get(SA_PATH, ok(account("web")))
-        .get(
-            SECRET_PATH,
-            ok(secret_for(&new_ca(), "web", SystemTime::now(), "old root")),
-        )
-        .put(SECRET_PATH, written(), Reply::Echo(200))
-        .start();
-    let metrics = ClusterMetrics::default();
-    let ctx = context(client, ca, LeaderGate::always(), metrics.clone());
-    let (tx, rx) = futures::channel::mpsc::unbounded();
-    tx.unbounded_send(SecretKey::Account {
-        namespace: "app".into(),
-        name: "web".into(),
-    })
-    .unwrap();
-    let run = ctx.run_with_triggers(rx, HOUR);
-    let _ = tokio::time::timeout(Duration::from_secs(120), run).await;
-    drop(tx);
-    verifier.finish().await;
+        .put(SECRET_PATH, written(), Reply::Echo(200));
+    let (result, metrics, seen) = reconcile_account(
+        scenario,
+        cached(opted_in(), &["web"], vec![]),
+        ca,
+        LeaderGate::always(),
+    )
+    .await;
+    assert_eq!(result, Ok(()));
     assert_eq!(metrics.secret_certificates_issued(), 1);
+    assert_eq!(seen[2].2["metadata"]["resourceVersion"], "31");
 }
 
 #[tokio::test]
-async fn foreign_secret_hidden_from_the_typed_listing_is_left_alone() {
+async fn foreign_secret_hidden_from_the_typed_cache_is_left_alone() {
     let ca = new_ca();
     let mut foreign = secret_for(&ca, "web", SystemTime::now(), "x");
     foreign["type"] = json!("Opaque");
-    let (client, verifier) = Scenario::new()
-        .get(NS_PATH, ok(opted_in()))
-        .get(
-            SA_LIST,
-            ok(list("ServiceAccountList", vec![account("web")])),
-        )
-        .get_query(
-            SECRETS,
-            "fieldSelector=type",
-            ok(list("SecretList", vec![])),
-        )
+    let scenario = Scenario::new()
         .post(SECRETS, written(), conflict())
-        .get(SECRET_PATH, ok(foreign))
-        .start();
-    let metrics = ClusterMetrics::default();
-    let ctx = context(client, ca, LeaderGate::always(), metrics.clone());
-    ctx.reconcile(&SecretKey::Namespace("app".into()))
-        .await
-        .unwrap();
-    drop(ctx);
-    verifier.finish().await;
+        .get(SECRET_PATH, ok(foreign));
+    let (result, metrics, _) = reconcile_account(
+        scenario,
+        cached(opted_in(), &["web"], vec![]),
+        ca,
+        LeaderGate::always(),
+    )
+    .await;
+    assert_eq!(result, Ok(()));
     assert_eq!(metrics.secret_certificates_issued(), 0);
 }

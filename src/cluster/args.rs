@@ -102,14 +102,21 @@ pub struct ClusterArgs {
 
     /// Renew the self-signed root in the CA Secret (same subject and key)
     /// when less than this fraction of its lifetime is left; 0 turns it off
-    /// (0 <= ratio < 1). Every replica re-reads the Secret each resync and
-    /// publishes a new root it finds there.
+    /// (0 <= ratio < 1). Every replica watches the Secret and publishes a
+    /// new root it finds there at once.
     #[arg(long, default_value_t = crate::cluster::root_renewal::DEFAULT_RENEW_RATIO, value_parser = parse_ratio_or_off)]
     pub root_renew_ratio: f64,
 
-    /// How often every object is re-checked even without events.
+    /// How often every object is re-checked even without events (against
+    /// the watch caches: a resync with nothing to fix sends no request).
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub resync_period: Duration,
+
+    /// How many writes one controller has in flight at once when it fans
+    /// out (a new root to every namespace, a Secret per ServiceAccount);
+    /// 1 to 1024.
+    #[arg(long, default_value_t = crate::cluster::driver::DEFAULT_CONCURRENCY, value_parser = parse_concurrency)]
+    pub write_concurrency: usize,
 
     /// Elect one writer among the replicas with a Lease (disable only with
     /// a single replica).
@@ -136,6 +143,16 @@ pub struct ClusterArgs {
     /// This replica's identity in the lease; default: $POD_NAME, else $HOSTNAME.
     #[arg(long, env = "POD_NAME")]
     pub pod_name: Option<String>,
+}
+
+/// Parses a write concurrency: a whole number from 1 to 1024.
+pub fn parse_concurrency(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if (1..=1024).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "expected a whole number of writes in flight from 1 to 1024, got {text:?}"
+        )),
+    }
 }
 
 /// Parses a renew ratio: a number strictly between 0 and 1.

@@ -19,11 +19,11 @@ use kube::runtime::watcher;
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use super::driver::drive;
+use super::current_ca::{self, CurrentCa};
+use super::driver::Drive;
 use super::error::{ReconcileError, is_not_found};
 use super::leader::LeaderGate;
 use super::metrics::ClusterMetrics;
-use super::retry::Backoff;
 use super::watch_health;
 use super::writes;
 
@@ -141,33 +141,40 @@ pub fn event_keys(event: watcher::Event<MutatingWebhookConfiguration>) -> Option
 
 /// Runs the caBundle controller for `names` until `triggers` ends.
 /// `triggers` yields configuration names that may need work (from
-/// [`watch_triggers`] in production).
+/// [`watch_triggers`] in production); a change of `current` patches every
+/// configuration at once (no restart, no other read than the one GET per
+/// configuration).
 pub async fn run_with_triggers(
     api: Api<MutatingWebhookConfiguration>,
     gate: LeaderGate,
     metrics: ClusterMetrics,
     names: Vec<String>,
-    root_pem: String,
+    current: CurrentCa,
     triggers: impl Stream<Item = String>,
     resync: Duration,
 ) {
     let reconcile_gate = gate.clone();
-    drive(
-        "ca-bundle",
-        triggers,
-        gate,
-        resync,
-        Backoff::default_controller(),
-        || {
-            let names = names.clone();
-            async move { Ok(names) }
-        },
-        |name| {
-            let (api, gate, metrics, pem) = (&api, &reconcile_gate, &metrics, &root_pem);
-            async move { sync_named(api, gate, metrics, &name, pem).await.map(|_| ()) }
-        },
-    )
-    .await;
+    Drive::new("ca-bundle", resync)
+        .run(
+            gate,
+            triggers,
+            std::future::ready(()),
+            current_ca::changes(&current),
+            || {
+                let names = names.clone();
+                async move { Ok(names) }
+            },
+            |name| {
+                let (api, gate, metrics) = (&api, &reconcile_gate, &metrics);
+                let pem = current.borrow().root_pem().to_string();
+                async move {
+                    sync_named(api, gate, metrics, &name, &pem)
+                        .await
+                        .map(|_| ())
+                }
+            },
+        )
+        .await;
 }
 
 /// Watch events of the named configurations, as names to reconcile.

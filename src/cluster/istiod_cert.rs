@@ -25,10 +25,9 @@ use kube::runtime::watcher;
 use tracing::{info, warn};
 
 use super::authority::ClusterCa;
-use super::driver::drive;
+use super::driver::Drive;
 use super::error::{ReconcileError, is_not_found};
 use super::leader::LeaderGate;
-use super::retry::Backoff;
 use super::watch_health;
 use super::writes;
 
@@ -239,19 +238,19 @@ pub async fn run(
 ) {
     let api: Api<Secret> = Api::namespaced(client, &config.namespace);
     let triggers = watch_triggers(api.clone()).map(|()| ISTIOD_SECRET);
-    drive(
-        "istiod-cert",
-        triggers,
-        gate.clone(),
-        resync.min(config.ttl / 4),
-        Backoff::default_controller(),
-        || async { Ok(vec![ISTIOD_SECRET]) },
-        |_| {
-            let (api, gate, ca, config) = (&api, &gate, &ca, &config);
-            async move { reconcile(api, gate, ca, config).await.map(|_| ()) }
-        },
-    )
-    .await;
+    Drive::new("istiod-cert", resync.min(config.ttl / 4))
+        .run(
+            gate.clone(),
+            triggers,
+            std::future::ready(()),
+            futures::stream::empty(),
+            || async { Ok(vec![ISTIOD_SECRET]) },
+            |_| {
+                let (api, gate, ca, config) = (&api, &gate, &ca, &config);
+                async move { reconcile(api, gate, ca, config).await.map(|_| ()) }
+            },
+        )
+        .await;
 }
 
 #[cfg(test)]

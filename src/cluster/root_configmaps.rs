@@ -1,26 +1,33 @@
 //! Root distribution: the ConfigMap `istio-ca-root-cert` (key
 //! `root-cert.pem`, Istio's names) in every namespace except a few system
 //! ones, so any workload can mount the mesh's trust root. Created when a
-//! namespace appears, repaired when edited or deleted.
+//! namespace appears, repaired when edited or deleted, rewritten when the
+//! root changes.
+//!
+//! Read from the watch, write to the API: the leader decides from its
+//! caches of namespaces and root ConfigMaps, so a resync or an unchanged
+//! event costs no request, and a change costs one write per namespace.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{ListParams, Patch};
+use kube::api::Patch;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use serde_json::json;
 use tracing::{debug, info};
 
-use super::driver::drive;
-use super::error::{ReconcileError, is_not_found, status_code};
+use super::cached;
+use super::current_ca::{self, CurrentCa};
+use super::driver::{Drive, while_leading};
+use super::error::{ReconcileError, is_conflict, status_code};
 use super::leader::LeaderGate;
 use super::metrics::ClusterMetrics;
-use super::retry::Backoff;
-use super::watch_health;
 use super::writes;
 
 /// The ConfigMap's name (Istio's).
@@ -103,38 +110,60 @@ pub fn configmap_action(existing: Option<&ConfigMap>, root_pem: &str) -> ConfigM
     }
 }
 
-/// Brings `namespace`'s root ConfigMap to hold `root_pem`.
+/// What the root ConfigMap controller reads instead of the API: the
+/// namespaces and the root ConfigMaps, each from its watch.
+#[derive(Clone)]
+pub struct RootCaches {
+    /// Every namespace.
+    pub namespaces: Store<Namespace>,
+    /// Every ConfigMap named [`ROOT_CONFIGMAP`].
+    pub configmaps: Store<ConfigMap>,
+}
+
+impl RootCaches {
+    /// The namespaces to hold the root now (for a resync: no request).
+    pub fn namespaces_wanting_root(&self) -> Vec<String> {
+        self.namespaces
+            .state()
+            .iter()
+            .filter(|ns| wants_root(ns))
+            .filter_map(|ns| ns.metadata.name.clone())
+            .collect()
+    }
+
+    fn namespace(&self, name: &str) -> Option<Arc<Namespace>> {
+        self.namespaces.get(&ObjectRef::new(name))
+    }
+
+    fn configmap(&self, namespace: &str) -> Option<Arc<ConfigMap>> {
+        self.configmaps
+            .get(&ObjectRef::new(ROOT_CONFIGMAP).within(namespace))
+    }
+}
+
+/// Brings `namespace`'s root ConfigMap to hold `root_pem`, deciding from the
+/// caches: no request when it already does, one create or patch when not.
+/// A create that meets 409 means the cache was behind: the ConfigMap is read
+/// once then, and patched only if it differs.
 pub async fn reconcile_namespace(
     client: &Client,
     gate: &LeaderGate,
     metrics: &ClusterMetrics,
+    caches: &RootCaches,
     namespace: &str,
     root_pem: &str,
 ) -> Result<RootOutcome, ReconcileError> {
-    if is_excluded(namespace) {
+    if is_excluded(namespace)
+        || !caches
+            .namespace(namespace)
+            .is_some_and(|ns| wants_root(&ns))
+    {
         return Ok(RootOutcome::Skipped);
-    }
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    match namespaces.get(namespace).await {
-        Ok(ns) if wants_root(&ns) => {}
-        Ok(_) => return Ok(RootOutcome::Skipped),
-        Err(e) if is_not_found(&e) => return Ok(RootOutcome::Skipped),
-        Err(e) => {
-            return Err(ReconcileError::api(
-                "get",
-                format!("Namespace {namespace}"),
-                e,
-            ));
-        }
     }
     let object = format!("ConfigMap {namespace}/{ROOT_CONFIGMAP}");
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-    let existing = match api.get(ROOT_CONFIGMAP).await {
-        Ok(cm) => Some(cm),
-        Err(e) if is_not_found(&e) => None,
-        Err(e) => return Err(ReconcileError::api("get", object, e)),
-    };
-    match configmap_action(existing.as_ref(), root_pem) {
+    let cached = caches.configmap(namespace);
+    match configmap_action(cached.as_deref(), root_pem) {
         ConfigMapAction::Keep => Ok(RootOutcome::Unchanged),
         ConfigMapAction::Create => {
             gate.ensure()?;
@@ -160,62 +189,63 @@ pub async fn reconcile_namespace(
                     debug!(namespace, error = %e, "namespace refuses the root ConfigMap; skipped");
                     Ok(RootOutcome::Skipped)
                 }
+                // The cache had not seen it yet: read it once.
+                Err(e) if is_conflict(&e) => {
+                    let current = api
+                        .get(ROOT_CONFIGMAP)
+                        .await
+                        .map_err(|e| ReconcileError::api("get", object.clone(), e))?;
+                    match configmap_action(Some(&current), root_pem) {
+                        ConfigMapAction::Keep => Ok(RootOutcome::Unchanged),
+                        _ => repair(&api, gate, metrics, namespace, root_pem, object).await,
+                    }
+                }
                 Err(e) => Err(ReconcileError::api("create", object, e)),
             }
         }
-        ConfigMapAction::Repair => {
-            gate.ensure()?;
-            let patch = json!({"data": {ROOT_CERT_KEY: root_pem}});
-            match api
-                .patch(
-                    ROOT_CONFIGMAP,
-                    &writes::patch_params(),
-                    &Patch::Merge(patch),
-                )
-                .await
-            {
-                Ok(_) => {
-                    metrics.root_configmap_written();
-                    info!(
-                        namespace,
-                        configmap = ROOT_CONFIGMAP,
-                        reason = "root-cert.pem differs from the root",
-                        "repaired root ConfigMap"
-                    );
-                    Ok(RootOutcome::Repaired)
-                }
-                Err(e) => Err(ReconcileError::api("patch", object, e)),
-            }
-        }
+        ConfigMapAction::Repair => repair(&api, gate, metrics, namespace, root_pem, object).await,
     }
 }
 
-/// The namespaces to hold the root, for a resync.
-pub async fn all_namespaces(client: &Client) -> Result<Vec<String>, ReconcileError> {
-    let api: Api<Namespace> = Api::all(client.clone());
-    let list = api
-        .list(&ListParams::default())
+/// Patches the root into an existing ConfigMap (other keys are kept).
+async fn repair(
+    api: &Api<ConfigMap>,
+    gate: &LeaderGate,
+    metrics: &ClusterMetrics,
+    namespace: &str,
+    root_pem: &str,
+    object: String,
+) -> Result<RootOutcome, ReconcileError> {
+    gate.ensure()?;
+    let patch = json!({"data": {ROOT_CERT_KEY: root_pem}});
+    match api
+        .patch(
+            ROOT_CONFIGMAP,
+            &writes::patch_params(),
+            &Patch::Merge(patch),
+        )
         .await
-        .map_err(|e| ReconcileError::api("list", "Namespaces", e))?;
-    Ok(list
-        .items
-        .iter()
-        .filter(|ns| wants_root(ns))
-        .filter_map(|ns| ns.metadata.name.clone())
-        .collect())
+    {
+        Ok(_) => {
+            metrics.root_configmap_written();
+            info!(
+                namespace,
+                configmap = ROOT_CONFIGMAP,
+                reason = "root-cert.pem differs from the root",
+                "repaired root ConfigMap"
+            );
+            Ok(RootOutcome::Repaired)
+        }
+        Err(e) => Err(ReconcileError::api("patch", object, e)),
+    }
 }
 
-/// The namespace a ConfigMap event asks to look at: a deletion, or a
-/// ConfigMap whose root differs. `None` when it is already right.
-pub fn configmap_event_key(event: watcher::Event<ConfigMap>, root_pem: &str) -> Option<String> {
+/// The namespace a ConfigMap event asks to look at (any change: the
+/// reconcile compares with the cache and does nothing when it is right).
+pub fn configmap_event_key(event: watcher::Event<ConfigMap>) -> Option<String> {
     match event {
-        watcher::Event::Delete(cm) => cm.metadata.namespace,
-        watcher::Event::Apply(cm) | watcher::Event::InitApply(cm) => {
-            if configmap_action(Some(&cm), root_pem) == ConfigMapAction::Keep {
-                None
-            } else {
-                cm.metadata.namespace
-            }
+        watcher::Event::Delete(cm) | watcher::Event::Apply(cm) | watcher::Event::InitApply(cm) => {
+            cm.metadata.namespace
         }
         _ => None,
     }
@@ -231,52 +261,107 @@ pub fn namespace_event_key(event: watcher::Event<Namespace>) -> Option<String> {
     }
 }
 
-/// Watch events of namespaces and of the root ConfigMaps, as namespaces to
-/// reconcile.
-pub fn watch_triggers(client: &Client, root_pem: &str) -> impl Stream<Item = String> + use<> {
-    let namespaces = watch_health::watch(
+/// The watches of namespaces and of the root ConfigMaps: their caches,
+/// their events as namespaces to reconcile (the stream must be polled for
+/// the caches to fill), and a future that completes once both caches hold
+/// their first full listing.
+pub fn watch(
+    client: &Client,
+) -> (
+    RootCaches,
+    impl Stream<Item = String> + Send + use<>,
+    impl Future<Output = ()> + Send + use<>,
+) {
+    let (namespaces, ns_events) = cached::reflect(
         Api::<Namespace>::all(client.clone()),
         watcher::Config::default(),
         "Namespaces",
-    )
-    .filter_map(|event| async move { namespace_event_key(event) });
-    let pem = root_pem.to_string();
-    let configmaps = watch_health::watch(
+    );
+    let (configmaps, cm_events) = cached::reflect(
         Api::<ConfigMap>::all(client.clone()),
         watcher::Config::default().fields(&format!("metadata.name={ROOT_CONFIGMAP}")),
         "root ConfigMaps",
+    );
+    let triggers = futures::stream::select(
+        ns_events
+            .filter_map(|e| futures::future::ready(namespace_event_key(e)))
+            .boxed(),
+        cm_events
+            .filter_map(|e| futures::future::ready(configmap_event_key(e)))
+            .boxed(),
+    );
+    let ready =
+        futures::future::join(cached::ready(&namespaces), cached::ready(&configmaps)).map(|_| ());
+    (
+        RootCaches {
+            namespaces,
+            configmaps,
+        },
+        triggers,
+        ready,
     )
-    .filter_map(move |event| futures::future::ready(configmap_event_key(event, &pem)));
-    futures::stream::select(namespaces.boxed(), configmaps.boxed())
 }
 
-/// Runs the root ConfigMap controller until `triggers` ends.
-pub async fn run_with_triggers(
+/// Runs the root ConfigMap controller: while this replica leads, watches
+/// namespaces and root ConfigMaps and keeps every namespace's ConfigMap on
+/// the current root, from the caches (see [`reconcile_namespace`]); a new
+/// CA is written everywhere at once, `concurrency` writes at a time.
+pub async fn run(
     client: Client,
     gate: LeaderGate,
     metrics: ClusterMetrics,
-    root_pem: String,
-    triggers: impl Stream<Item = String>,
+    current: CurrentCa,
     resync: Duration,
+    concurrency: usize,
 ) {
-    let reconcile_gate = gate.clone();
-    drive(
-        "root-configmaps",
-        triggers,
-        gate,
-        resync,
-        Backoff::default_controller(),
-        || all_namespaces(&client),
-        |namespace| {
-            let (client, gate, metrics, pem) = (&client, &reconcile_gate, &metrics, &root_pem);
-            async move {
-                reconcile_namespace(client, gate, metrics, &namespace, pem)
-                    .await
-                    .map(|_| ())
-            }
-        },
-    )
+    while_leading(gate.clone(), || {
+        let (caches, triggers, ready) = watch(&client);
+        run_with_caches(
+            client.clone(),
+            gate.clone(),
+            metrics.clone(),
+            current.clone(),
+            caches,
+            (triggers, ready),
+            Drive {
+                concurrency,
+                ..Drive::new("root-configmaps", resync)
+            },
+        )
+    })
     .await;
+}
+
+/// [`run`] with given caches and their events (tests feed them).
+pub async fn run_with_caches(
+    client: Client,
+    gate: LeaderGate,
+    metrics: ClusterMetrics,
+    current: CurrentCa,
+    caches: RootCaches,
+    (triggers, ready): (impl Stream<Item = String>, impl Future<Output = ()>),
+    drive: Drive,
+) {
+    let refresh = current_ca::changes(&current);
+    let reconcile_gate = gate.clone();
+    drive
+        .run(
+            gate,
+            triggers,
+            ready,
+            refresh,
+            || futures::future::ready(Ok(caches.namespaces_wanting_root())),
+            |namespace| {
+                let (client, gate, metrics, caches) = (&client, &reconcile_gate, &metrics, &caches);
+                let root_pem = current.borrow().root_pem().to_string();
+                async move {
+                    reconcile_namespace(client, gate, metrics, caches, &namespace, &root_pem)
+                        .await
+                        .map(|_| ())
+                }
+            },
+        )
+        .await;
 }
 
 #[cfg(test)]
@@ -326,17 +411,14 @@ mod tests {
     fn events_that_need_work() {
         let good = desired_configmap("a", "PEM");
         assert_eq!(
-            configmap_event_key(watcher::Event::Apply(good.clone()), "PEM"),
-            None
-        );
-        assert_eq!(
-            configmap_event_key(watcher::Event::Apply(good.clone()), "NEW"),
+            configmap_event_key(watcher::Event::Apply(good.clone())),
             Some("a".into())
         );
         assert_eq!(
-            configmap_event_key(watcher::Event::Delete(good), "PEM"),
+            configmap_event_key(watcher::Event::Delete(good)),
             Some("a".into())
         );
+        assert_eq!(configmap_event_key(watcher::Event::Init), None);
         assert_eq!(
             namespace_event_key(watcher::Event::Apply(ns("b", false))),
             Some("b".into())

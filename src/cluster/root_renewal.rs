@@ -1,11 +1,14 @@
 //! Keeping the self-signed root in the CA Secret from expiring, and every
 //! replica on the Secret's current root.
 //!
-//! Each resync, every replica reads `istio-ca-secret`. When its root is no
-//! longer the one this replica loaded (the leader renewed it, or an
-//! operator ran `outrigger ca renew-root`), the replica takes the new one
+//! Every replica watches `istio-ca-secret` (one object, by name). When the
+//! Secret's root is no longer the one this replica loaded (the leader
+//! renewed it, or an operator ran `outrigger ca renew-root` and applied
+//! it), the replica takes the new one as soon as the watch reports it
 //! ([`RootCheck::Changed`]) and the controllers publish it (ConfigMaps,
-//! caBundle, serving certificate). When the leader finds less than the
+//! caBundle, serving certificate) without restarting. Every resync, the
+//! leader also checks the Secret as last seen (no read); when it finds less
+//! than the
 //! configured share of the root's lifetime left, it renews it
 //! ([`crate::ca::renew`]: same subject, key and key identifier, so every
 //! certificate already issued keeps verifying and the roll-out order does
@@ -17,8 +20,10 @@
 
 use std::time::{Duration, SystemTime};
 
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
+use kube::runtime::watcher;
 use time::OffsetDateTime;
 use tracing::{info, warn};
 
@@ -26,6 +31,7 @@ use super::authority::{CaMaterial, needs_renewal, to_system_time};
 use super::ca_secret::{CA_SECRET_NAME, CaSecretError, desired_ca_secret, material_from_secret};
 use super::error::is_conflict;
 use super::leader::LeaderGate;
+use super::watch_health;
 use super::writes;
 use crate::ca::renew::renew_root;
 
@@ -65,11 +71,14 @@ pub fn renewal_due(cert_pem: &str, now: SystemTime, ratio: f64) -> bool {
     validity(cert_pem).is_some_and(|(from, to)| needs_renewal(from, to, now, ratio))
 }
 
-/// One check of the CA Secret against `current_cert` (the root this replica
-/// uses): see the module documentation. Errors are the API's or a
-/// malformed Secret; the caller retries at the next resync.
+/// One check of the CA Secret, as the watch last reported it, against
+/// `current_cert` (the root this replica uses): see the module
+/// documentation. Makes no request unless it renews. Errors are the API's
+/// or a malformed Secret; the caller tries again at the next event or
+/// resync.
 pub async fn check(
     api: &Api<Secret>,
+    secret: &Secret,
     namespace: &str,
     current_cert: &str,
     gate: &LeaderGate,
@@ -81,11 +90,7 @@ pub async fn check(
         namespace: namespace.to_string(),
         source,
     };
-    let secret = api
-        .get(CA_SECRET_NAME)
-        .await
-        .map_err(|e| api_err("get", e))?;
-    let material = material_from_secret(&secret, namespace)?;
+    let material = material_from_secret(secret, namespace)?;
     if material.ca_cert.trim() != current_cert.trim() {
         info!(
             namespace,
@@ -139,22 +144,43 @@ pub async fn check(
     }
 }
 
-/// Checks the CA Secret every `period` until it holds another root than
-/// `current_cert` (renewed here when due and this replica leads, or written
-/// by someone else), and returns it. Errors are logged and retried at the
-/// next period.
-pub async fn watch(
+/// Follows the CA Secret until its watch ends (in production: never): at
+/// every event on it, and every `period` (renewal), [`check`]s it as last
+/// seen against the root in use, starting with `current_cert`. A new root
+/// (changed elsewhere, or renewed here) is handed to `publish`, which
+/// returns whether it was taken; a taken root becomes the one in use.
+/// Errors are logged and tried again at the next event or period.
+pub async fn follow(
     api: Api<Secret>,
     namespace: String,
-    current_cert: String,
+    mut current_cert: String,
     gate: LeaderGate,
     ratio: f64,
     period: Duration,
-) -> CaMaterial {
+    mut publish: impl FnMut(CaMaterial) -> bool,
+) {
+    let cfg = watcher::Config::default().fields(&format!("metadata.name={CA_SECRET_NAME}"));
+    let mut events = std::pin::pin!(watch_health::watch(api.clone(), cfg, "CA Secret"));
+    let mut latest: Option<Secret> = None;
+    let mut renewal_check = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    renewal_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::time::sleep(period).await;
+        tokio::select! {
+            event = events.next() => match event {
+                Some(watcher::Event::Apply(secret) | watcher::Event::InitApply(secret)) => {
+                    latest = Some(secret);
+                }
+                Some(_) => continue,
+                None => return,
+            },
+            _ = renewal_check.tick() => {}
+        }
+        let Some(secret) = latest.as_ref() else {
+            continue;
+        };
         match check(
             &api,
+            secret,
             &namespace,
             &current_cert,
             &gate,
@@ -163,12 +189,17 @@ pub async fn watch(
         )
         .await
         {
-            Ok(RootCheck::Changed(material) | RootCheck::Renewed(material)) => return material,
+            Ok(RootCheck::Changed(material) | RootCheck::Renewed(material)) => {
+                let cert = material.ca_cert.clone();
+                if publish(material) {
+                    current_cert = cert;
+                }
+            }
             Ok(RootCheck::Unchanged) => {}
             Err(e) => warn!(
                 namespace = %namespace,
                 error = %e,
-                "checking the CA Secret's root failed; trying again at the next resync"
+                "checking the CA Secret's root failed; trying again at its next change or resync"
             ),
         }
     }

@@ -10,27 +10,33 @@
 //! of its lifetime is left, recreated if deleted, and rewritten if its chain
 //! no longer verifies against the current root. A Secret of that name with
 //! another type is someone else's and is left alone.
+//!
+//! Read from the watch, write to the API: the leader decides from its
+//! caches, so a ServiceAccount event in a namespace that has not opted in,
+//! a resync with nothing due, or an event on a Secret that is right costs
+//! no request; a missing or stale Secret costs one write.
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::api::ListParams;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::authority::{AuthorityError, ClusterCa, IssuedCert, needs_renewal};
-use super::driver::drive;
+use super::cached;
+use super::current_ca::{self, CurrentCa};
+use super::driver::{Drive, while_leading};
 use super::error::{ReconcileError, is_conflict, is_not_found};
 use super::leader::LeaderGate;
 use super::metrics::ClusterMetrics;
-use super::retry::Backoff;
-use super::watch_health;
 use super::writes;
 use crate::ca::SpiffeId;
 
@@ -199,13 +205,62 @@ pub fn desired_secret(
     }
 }
 
+/// What the certificate Secret controller reads instead of the API: the
+/// namespaces, the ServiceAccounts and the certificate Secrets, each from
+/// its watch.
+#[derive(Clone)]
+pub struct SecretCaches {
+    /// Every namespace (their opt-in labels).
+    pub namespaces: Store<Namespace>,
+    /// Every ServiceAccount.
+    pub accounts: Store<ServiceAccount>,
+    /// Every Secret of type [`SECRET_TYPE`].
+    pub secrets: Store<Secret>,
+}
+
+impl SecretCaches {
+    /// Whether `namespace` (as cached) asks for certificate Secrets.
+    pub fn opted_in(&self, namespace: &str) -> bool {
+        self.namespaces
+            .get(&ObjectRef::new(namespace))
+            .is_some_and(|ns| namespace_opted_in(&ns))
+    }
+
+    /// The ServiceAccounts of `namespace`, as cached, by name.
+    pub fn accounts_in(&self, namespace: &str) -> Vec<Arc<ServiceAccount>> {
+        let mut accounts = self
+            .accounts
+            .state_filter(|sa| sa.metadata.namespace.as_deref() == Some(namespace));
+        accounts.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        accounts
+    }
+
+    /// Every ServiceAccount of every opted-in namespace, for a resync (no
+    /// request: renewals are found this way).
+    pub fn all_keys(&self) -> Vec<SecretKey> {
+        self.accounts
+            .state()
+            .iter()
+            .filter_map(|sa| {
+                let namespace = sa.metadata.namespace.clone()?;
+                self.opted_in(&namespace).then_some(SecretKey::Account {
+                    namespace,
+                    name: sa.metadata.name.clone()?,
+                })
+            })
+            .collect()
+    }
+}
+
 /// Everything a reconcile needs.
 #[derive(Clone)]
 pub struct SecretsContext {
-    /// The API client.
+    /// The API client (writes, and one re-read after a conflict).
     pub client: Client,
-    /// The current CA.
-    pub ca: std::sync::Arc<ClusterCa>,
+    /// What exists now.
+    pub caches: SecretCaches,
+    /// The CA to issue with (replaced when the root changes).
+    pub current: CurrentCa,
     /// Checked before every write.
     pub gate: LeaderGate,
     /// Counters.
@@ -223,112 +278,102 @@ impl SecretsContext {
         }
     }
 
-    async fn opted_in(&self, namespace: &str) -> Result<bool, ReconcileError> {
-        match Api::<Namespace>::all(self.client.clone())
-            .get(namespace)
-            .await
-        {
-            Ok(ns) => Ok(namespace_opted_in(&ns)),
-            Err(e) if is_not_found(&e) => Ok(false),
-            Err(e) => Err(ReconcileError::api(
-                "get",
-                format!("Namespace {namespace}"),
-                e,
-            )),
-        }
-    }
-
-    /// Every ServiceAccount of an opted-in namespace (two list requests, then
-    /// writes where needed). Continues past a failing account and returns
-    /// the first error, so the whole namespace is retried.
+    /// Every ServiceAccount of an opted-in namespace, from the caches, one
+    /// after the other (the controller's own fan-out goes through account
+    /// keys: [`watch`] turns an opt-in into one key per account). Continues
+    /// past a failing account and returns the first error, so the whole
+    /// namespace is retried.
     pub async fn reconcile_namespace(&self, namespace: &str) -> Result<(), ReconcileError> {
-        if !self.opted_in(namespace).await? {
+        if !self.caches.opted_in(namespace) {
             return Ok(());
         }
-        let accounts = Api::<ServiceAccount>::namespaced(self.client.clone(), namespace)
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| {
-                ReconcileError::api("list", format!("ServiceAccounts in {namespace}"), e)
-            })?;
-        let secrets = Api::<Secret>::namespaced(self.client.clone(), namespace)
-            .list(&ListParams::default().fields(&format!("type={SECRET_TYPE}")))
-            .await
-            .map_err(|e| ReconcileError::api("list", format!("Secrets in {namespace}"), e))?;
-        let by_name: BTreeMap<String, &Secret> = secrets
-            .items
-            .iter()
-            .filter_map(|s| s.metadata.name.clone().map(|n| (n, s)))
-            .collect();
         let mut first_error = None;
-        for account in &accounts.items {
-            let Some(name) = account.metadata.name.as_deref().and_then(secret_name) else {
-                continue;
-            };
-            if let Err(e) = self
-                .apply(namespace, account, by_name.get(&name).copied(), &name)
-                .await
-            {
-                if matches!(e, ReconcileError::NotLeader) {
-                    return Err(e);
+        for account in self.caches.accounts_in(namespace) {
+            match self.apply(namespace, &account).await {
+                Ok(()) => {}
+                Err(ReconcileError::NotLeader) => return Err(ReconcileError::NotLeader),
+                Err(e) => {
+                    first_error.get_or_insert(e);
                 }
-                first_error.get_or_insert(e);
             }
         }
         first_error.map_or(Ok(()), Err)
     }
 
-    /// One ServiceAccount: nothing if it is gone (its Secret goes with it).
+    /// One ServiceAccount, from the caches: no request at all when its
+    /// namespace has not opted in, when it is gone (its Secret goes with
+    /// it) or when its Secret is right.
     pub async fn reconcile_account(
         &self,
         namespace: &str,
         account: &str,
     ) -> Result<(), ReconcileError> {
-        if !self.opted_in(namespace).await? {
+        if !self.caches.opted_in(namespace) {
             return Ok(());
         }
-        let account = match Api::<ServiceAccount>::namespaced(self.client.clone(), namespace)
-            .get(account)
-            .await
-        {
-            Ok(sa) => sa,
-            Err(e) if is_not_found(&e) => return Ok(()),
-            Err(e) => {
-                return Err(ReconcileError::api(
-                    "get",
-                    format!("ServiceAccount {namespace}/{account}"),
-                    e,
-                ));
-            }
+        let Some(account) = self
+            .caches
+            .accounts
+            .get(&ObjectRef::new(account).within(namespace))
+        else {
+            return Ok(());
         };
+        self.apply(namespace, &account).await
+    }
+
+    /// Writes `account`'s Secret if the cached one needs it: created if
+    /// absent, replaced (conditioned on the version cached) if stale. A 409
+    /// means the cache was behind: the Secret is read once, decided again
+    /// and written at most once more.
+    async fn apply(&self, namespace: &str, account: &ServiceAccount) -> Result<(), ReconcileError> {
         let Some(name) = account.metadata.name.as_deref().and_then(secret_name) else {
             return Ok(());
         };
-        let existing = match Api::<Secret>::namespaced(self.client.clone(), namespace)
-            .get(&name)
+        let ca = self.current.borrow().clone();
+        let cached = self
+            .caches
+            .secrets
+            .get(&ObjectRef::new(&name).within(namespace));
+        let object = format!("Secret {namespace}/{name}");
+        let api = Api::<Secret>::namespaced(self.client.clone(), namespace);
+        match self
+            .write_if_needed(&api, &ca, namespace, account, cached.as_deref(), &name)
             .await
         {
-            Ok(secret) => Some(secret),
-            Err(e) if is_not_found(&e) => None,
-            Err(e) => {
-                return Err(ReconcileError::api(
-                    "get",
-                    format!("Secret {namespace}/{name}"),
-                    e,
-                ));
+            Err(WriteError::Api(action, e)) if is_conflict(&e) => {
+                let fresh = match api.get(&name).await {
+                    Ok(secret) => Some(secret),
+                    Err(e) if is_not_found(&e) => None,
+                    Err(e) => return Err(ReconcileError::api("get", object, e)),
+                };
+                match self
+                    .write_if_needed(&api, &ca, namespace, account, fresh.as_ref(), &name)
+                    .await
+                {
+                    Err(WriteError::Api(action, e)) => Err(ReconcileError::api(action, object, e)),
+                    Err(WriteError::Reconcile(e)) => Err(e),
+                    Ok(()) => {
+                        debug!(namespace, secret = %name, first = action, "decided again after one re-read (the cache was behind)");
+                        Ok(())
+                    }
+                }
             }
-        };
-        self.apply(namespace, &account, existing.as_ref(), &name)
-            .await
+            Err(WriteError::Api(action, e)) => Err(ReconcileError::api(action, object, e)),
+            Err(WriteError::Reconcile(e)) => Err(e),
+            Ok(()) => Ok(()),
+        }
     }
 
-    async fn apply(
+    /// Decides from `existing` and writes once if needed.
+    async fn write_if_needed(
         &self,
+        api: &Api<Secret>,
+        ca: &ClusterCa,
         namespace: &str,
         account: &ServiceAccount,
         existing: Option<&Secret>,
         name: &str,
-    ) -> Result<(), ReconcileError> {
+    ) -> Result<(), WriteError> {
         let now = SystemTime::now();
         let object = format!("Secret {namespace}/{name}");
         let sa = account.metadata.name.as_deref().unwrap_or_default();
@@ -338,7 +383,7 @@ impl SecretsContext {
                 source: AuthorityError::Identity(e),
             })?
             .uri();
-        let action = secret_action(existing, &self.ca, &identity, now, self.config.renew_ratio);
+        let action = secret_action(existing, ca, &identity, now, self.config.renew_ratio);
         let reason = match action {
             SecretAction::Keep => return Ok(()),
             SecretAction::Foreign => {
@@ -349,8 +394,7 @@ impl SecretsContext {
             SecretAction::Replace(reason) => reason,
         };
         self.gate.ensure()?;
-        let issued = self
-            .ca
+        let issued = ca
             .issue_workload(
                 &self.config.trust_domain,
                 namespace,
@@ -362,90 +406,98 @@ impl SecretsContext {
                 object: object.clone(),
                 source,
             })?;
-        let mut desired = desired_secret(account, &issued, self.ca.root_pem(), name);
-        let api = Api::<Secret>::namespaced(self.client.clone(), namespace);
+        let mut desired = desired_secret(account, &issued, ca.root_pem(), name);
         // The lease may have moved while issuing.
         self.gate.ensure()?;
         let result = match existing {
-            None => api.create(&writes::post_params(), &desired).await,
+            None => api
+                .create(&writes::post_params(), &desired)
+                .await
+                .map_err(|e| WriteError::Api("create", e)),
             Some(old) => {
                 desired.metadata.resource_version = old.metadata.resource_version.clone();
-                api.replace(name, &writes::post_params(), &desired).await
+                api.replace(name, &writes::post_params(), &desired)
+                    .await
+                    .map_err(|e| WriteError::Api("replace", e))
             }
         };
-        match result {
-            Ok(_) => {
-                self.metrics.secret_certificate_issued();
-                info!(namespace, secret = %name, service_account = %sa, reason, "wrote certificate Secret");
-                Ok(())
-            }
-            // The namespace listing only shows Secrets of our type: a
-            // conflict on create may be a foreign Secret of that name.
-            Err(e) if existing.is_none() && is_conflict(&e) => {
-                match api.get(name).await {
-                    Ok(other)
-                        if secret_action(
-                            Some(&other),
-                            &self.ca,
-                            &identity,
-                            now,
-                            self.config.renew_ratio,
-                        ) == SecretAction::Foreign =>
-                    {
-                        warn!(namespace, secret = %name, "a Secret of that name with another type exists; left alone");
-                        Ok(())
-                    }
-                    // Ours after all (created concurrently): retried on fresh data.
-                    _ => Err(ReconcileError::api("create", object, e)),
-                }
-            }
-            Err(e) => Err(ReconcileError::api(
-                if existing.is_some() {
-                    "replace"
-                } else {
-                    "create"
-                },
-                object,
-                e,
-            )),
-        }
+        result?;
+        self.metrics.secret_certificate_issued();
+        info!(namespace, secret = %name, service_account = %sa, reason, "wrote certificate Secret");
+        Ok(())
     }
 
-    /// The opted-in namespaces, for a resync (renewals are found this way).
-    pub async fn all_keys(&self) -> Result<Vec<SecretKey>, ReconcileError> {
-        let list = Api::<Namespace>::all(self.client.clone())
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| ReconcileError::api("list", "Namespaces", e))?;
-        Ok(list
-            .items
-            .iter()
-            .filter(|ns| namespace_opted_in(ns))
-            .filter_map(|ns| ns.metadata.name.clone())
-            .map(SecretKey::Namespace)
-            .collect())
-    }
-
-    /// Runs the controller until `triggers` ends.
-    pub async fn run_with_triggers(
+    /// Runs the controller from these caches until `triggers` ends.
+    pub async fn run_with_caches(
         self,
         triggers: impl Stream<Item = SecretKey>,
-        resync: Duration,
+        ready: impl Future<Output = ()>,
+        drive: Drive,
     ) {
-        drive(
-            "sa-secrets",
+        let refresh = current_ca::changes(&self.current);
+        drive
+            .run(
+                self.gate.clone(),
+                triggers,
+                ready,
+                refresh,
+                || futures::future::ready(Ok(self.caches.all_keys())),
+                |key| {
+                    let this = &self;
+                    async move { this.reconcile(&key).await }
+                },
+            )
+            .await;
+    }
+}
+
+/// Why one write did not happen.
+enum WriteError {
+    /// The API refused it (`create` or `replace`).
+    Api(&'static str, kube::Error),
+    /// Not the leader, or issuing failed.
+    Reconcile(ReconcileError),
+}
+
+impl From<ReconcileError> for WriteError {
+    fn from(e: ReconcileError) -> Self {
+        Self::Reconcile(e)
+    }
+}
+
+/// Runs the certificate Secret controller: while this replica leads,
+/// watches namespaces, ServiceAccounts and certificate Secrets and keeps
+/// every account's Secret of the opted-in namespaces valid, from the
+/// caches; a new CA rewrites them all, `concurrency` at a time.
+pub async fn run(
+    client: Client,
+    gate: LeaderGate,
+    metrics: ClusterMetrics,
+    current: CurrentCa,
+    config: SecretsConfig,
+    resync: Duration,
+    concurrency: usize,
+) {
+    while_leading(gate.clone(), || {
+        let (caches, triggers, ready) = watch(&client);
+        let context = SecretsContext {
+            client: client.clone(),
+            caches,
+            current: current.clone(),
+            gate: gate.clone(),
+            metrics: metrics.clone(),
+            config: config.clone(),
+        };
+        context.run_with_caches(
             triggers,
-            self.gate.clone(),
-            resync,
-            Backoff::default_controller(),
-            || self.all_keys(),
-            |key| {
-                let this = &self;
-                async move { this.reconcile(&key).await }
+            ready,
+            Drive {
+                concurrency,
+                ..Drive::new("sa-secrets", resync)
             },
         )
-        .await;
-    }
+    })
+    .await;
 }
 
 /// The key a ServiceAccount event asks for (deletions: none, the Secret is
@@ -482,39 +534,78 @@ pub fn namespace_event_key(event: watcher::Event<Namespace>) -> Option<SecretKey
     }
 }
 
-/// Watch events of Namespaces, ServiceAccounts and certificate Secrets, as
-/// keys to reconcile.
-pub fn watch_triggers(client: &Client) -> impl Stream<Item = SecretKey> + use<> {
-    fn keys<K, F>(
-        api: Api<K>,
-        cfg: watcher::Config,
-        map: F,
-    ) -> futures::stream::BoxStream<'static, SecretKey>
-    where
-        K: kube::Resource + Clone + fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
-        F: Fn(watcher::Event<K>) -> Option<SecretKey> + Send + Sync + Copy + 'static,
-    {
-        watch_health::watch(api, cfg, "certificate Secrets' triggers")
-            .filter_map(move |event| async move { map(event) })
-            .boxed()
-    }
-    futures::stream::select_all([
-        keys(
-            Api::<Namespace>::all(client.clone()),
-            watcher::Config::default(),
-            namespace_event_key,
-        ),
-        keys(
-            Api::<ServiceAccount>::all(client.clone()),
-            watcher::Config::default(),
-            account_event_key,
-        ),
-        keys(
-            Api::<Secret>::all(client.clone()),
-            watcher::Config::default().fields(&format!("type={SECRET_TYPE}")),
-            secret_event_key,
-        ),
-    ])
+/// The watches of Namespaces, ServiceAccounts and certificate Secrets:
+/// their caches, their events as keys to reconcile (a namespace that opts
+/// in becomes one key per ServiceAccount it holds, so that its Secrets are
+/// written within the controller's one concurrency limit; the stream must
+/// be polled for the caches to fill), and a future that completes once the
+/// three caches hold their first full listing.
+pub fn watch(
+    client: &Client,
+) -> (
+    SecretCaches,
+    impl Stream<Item = SecretKey> + Send + use<>,
+    impl Future<Output = ()> + Send + use<>,
+) {
+    let (namespaces, ns_events) = cached::reflect(
+        Api::<Namespace>::all(client.clone()),
+        watcher::Config::default(),
+        "Namespaces (certificate Secrets)",
+    );
+    let (accounts, sa_events) = cached::reflect(
+        Api::<ServiceAccount>::all(client.clone()),
+        watcher::Config::default(),
+        "ServiceAccounts",
+    );
+    let (secrets, secret_events) = cached::reflect(
+        Api::<Secret>::all(client.clone()),
+        watcher::Config::default().fields(&format!("type={SECRET_TYPE}")),
+        "certificate Secrets",
+    );
+    let in_namespace = accounts.clone();
+    let opted_in_accounts = move |key: SecretKey| {
+        let SecretKey::Namespace(namespace) = key else {
+            return vec![key];
+        };
+        in_namespace
+            .state()
+            .iter()
+            .filter(|sa| sa.metadata.namespace.as_deref() == Some(namespace.as_str()))
+            .filter_map(|sa| {
+                Some(SecretKey::Account {
+                    namespace: namespace.clone(),
+                    name: sa.metadata.name.clone()?,
+                })
+            })
+            .collect()
+    };
+    let triggers = futures::stream::select_all([
+        ns_events
+            .filter_map(|e| futures::future::ready(namespace_event_key(e)))
+            .flat_map(move |key| futures::stream::iter(opted_in_accounts(key)))
+            .boxed(),
+        sa_events
+            .filter_map(|e| futures::future::ready(account_event_key(e)))
+            .boxed(),
+        secret_events
+            .filter_map(|e| futures::future::ready(secret_event_key(e)))
+            .boxed(),
+    ]);
+    let ready = futures::future::join3(
+        cached::ready(&namespaces),
+        cached::ready(&accounts),
+        cached::ready(&secrets),
+    )
+    .map(|_| ());
+    (
+        SecretCaches {
+            namespaces,
+            accounts,
+            secrets,
+        },
+        triggers,
+        ready,
+    )
 }
 
 #[cfg(test)]
