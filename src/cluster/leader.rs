@@ -352,32 +352,57 @@ impl Elector {
     /// Gives the lease up if this replica holds it: one write of
     /// [`released_lease`], conditioned on the version last written.
     /// `Ok(true)` when released; `Ok(false)` when there was nothing to
-    /// release (not the holder, or the lease changed since: then it is not
-    /// ours any more). Sends nothing when not the holder.
+    /// release (not the holder, or another replica holds it now). Sends
+    /// nothing when not the holder.
+    ///
+    /// A conflict reads the lease once: on a loaded API server a renewal
+    /// cut off by the shutdown (answered 504) may still have been applied,
+    /// so the lease moved on yet is still ours, and is released at its new
+    /// version instead of leaving the next leader to wait it out.
     pub async fn release(&mut self) -> Result<bool, ReconcileError> {
         let Some(held) = self.held.take() else {
             return Ok(false);
         };
-        let released = released_lease(&held);
-        match self
-            .api
-            .replace(&self.cfg.name, &writes::post_params(), &released)
-            .await
-        {
-            Ok(written) => {
-                self.observed = Some((
-                    written.resource_version().unwrap_or_default(),
-                    Instant::now(),
-                ));
-                Ok(true)
-            }
-            Err(e) if is_conflict(&e) => Ok(false),
-            Err(e) => Err(ReconcileError::api(
-                "release",
-                format!("Lease {}", self.cfg.name),
-                e,
-            )),
+        let object = format!("Lease {}", self.cfg.name);
+        match self.write_released(&held).await {
+            Err(e) if is_conflict(&e) => {}
+            Ok(released) => return Ok(released),
+            Err(e) => return Err(ReconcileError::api("release", object.clone(), e)),
         }
+        let current = match self.api.get(&self.cfg.name).await {
+            Ok(current) => current,
+            Err(e) if is_not_found(&e) => return Ok(false),
+            Err(e) => return Err(ReconcileError::api("get", object.clone(), e)),
+        };
+        let holder = current
+            .spec
+            .as_ref()
+            .and_then(|s| s.holder_identity.as_deref());
+        if holder != Some(self.cfg.identity.as_str()) {
+            return Ok(false);
+        }
+        match self.write_released(&current).await {
+            Err(e) if is_conflict(&e) => Ok(false),
+            Ok(released) => Ok(released),
+            Err(e) => Err(ReconcileError::api("release", object.clone(), e)),
+        }
+    }
+
+    /// One conditioned write of [`released_lease`] of `held`.
+    async fn write_released(&mut self, held: &Lease) -> Result<bool, kube::Error> {
+        let written = self
+            .api
+            .replace(
+                &self.cfg.name,
+                &writes::post_params(),
+                &released_lease(held),
+            )
+            .await?;
+        self.observed = Some((
+            written.resource_version().unwrap_or_default(),
+            Instant::now(),
+        ));
+        Ok(true)
     }
 
     /// The graceful end of leadership: closes the gate (no controller may
