@@ -50,6 +50,7 @@ mod derived;
 mod schema;
 mod selector;
 mod settings;
+mod templates;
 mod tree;
 
 use std::path::Path;
@@ -60,6 +61,7 @@ pub use builder::ConfigBuilder;
 pub use derived::Derived;
 pub use selector::{LabelSelector, SelectorError};
 pub use settings::{PROXY_CONFIG_FIELDS, Policy, Settings, TrafficCapture};
+pub use templates::{DEFAULT_TEMPLATES_KEY, TEMPLATES_KEY, UserTemplates};
 
 /// The injector's configuration: Istio's defaults with the user's overrides
 /// on top, resolved once into [`Settings`].
@@ -127,6 +129,14 @@ pub enum ConfigError {
     CaptureImage {
         /// `values.global.proxy_init.image` as configured.
         image: String,
+    },
+    /// A template of `values.sidecarInjectorWebhook.templates` that does
+    /// not parse: its name, line and what is wrong.
+    #[error("config key `values.sidecarInjectorWebhook.templates` holds a broken {source}")]
+    Template {
+        /// Which template, where, and why.
+        #[source]
+        source: crate::template::TemplateError,
     },
     /// A `--set` argument that is not `path=value`.
     #[error("--set {0:?}: expected path=value, e.g. values.global.hub=docker.io/istio")]

@@ -20,7 +20,9 @@ pub mod bounded_yaml;
 mod capture;
 mod decision;
 mod fragments;
+mod gateway;
 mod gojson;
+mod grpc;
 mod inputs;
 mod kubeform;
 mod merge;
@@ -34,6 +36,7 @@ mod proxy;
 pub mod quantity;
 mod sidecar;
 mod status;
+mod templates;
 mod uninject;
 mod workload;
 

@@ -197,6 +197,11 @@ pub struct Settings {
     /// `values.sidecarInjectorWebhook.reinvocationPolicy`: `Never` (Istio's
     /// default) or `IfNeeded`, as the webhook configuration must say it.
     pub reinvocation_policy: String,
+    /// `values.sidecarInjectorWebhook.templates`, parsed, with the values
+    /// and mesh config they read (shared: cloning settings copies no tree).
+    pub user_templates: std::sync::Arc<super::UserTemplates>,
+    /// `values.sidecarInjectorWebhook.defaultTemplates` (empty: `sidecar`).
+    pub default_templates: Vec<String>,
 }
 
 struct Reader<'a> {
@@ -461,6 +466,8 @@ impl Settings {
                 }
                 policy
             },
+            user_templates: std::sync::Arc::new(super::UserTemplates::parse(tree)?),
+            default_templates: super::templates::default_templates(tree)?,
         })
     }
 }

@@ -167,7 +167,7 @@ fn restore_overrides(spec: &mut Map<String, Value>, recorded: Option<&Value>) {
     else {
         return;
     };
-    for items in recorded.values() {
+    for (recorded_field, items) in &recorded {
         for item in items.as_array().into_iter().flatten() {
             let Value::Object(mut c) = item.clone() else {
                 continue;
@@ -181,9 +181,13 @@ fn restore_overrides(spec: &mut Map<String, Value>, recorded: Option<&Value>) {
             c.entry("image")
                 .or_insert_with(|| Value::String("auto".into()));
             // The record files a container under the list the template
-            // puts it in; the user's proxy is one of the pod's containers
-            // (a native sidecar is the template's doing).
-            let field = if c.get("name").and_then(Value::as_str) == Some(PROXY_NAME) {
+            // puts it in, which is the user's too (an app container a
+            // template adds to, the user's `istio-init`), except for the
+            // user's proxy: one of the pod's containers (a native sidecar
+            // is the template's doing).
+            let field = if c.get("name").and_then(Value::as_str) == Some(PROXY_NAME)
+                || recorded_field == "containers"
+            {
                 "containers"
             } else {
                 "initContainers"

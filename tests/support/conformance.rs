@@ -100,14 +100,6 @@ pub const PENDING_TEMPLATES: &[(&str, &str)] = &[
         "multus (values.cni.provider) is not built yet",
     ),
     (
-        "custom-template",
-        "values.sidecarInjectorWebhook.templates is not built yet",
-    ),
-    (
-        "sidecar-spire",
-        "values.sidecarInjectorWebhook.templates is not built yet",
-    ),
-    (
         "deploymentconfig-with-canonical-service-label",
         "DeploymentConfig is not a known kind yet",
     ),
@@ -115,8 +107,6 @@ pub const PENDING_TEMPLATES: &[(&str, &str)] = &[
         "deploymentconfig",
         "DeploymentConfig is not a known kind yet",
     ),
-    ("gateway", "the gateway template is not built yet"),
-    ("grpc-agent", "the grpc-agent template is not built yet"),
 ];
 
 /// Why `case` of `suite` is still expected to fail, if it is.
