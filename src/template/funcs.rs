@@ -686,7 +686,18 @@ pub fn call(name: &str, args: Vec<Value>) -> Result<Value, String> {
                 _ => o.is_ge(),
             })
         }
-        "print" => Value::String(a.iter().map(print).collect::<Vec<_>>().join("")),
+        "print" => {
+            // Go's `fmt.Sprint`: a space between two operands when
+            // neither is a string.
+            let mut out = String::new();
+            for (i, v) in a.iter().enumerate() {
+                if i > 0 && !v.is_string() && !a[i - 1].is_string() {
+                    out.push(' ');
+                }
+                out.push_str(&print(v));
+            }
+            Value::String(out)
+        }
         "println" => Value::String(a.iter().map(print).collect::<Vec<_>>().join(" ") + "\n"),
         "printf" => {
             need(a, 1, name)?;

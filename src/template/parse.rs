@@ -103,6 +103,7 @@ pub fn parse(items: Vec<Item>, known: &dyn Fn(&str) -> bool) -> Result<Parsed, P
         depth: 0,
         last_line: 1,
         in_range: 0,
+        vars: Vec::new(),
     };
     let (root, end) = p.list()?;
     match end {
@@ -123,6 +124,8 @@ struct Parser<'k> {
     depth: usize,
     last_line: usize,
     in_range: usize,
+    /// Variables in scope (`$` always is), innermost last.
+    vars: Vec<String>,
 }
 
 /// What ended a list.
@@ -170,7 +173,14 @@ impl Parser<'_> {
                         expect_alone(&tokens[1..], line, "define")?;
                         None
                     };
-                    let (body, end) = self.nested(|p| p.list())?;
+                    if let Some(pipe) = &pipe {
+                        self.check_uses(pipe)?;
+                    }
+                    // A defined template sees only `$`, its own dot.
+                    let outer = std::mem::take(&mut self.vars);
+                    let body = self.nested(|p| p.list());
+                    self.vars = outer;
+                    let (body, end) = body?;
                     if !matches!(end, Ender::End) {
                         return Err((
                             line,
@@ -189,6 +199,9 @@ impl Parser<'_> {
                 "template" => {
                     let name = quoted_name(&tokens, line, keyword)?;
                     let pipe = self.pipe_opt(&tokens[2..], line)?;
+                    if let Some(pipe) = &pipe {
+                        self.check_uses(pipe)?;
+                    }
                     nodes.push(Node::Call { name, pipe, line });
                 }
                 "break" | "continue" => {
@@ -202,7 +215,11 @@ impl Parser<'_> {
                         Node::Continue
                     });
                 }
-                _ => nodes.push(Node::Action(self.pipe(&tokens, line)?)),
+                _ => {
+                    let pipe = self.pipe(&tokens, line)?;
+                    self.declare(&pipe)?;
+                    nodes.push(Node::Action(pipe));
+                }
             }
         }
         Ok((nodes, Ender::Eof))
@@ -233,6 +250,19 @@ impl Parser<'_> {
         line: usize,
     ) -> Result<Node, ParseError> {
         let pipe = self.pipe(tokens, line)?;
+        let mark = self.vars.len();
+        let branch = self.branch_body(kind, pipe, line);
+        self.vars.truncate(mark);
+        branch
+    }
+
+    fn branch_body(
+        &mut self,
+        kind: BranchKind,
+        pipe: Pipe,
+        line: usize,
+    ) -> Result<Node, ParseError> {
+        self.declare(&pipe)?;
         if kind == BranchKind::Range {
             self.in_range += 1;
         }
@@ -270,6 +300,39 @@ impl Parser<'_> {
             then,
             otherwise,
         })
+    }
+
+    /// Checks the variables a pipeline uses and assigns, then declares
+    /// those it declares, as Go's parser does.
+    fn declare(&mut self, pipe: &Pipe) -> Result<(), ParseError> {
+        self.check_uses(pipe)?;
+        if pipe.assign {
+            for v in &pipe.vars {
+                self.check_var(v, pipe.line)?;
+            }
+        } else {
+            self.vars.extend(pipe.vars.iter().cloned());
+        }
+        Ok(())
+    }
+
+    fn check_var(&self, name: &str, line: usize) -> Result<(), ParseError> {
+        if name == "$" || self.vars.iter().any(|v| v == name) {
+            Ok(())
+        } else {
+            Err((line, format!("undefined variable {name:?}")))
+        }
+    }
+
+    fn check_uses(&self, pipe: &Pipe) -> Result<(), ParseError> {
+        for arg in pipe.cmds.iter().flatten() {
+            match arg {
+                Arg::Var(name, _) => self.check_var(name, pipe.line)?,
+                Arg::Sub(inner, _) => self.check_uses(inner)?,
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     fn pipe_opt(&self, tokens: &[Tok], line: usize) -> Result<Option<Pipe>, ParseError> {
