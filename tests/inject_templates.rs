@@ -63,8 +63,8 @@ fn shop(templates: &str) -> Value {
 }
 
 /// Injects `object`, checks the goldens `<name>.injected.yaml` and
-/// `<name>.patch.json`, and that injecting the result again changes
-/// nothing.
+/// `<name>.patch.json`, that injecting the result again changes nothing,
+/// and that uninjecting it gives the object back.
 fn golden_injection(name: &str, object: &Value, cfg: &Config) -> Value {
     let ctx = Context::default();
     let Outcome::Injected { patch, mutated, .. } = inject(object, &ctx, cfg).unwrap() else {
@@ -82,6 +82,11 @@ fn golden_injection(name: &str, object: &Value, cfg: &Config) -> Value {
         Outcome::Skipped { reason } => assert_eq!(reason.name(), "already-injected", "{name}"),
         Outcome::Injected { patch, .. } => panic!("{name}: injected again: {patch:?}"),
     }
+    assert_eq!(
+        outrigger::inject::uninject(&mutated, cfg).as_ref(),
+        Some(object),
+        "{name}: uninjecting does not give the object back"
+    );
     mutated
 }
 

@@ -173,6 +173,32 @@ pub fn rewrite_probes(
     probers_env(&probes::rewrite_app_probes(spec, status_port), existing)
 }
 
+/// The template pod `names` render for a pod, or `None` when its
+/// annotations are invalid or a template fails (what uninjection uses to
+/// recognise what templates set; injection itself reports the error).
+pub fn render_templates(
+    annotations: &BTreeMap<String, String>,
+    labels: &BTreeMap<String, String>,
+    spec: &Value,
+    workload: &Workload,
+    s: &Settings,
+    names: &[String],
+) -> Option<Value> {
+    let ps = pod_settings(s, annotations).ok()?;
+    let inputs = Inputs {
+        s,
+        annotations,
+        labels,
+        spec,
+        workload,
+        proxy_config: &ps.proxy_config,
+        native: ps.native,
+        hold: ps.hold,
+        resources: inputs::resources(s, annotations),
+    };
+    templates::render(&inputs, names).ok()
+}
+
 /// Injects one pod that carries no earlier injection (re-injection
 /// uninjects first): `annotations`, `labels` and `spec` are the pod's, read
 /// only; `pod` (`{metadata, spec}`, a copy of them) is injected in place.
