@@ -3,9 +3,10 @@
 //! (`pkg/kube/inject/template.go`), each over JSON values. Pure: `env`
 //! answers its default, since the engine reads no environment.
 
-use std::fmt::Write as _;
-
 use serde_json::{Map, Value};
+
+mod istio;
+mod printf;
 
 /// Every function name (checked when a template is parsed, as Go
 /// refuses an undefined function at parse time).
@@ -177,14 +178,14 @@ pub fn type_name(v: &Value) -> &'static str {
 }
 
 /// A value as a string argument (nil is empty, as Sprig's `strval`).
-fn s(v: &Value) -> String {
+pub(super) fn s(v: &Value) -> String {
     match v {
         Value::Null => String::new(),
         other => print(other),
     }
 }
 
-fn int(v: &Value) -> Result<i64, String> {
+pub(super) fn int(v: &Value) -> Result<i64, String> {
     match v {
         Value::Number(n) => n
             .as_i64()
@@ -200,7 +201,7 @@ fn int(v: &Value) -> Result<i64, String> {
     }
 }
 
-fn float(v: &Value) -> Option<f64> {
+pub(super) fn float(v: &Value) -> Option<f64> {
     match v {
         Value::Number(n) => n.as_f64(),
         Value::String(t) => t.trim().parse().ok(),
@@ -208,7 +209,7 @@ fn float(v: &Value) -> Option<f64> {
     }
 }
 
-fn need(args: &[Value], n: usize, name: &str) -> Result<(), String> {
+pub(super) fn need(args: &[Value], n: usize, name: &str) -> Result<(), String> {
     if args.len() < n {
         return Err(format!(
             "{name} needs {n} argument{}, got {}",
@@ -219,7 +220,7 @@ fn need(args: &[Value], n: usize, name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn string_map(v: &Value) -> Map<String, Value> {
+pub(super) fn string_map(v: &Value) -> Map<String, Value> {
     match v {
         Value::Object(m) => m
             .iter()
@@ -263,16 +264,16 @@ fn len_of(v: &Value) -> Result<usize, String> {
     }
 }
 
-fn to_json(v: &Value) -> String {
+pub(super) fn to_json(v: &Value) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
-fn to_yaml(v: &Value) -> String {
+pub(super) fn to_yaml(v: &Value) -> String {
     serde_yaml::to_string(v).unwrap_or_default()
 }
 
 /// Go's `%q` of a string.
-fn go_quote(t: &str) -> String {
+pub(super) fn go_quote(t: &str) -> String {
     Value::String(t.to_string()).to_string()
 }
 
@@ -301,309 +302,11 @@ fn indent_all(n: usize, text: &str) -> String {
         .join("\n")
 }
 
-fn omit_nil(v: Value) -> Value {
-    match v {
-        Value::Object(m) => Value::Object(
-            m.into_iter()
-                .filter(|(_, x)| !x.is_null())
-                .map(|(k, x)| (k, omit_nil(x)))
-                .collect(),
-        ),
-        Value::Array(a) => Value::Array(
-            a.into_iter()
-                .filter(|x| !x.is_null())
-                .map(omit_nil)
-                .collect(),
-        ),
-        other => other,
-    }
-}
-
-/// The ports of `containers` (UDP and SCTP left out), comma-separated;
-/// the proxy's own with `with_proxy`.
-fn container_ports(containers: &Value, with_proxy: bool) -> String {
-    let mut parts = Vec::new();
-    for c in containers.as_array().into_iter().flatten() {
-        if !with_proxy && c.get("name").and_then(Value::as_str) == Some("istio-proxy") {
-            continue;
-        }
-        for p in c
-            .get("ports")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let proto = p.get("protocol").and_then(Value::as_str).unwrap_or("");
-            if proto == "UDP" || proto == "SCTP" {
-                continue;
-            }
-            if let Some(port) = p.get("containerPort") {
-                parts.push(s(port));
-            }
-        }
-    }
-    parts.join(",")
-}
-
-fn exclude_inbound_port(port: &Value, excluded: &str) -> String {
-    let port = s(port).trim().to_string();
-    if port.is_empty() || port == "0" {
-        return excluded.to_string();
-    }
-    let mut out = Vec::new();
-    for p in excluded.split(',') {
-        if p == port {
-            return excluded.to_string();
-        }
-        let p = p.trim();
-        if !p.is_empty() {
-            out.push(p.to_string());
-        }
-    }
-    out.push(port);
-    out.join(",")
-}
-
-fn append_multus_network(existing: &str, network: &str) -> String {
-    if existing.is_empty() {
-        return network.to_string();
-    }
-    if let Some(i) = existing.rfind(']') {
-        let Ok(nets) = serde_json::from_str::<Vec<Map<String, Value>>>(existing) else {
-            return existing.to_string();
-        };
-        let (ns, name) = match network.split_once('/') {
-            Some((ns, name)) => (ns, name),
-            None => ("", network),
-        };
-        let present = nets.iter().any(|n| {
-            n.get("name").and_then(Value::as_str) == Some(name)
-                && n.get("namespace").and_then(Value::as_str).unwrap_or("") == ns
-        });
-        if present {
-            return existing.to_string();
-        }
-        let entry = if ns.is_empty() {
-            format!(", {{\"name\": \"{name}\"}}")
-        } else {
-            format!(", {{\"name\": \"{name}\", \"namespace\": \"{ns}\"}}")
-        };
-        return format!("{}{entry}{}", &existing[..i], &existing[i..]);
-    }
-    if existing.split(',').any(|n| n.trim() == network) {
-        return existing.to_string();
-    }
-    format!("{existing}, {network}")
-}
-
-/// Go's `time.Duration.String()` of a number of seconds.
-fn go_duration(secs: f64) -> String {
-    if secs == 0.0 {
-        return "0s".into();
-    }
-    let neg = secs < 0.0;
-    let mut rest = secs.abs();
-    let mut out = String::new();
-    if neg {
-        out.push('-');
-    }
-    if rest < 1.0 {
-        let (unit, scale) = if rest < 1e-6 {
-            ("ns", 1e9)
-        } else if rest < 1e-3 {
-            ("µs", 1e6)
-        } else {
-            ("ms", 1e3)
-        };
-        let _ = write!(out, "{}{unit}", trim_float(rest * scale));
-        return out;
-    }
-    let hours = (rest / 3600.0).floor();
-    rest -= hours * 3600.0;
-    let mins = (rest / 60.0).floor();
-    rest -= mins * 60.0;
-    if hours > 0.0 {
-        let _ = write!(out, "{hours}h");
-    }
-    if hours > 0.0 || mins > 0.0 {
-        let _ = write!(out, "{mins}m");
-    }
-    let _ = write!(out, "{}s", trim_float(rest));
-    out
-}
-
-fn trim_float(f: f64) -> String {
-    let t = format!("{:.9}", f);
-    t.trim_end_matches('0').trim_end_matches('.').to_string()
-}
-
-fn format_duration(v: &Value) -> String {
-    match v {
-        Value::String(t) => match humantime::parse_duration(t) {
-            Ok(d) => go_duration(d.as_secs_f64()),
-            Err(_) => t.clone(),
-        },
-        Value::Object(m) => {
-            let secs = m.get("seconds").map(|x| int(x).unwrap_or(0)).unwrap_or(0) as f64;
-            let nanos = m.get("nanos").map(|x| int(x).unwrap_or(0)).unwrap_or(0) as f64;
-            go_duration(secs + nanos / 1e9)
-        }
-        Value::Number(n) => go_duration(n.as_f64().unwrap_or(0.0)),
-        _ => "0s".into(),
-    }
-}
-
-fn otel_resource_attributes(args: &[Value]) -> String {
-    let mesh = &args[0];
-    let enriched = mesh
-        .get("extensionProviders")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|p| p.get("opentelemetry"))
-        .any(|o| {
-            o.get("serviceAttributeEnrichment").and_then(Value::as_str)
-                == Some("OTEL_SEMANTIC_CONVENTIONS")
-        });
-    if !enriched {
-        return String::new();
-    }
-    let annotations = &args[1];
-    let labels = &args[2];
-    let namespace = s(&args[3]);
-    let containers = args[4].as_array().cloned().unwrap_or_default();
-    let get = |m: &Value, k: &str| m.get(k).map(s).filter(|v| !v.is_empty());
-    let mut attrs = Vec::new();
-    if let Some(v) = get(annotations, "resource.opentelemetry.io/service.namespace") {
-        attrs.push(format!("service.namespace={v}"));
-    } else if !namespace.is_empty() {
-        attrs.push(format!("service.namespace={namespace}"));
-    }
-    if let Some(v) = get(annotations, "resource.opentelemetry.io/service.version")
-        .or_else(|| get(labels, "app.kubernetes.io/version"))
-    {
-        attrs.push(format!("service.version={v}"));
-    } else if let [only] = containers.as_slice() {
-        let image = only.get("image").map(s).unwrap_or_default();
-        let (image, digest) = match image.split_once('@') {
-            Some((i, d)) => (i.to_string(), d.to_string()),
-            None => (image, String::new()),
-        };
-        let slash = image.rfind('/').map(|i| i as i64).unwrap_or(-1);
-        let tag = match image.rfind(':') {
-            Some(c) if c as i64 > slash => image[c + 1..].to_string(),
-            _ => String::new(),
-        };
-        let version = match (tag.is_empty(), digest.is_empty()) {
-            (false, false) => format!("{tag}@{digest}"),
-            (true, false) => digest,
-            (false, true) => tag,
-            (true, true) => String::new(),
-        };
-        if !version.is_empty() {
-            attrs.push(format!("service.version={version}"));
-        }
-    }
-    if let Some(v) = get(annotations, "resource.opentelemetry.io/service.instance.id") {
-        attrs.push(format!("service.instance.id={v}"));
-    } else if let Some(first) = containers.first() {
-        let name = first.get("name").map(s).unwrap_or_default();
-        attrs.push(format!(
-            "service.instance.id={namespace}.$(POD_NAME).{name}"
-        ));
-    }
-    attrs.join(",")
-}
-
-/// Go's `fmt.Sprintf` for the verbs templates use: `%s %v %d %q %t %f %x
-/// %%`, with flags `-` and `0`, a width and a precision.
-fn sprintf(format: &str, args: &[Value]) -> String {
-    let mut out = String::new();
-    let mut args = args.iter();
-    let mut chars = format.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c != '%' {
-            out.push(c);
-            continue;
-        }
-        let mut left = false;
-        let mut zero = false;
-        while let Some(&f) = chars.peek() {
-            match f {
-                '-' => left = true,
-                '0' => zero = true,
-                '+' | ' ' | '#' => {}
-                _ => break,
-            }
-            chars.next();
-        }
-        let mut width = String::new();
-        while let Some(&d) = chars.peek().filter(|d| d.is_ascii_digit()) {
-            width.push(d);
-            chars.next();
-        }
-        let mut precision: Option<usize> = None;
-        if chars.peek() == Some(&'.') {
-            chars.next();
-            let mut p = String::new();
-            while let Some(&d) = chars.peek().filter(|d| d.is_ascii_digit()) {
-                p.push(d);
-                chars.next();
-            }
-            precision = Some(p.parse().unwrap_or(0));
-        }
-        let Some(verb) = chars.next() else {
-            out.push_str("%!(NOVERB)");
-            break;
-        };
-        if verb == '%' {
-            out.push('%');
-            continue;
-        }
-        let Some(arg) = args.next() else {
-            let _ = write!(out, "%!{verb}(MISSING)");
-            continue;
-        };
-        let text = match verb {
-            'd' => int(arg)
-                .map(|i| i.to_string())
-                .unwrap_or_else(|_| format!("%!d({})", s(arg))),
-            'q' => go_quote(&s(arg)),
-            'f' => float(arg)
-                .map(|f| format!("{:.*}", precision.unwrap_or(6), f))
-                .unwrap_or_else(|| format!("%!f({})", s(arg))),
-            'x' => match arg {
-                Value::Number(_) => format!("{:x}", int(arg).unwrap_or(0)),
-                other => s(other).bytes().map(|b| format!("{b:02x}")).collect(),
-            },
-            's' | 'v' | 't' => {
-                let t = print(arg);
-                match precision {
-                    Some(p) if verb == 's' => t.chars().take(p).collect(),
-                    _ => t,
-                }
-            }
-            other => format!("%!{other}({})", s(arg)),
-        };
-        let w: usize = width.parse().unwrap_or(0);
-        let pad = w.saturating_sub(text.chars().count());
-        if left {
-            out.push_str(&text);
-            out.push_str(&" ".repeat(pad));
-        } else {
-            out.push_str(&(if zero { "0" } else { " " }).repeat(pad));
-            out.push_str(&text);
-        }
-    }
-    let extra: Vec<String> = args.map(s).collect();
-    if !extra.is_empty() {
-        let _ = write!(out, "%!(EXTRA {})", extra.join(", "));
-    }
-    out
-}
-
 /// Calls `name` with `args` (a piped value is the last).
 pub fn call(name: &str, args: Vec<Value>) -> Result<Value, String> {
+    if let Some(value) = istio::call(name, &args)? {
+        return Ok(value);
+    }
     let a = &args;
     let str_of = |i: usize| a.get(i).map(s).unwrap_or_default();
     Ok(match name {
@@ -701,7 +404,7 @@ pub fn call(name: &str, args: Vec<Value>) -> Result<Value, String> {
         "println" => Value::String(a.iter().map(print).collect::<Vec<_>>().join(" ") + "\n"),
         "printf" => {
             need(a, 1, name)?;
-            Value::String(sprintf(&s(&a[0]), &a[1..]))
+            Value::String(printf::sprintf(&s(&a[0]), &a[1..]))
         }
         // Sprig.
         "default" => {
@@ -926,95 +629,6 @@ pub fn call(name: &str, args: Vec<Value>) -> Result<Value, String> {
                 .decode(str_of(0))
                 .map_err(|e| e.to_string())?;
             Value::String(String::from_utf8_lossy(&bytes).into_owned())
-        }
-        // Istio's injector.
-        "formatDuration" => Value::String(a.first().map(format_duration).unwrap_or_default()),
-        "isset" => {
-            need(a, 2, name)?;
-            Value::Bool(a[0].as_object().is_some_and(|m| m.contains_key(&str_of(1))))
-        }
-        "excludeInboundPort" => {
-            need(a, 2, name)?;
-            Value::String(exclude_inbound_port(&a[0], &str_of(1)))
-        }
-        "includeInboundPorts" => {
-            Value::String(container_ports(a.first().unwrap_or(&Value::Null), true))
-        }
-        "applicationPorts" => {
-            Value::String(container_ports(a.first().unwrap_or(&Value::Null), false))
-        }
-        "kubevirtInterfaces" | "excludeInterfaces" => Value::String(str_of(0)),
-        "annotation" => {
-            need(a, 3, name)?;
-            match a[0].get("annotations").and_then(|m| m.get(str_of(1))) {
-                Some(v) => Value::String(s(v)),
-                None => Value::String(print(&a[2])),
-            }
-        }
-        "valueOrDefault" => {
-            need(a, 2, name)?;
-            match &a[0] {
-                Value::Null => a[1].clone(),
-                Value::String(t) if t.is_empty() => a[1].clone(),
-                v => v.clone(),
-            }
-        }
-        "toJSON" => Value::String(match a.first() {
-            None | Some(Value::Null) => "{}".into(),
-            Some(v) => to_json(&Value::Object(string_map(v))),
-        }),
-        "fromJSON" => serde_json::from_str(&str_of(0)).unwrap_or(Value::String("{}".into())),
-        "structToJSON" | "protoToJSON" => Value::String(match a.first() {
-            None | Some(Value::Null) => "{}".into(),
-            Some(v) => to_json(v),
-        }),
-        "toYaml" => Value::String(a.first().map(to_yaml).unwrap_or_default()),
-        "directory" => {
-            let p = str_of(0);
-            Value::String(match p.rfind('/') {
-                Some(i) => p[..=i].to_string(),
-                None => String::new(),
-            })
-        }
-        "appendMultusNetwork" => {
-            need(a, 2, name)?;
-            Value::String(append_multus_network(&str_of(0), &str_of(1)))
-        }
-        "env" => a.get(1).cloned().unwrap_or(Value::String(String::new())),
-        "omit" => {
-            need(a, 1, name)?;
-            let drop: Vec<String> = a[1..].iter().map(s).collect();
-            let mut m = string_map(&a[0]);
-            m.retain(|k, _| !drop.contains(k));
-            Value::Object(m)
-        }
-        "strdict" => {
-            let mut m = Map::new();
-            for pair in a.chunks(2) {
-                m.insert(
-                    s(&pair[0]),
-                    Value::String(pair.get(1).map(s).unwrap_or_default()),
-                );
-            }
-            Value::Object(m)
-        }
-        "mergeMaps" | "toJsonMap" => {
-            let mut m = Map::new();
-            for x in a {
-                m.extend(string_map(x));
-            }
-            if name == "toJsonMap" {
-                Value::String(to_json(&Value::Object(m)))
-            } else if a.is_empty() {
-                Value::Null
-            } else {
-                Value::Object(m)
-            }
-        }
-        "omitNil" => omit_nil(a.first().cloned().unwrap_or(Value::Null)),
-        "otelResourceAttributes" => {
-            need(a, 5, name)?;
-            Value::String(otel_resource_attributes(a))
         }
         "and" | "or" => a.last().cloned().unwrap_or(Value::Null),
         other => return Err(format!("function {other:?} not defined")),
