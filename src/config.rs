@@ -61,7 +61,7 @@ pub use builder::ConfigBuilder;
 pub use derived::Derived;
 pub use selector::{LabelSelector, SelectorError};
 pub use settings::{PROXY_CONFIG_FIELDS, Policy, Settings, TrafficCapture};
-pub use templates::{DEFAULT_TEMPLATES_KEY, TEMPLATES_KEY, UserTemplates};
+pub use templates::{BUILT_IN_TEMPLATES, DEFAULT_TEMPLATES_KEY, TEMPLATES_KEY, UserTemplates};
 
 /// The injector's configuration: Istio's defaults with the user's overrides
 /// on top, resolved once into [`Settings`].

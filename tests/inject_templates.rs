@@ -221,3 +221,35 @@ fn every_file_is_read() {
         .collect();
     assert!(unread.is_empty(), "files no test reads: {unread:?}");
 }
+
+#[test]
+fn default_templates_apply_without_the_annotation_and_must_exist() {
+    let cfg = Config::from_yaml(&read("several.config.yaml").replace(
+        "    templates:\n",
+        "    defaultTemplates: [sidecar, app-env]\n    templates:\n",
+    ))
+    .unwrap();
+    let mut object = shop("");
+    object["spec"]["template"]["metadata"]["annotations"]
+        .as_object_mut()
+        .unwrap()
+        .remove("inject.istio.io/templates");
+    let Outcome::Injected { mutated, .. } = inject(&object, &Context::default(), &cfg).unwrap()
+    else {
+        panic!("not injected");
+    };
+    let spec = &mutated["spec"]["template"]["spec"];
+    assert_eq!(spec["initContainers"][1]["name"], "istio-proxy");
+    assert_eq!(spec["containers"][0]["env"][0]["name"], "MESH_REVISION");
+
+    let error = Config::from_yaml(
+        "values:\n  sidecarInjectorWebhook:\n    defaultTemplates: [sidecar, spire]\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains("values.sidecarInjectorWebhook.defaultTemplates")
+            && error.contains("\"spire\" is neither"),
+        "{error}"
+    );
+}

@@ -355,6 +355,7 @@ impl Settings {
         } else {
             mesh_trust
         };
+        let user_templates = super::UserTemplates::parse(tree)?;
         let resources = r
             .get(&format!("{p}.resources"))
             .cloned()
@@ -466,8 +467,8 @@ impl Settings {
                 }
                 policy
             },
-            user_templates: std::sync::Arc::new(super::UserTemplates::parse(tree)?),
-            default_templates: super::templates::default_templates(tree)?,
+            default_templates: super::templates::default_templates(tree, &user_templates)?,
+            user_templates: std::sync::Arc::new(user_templates),
         })
     }
 }

@@ -16,6 +16,9 @@ pub const TEMPLATES_KEY: &str = "values.sidecarInjectorWebhook.templates";
 /// Where the templates used without `inject.istio.io/templates` are named.
 pub const DEFAULT_TEMPLATES_KEY: &str = "values.sidecarInjectorWebhook.defaultTemplates";
 
+/// The templates built into the engine, by name.
+pub const BUILT_IN_TEMPLATES: &[&str] = &["sidecar", "gateway", "grpc-agent", "grpc-simple"];
+
 /// The user's templates, parsed, with the configuration they read.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct UserTemplates {
@@ -63,19 +66,41 @@ impl UserTemplates {
     }
 }
 
-/// `defaultTemplates` of a merged configuration tree (empty: `sidecar`).
-pub(super) fn default_templates(tree: &Value) -> Result<Vec<String>, ConfigError> {
+/// `defaultTemplates` of a merged configuration tree (empty: `sidecar`),
+/// each a built-in template or one of `user`'s: a name that is neither
+/// would fail every pod's injection, so it is refused when the
+/// configuration loads.
+pub(super) fn default_templates(
+    tree: &Value,
+    user: &UserTemplates,
+) -> Result<Vec<String>, ConfigError> {
     let invalid = |v: &Value| ConfigError::InvalidValue {
         path: DEFAULT_TEMPLATES_KEY.into(),
         value: v.to_string(),
         expected: "a list of template names".into(),
     };
-    match tree.pointer("/values/sidecarInjectorWebhook/defaultTemplates") {
-        None | Some(Value::Null) => Ok(Vec::new()),
+    let names: Vec<String> = match tree.pointer("/values/sidecarInjectorWebhook/defaultTemplates") {
+        None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(items)) => items
             .iter()
             .map(|i| i.as_str().map(str::to_string).ok_or_else(|| invalid(i)))
-            .collect(),
-        Some(other) => Err(invalid(other)),
+            .collect::<Result<_, _>>()?,
+        Some(other) => return Err(invalid(other)),
+    };
+    if let Some(unknown) = names
+        .iter()
+        .find(|n| !BUILT_IN_TEMPLATES.contains(&n.as_str()) && !user.templates.contains_key(*n))
+    {
+        let mut known: Vec<&str> = BUILT_IN_TEMPLATES.to_vec();
+        known.extend(user.templates.keys().map(String::as_str));
+        return Err(ConfigError::InvalidValue {
+            path: DEFAULT_TEMPLATES_KEY.into(),
+            value: Value::from(names.clone()).to_string(),
+            expected: format!(
+                "names of templates, built in or in {TEMPLATES_KEY} ({unknown:?} is neither): {}",
+                known.join(", ")
+            ),
+        });
     }
+    Ok(names)
 }

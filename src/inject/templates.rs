@@ -19,13 +19,11 @@ use super::bounded_yaml::{YamlLimits, check_yaml};
 use super::merge::merge_into;
 use super::sidecar::{self, Inputs, Status};
 use super::{InjectError, gateway, grpc};
+use crate::config::BUILT_IN_TEMPLATES;
 use crate::template::Limits;
 
 /// The annotation that names a pod's templates, comma-separated.
 pub const TEMPLATES_ANNOTATION: &str = "inject.istio.io/templates";
-
-/// The built-in templates, by name.
-pub const BUILT_IN: &[&str] = &["sidecar", "gateway", "grpc-agent", "grpc-simple"];
 
 /// What a user template's YAML may hold once rendered.
 const RENDERED_LIMITS: YamlLimits = YamlLimits {
@@ -69,7 +67,7 @@ pub fn render(i: &Inputs, names: &[String]) -> Result<Value, InjectError> {
 }
 
 fn unknown(name: &str, i: &Inputs) -> InjectError {
-    let mut known: Vec<&str> = BUILT_IN.to_vec();
+    let mut known: Vec<&str> = BUILT_IN_TEMPLATES.to_vec();
     for user in i.s.user_templates.templates.keys() {
         if !known.contains(&user.as_str()) {
             known.push(user);
