@@ -1,8 +1,9 @@
 //! Load generator for `outrigger serve` (driven by `bench/webhook`).
 //!
 //! Opens N keep-alive HTTPS connections (HTTP/1.1, trusting only the given CA
-//! bundle) and posts `AdmissionReview`s of a typical Deployment for a fixed
-//! time, either as fast as each connection allows (closed loop) or at a fixed
+//! bundle) — or, with `--http2`, one HTTP/2 connection carrying N streams at
+//! a time, as the API server calls webhooks — and posts `AdmissionReview`s
+//! of a typical Deployment for a fixed time, either as fast as each connection allows (closed loop) or at a fixed
 //! total rate (open loop: latency is measured from each request's scheduled
 //! start, so a stalled server is not hidden by the generator waiting). Prints
 //! one JSON line: requests, errors, throughput, p50/p99/max latency.
@@ -55,9 +56,14 @@ struct Args {
     /// The TLS server name to verify.
     #[arg(long, default_value = "localhost")]
     server_name: String,
-    /// Keep-alive connections.
+    /// Keep-alive connections (with `--http2`: concurrent streams on the
+    /// one connection).
     #[arg(long, default_value_t = 64)]
     connections: usize,
+    /// One HTTP/2 connection for every request, as the API server connects
+    /// to a webhook, instead of one HTTP/1.1 connection per worker.
+    #[arg(long)]
+    http2: bool,
     /// Seconds to run.
     #[arg(long, default_value_t = 20.0)]
     seconds: f64,
@@ -86,7 +92,13 @@ enum EnvelopeArg {
     Applied,
 }
 
-type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+/// A connection to post on: HTTP/1.1 (one request at a time) or HTTP/2
+/// (cloned into every worker; each request is a stream).
+#[derive(Clone)]
+enum Sender {
+    Http1(Arc<tokio::sync::Mutex<hyper::client::conn::http1::SendRequest<Full<Bytes>>>>),
+    Http2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
+}
 
 async fn open(args: &Args, connector: &TlsConnector) -> Result<Sender, String> {
     let addr = args.addr.ok_or("--addr is required")?;
@@ -99,25 +111,47 @@ async fn open(args: &Args, connector: &TlsConnector) -> Result<Sender, String> {
         .connect(name, tcp)
         .await
         .map_err(|e| format!("TLS: {e}"))?;
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+    let io = TokioIo::new(tls);
+    if args.http2 {
+        let (sender, connection) =
+            hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+                .await
+                .map_err(|e| format!("HTTP/2: {e}"))?;
+        tokio::spawn(connection);
+        return Ok(Sender::Http2(sender));
+    }
+    let (sender, connection) = hyper::client::conn::http1::handshake(io)
         .await
         .map_err(|e| format!("HTTP: {e}"))?;
     tokio::spawn(connection);
-    Ok(sender)
+    Ok(Sender::Http1(Arc::new(tokio::sync::Mutex::new(sender))))
 }
 
 /// One request; the response body on 200.
-async fn post(sender: &mut Sender, body: &Bytes) -> Result<Bytes, String> {
-    sender.ready().await.map_err(|e| e.to_string())?;
-    let request = Request::post("/inject")
-        .header("host", "localhost")
+async fn post(sender: &Sender, body: &Bytes) -> Result<Bytes, String> {
+    // HTTP/1.1: origin-form and a Host header; HTTP/2: the URI carries the
+    // :scheme and :authority pseudo-headers.
+    let request = match sender {
+        Sender::Http1(_) => Request::post("/inject").header("host", "localhost"),
+        Sender::Http2(_) => Request::post("https://localhost/inject"),
+    };
+    let request = request
         .header("content-type", "application/json")
         .body(Full::new(body.clone()))
         .map_err(|e| e.to_string())?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| e.to_string())?;
+    let response = match sender {
+        Sender::Http1(sender) => {
+            let mut sender = sender.lock().await;
+            sender.ready().await.map_err(|e| e.to_string())?;
+            sender.send_request(request).await
+        }
+        Sender::Http2(sender) => {
+            let mut sender = sender.clone();
+            sender.ready().await.map_err(|e| e.to_string())?;
+            sender.send_request(request).await
+        }
+    }
+    .map_err(|e| e.to_string())?;
     let status = response.status();
     let bytes = response
         .into_body()
@@ -162,9 +196,12 @@ struct WorkerResult {
     first_error: Option<String>,
 }
 
+/// One worker: posts on its own HTTP/1.1 connection, or on the shared
+/// HTTP/2 one (`shared`).
 async fn worker(
     args: Arc<Args>,
     connector: TlsConnector,
+    shared: Option<Sender>,
     body: Bytes,
     index: usize,
     start: Instant,
@@ -175,7 +212,11 @@ async fn worker(
         errors: 0,
         first_error: None,
     };
-    let mut sender = match open(&args, &connector).await {
+    let opened = match shared {
+        Some(sender) => Ok(sender),
+        None => open(&args, &connector).await,
+    };
+    let mut sender = match opened {
         Ok(sender) => sender,
         Err(e) => {
             result.errors += 1;
@@ -200,7 +241,7 @@ async fn worker(
             break;
         }
         let t0 = interval.map_or_else(Instant::now, |_| scheduled);
-        match post(&mut sender, &body).await {
+        match post(&sender, &body).await {
             Ok(_) => {
                 let us = t0.elapsed().as_micros().min(u32::MAX as u128) as u32;
                 result.latencies_us.push(us);
@@ -208,9 +249,13 @@ async fn worker(
             Err(e) => {
                 result.errors += 1;
                 result.first_error.get_or_insert(e);
-                match open(&args, &connector).await {
-                    Ok(s) => sender = s,
-                    Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                // HTTP/1.1: a failed request may leave the connection
+                // unusable; HTTP/2 streams fail alone.
+                if matches!(sender, Sender::Http1(_)) {
+                    match open(&args, &connector).await {
+                        Ok(s) => sender = s,
+                        Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                    }
                 }
             }
         }
@@ -257,13 +302,18 @@ async fn main() -> Result<(), String> {
     .map_err(|e| e.to_string())?
     .with_root_certificates(roots)
     .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = if args.http2 {
+        vec![b"h2".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
     let connector = TlsConnector::from(Arc::new(config));
 
-    // Check the scenario once, on its own connection.
-    let mut probe = open(&args, &connector).await?;
-    check_answer(args.scenario, &post(&mut probe, &body).await?)?;
-    drop(probe);
+    // Check the scenario once, on its own connection (HTTP/2: the one every
+    // worker then shares).
+    let probe = open(&args, &connector).await?;
+    check_answer(args.scenario, &post(&probe, &body).await?)?;
+    let shared = args.http2.then_some(probe);
 
     let start = Instant::now() + Duration::from_millis(200);
     // This process's CPU time over the run (set-up included: connections
@@ -275,6 +325,7 @@ async fn main() -> Result<(), String> {
             tokio::spawn(worker(
                 args.clone(),
                 connector.clone(),
+                shared.clone(),
                 body.clone(),
                 i,
                 start,
@@ -302,7 +353,9 @@ async fn main() -> Result<(), String> {
     let out = json!({
         "scenario": format!("{:?}", args.scenario).to_lowercase(),
         "review": format!("{:?}", args.review).to_lowercase(),
-        "connections": args.connections,
+        "connections": if args.http2 { 1 } else { args.connections },
+        "http2": args.http2,
+        "streams": args.connections,
         "seconds": args.seconds,
         "target_rate": args.rate,
         "body_bytes": body.len(),

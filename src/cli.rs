@@ -8,6 +8,7 @@ pub mod inject;
 pub mod iptables;
 mod log_line;
 pub mod serve;
+mod trust_domain;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;

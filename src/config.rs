@@ -5,6 +5,9 @@
 //!   (`global.hub`, `global.proxy.*`, `pilot.env.ENABLE_NATIVE_SIDECARS`, ...);
 //! - `meshConfig:` the mesh config fields injection reads (`defaultConfig`
 //!   ProxyConfig fields, `trustDomain`, `inboundTrafficPolicy`, ...);
+//! - `components:` IstioOperator's `spec.components`, as `istioctl` users
+//!   write them (`--set components.cni.enabled=true`); only
+//!   `components.cni.enabled` affects injection;
 //! - `config:` outrigger's own keys, which Istio's key space has no place
 //!   for: the webhook's policy (`policy`, `neverInjectSelector`,
 //!   `alwaysInjectSelector`, `injectedAnnotations`) and `trafficCapture`.
@@ -28,8 +31,9 @@
 //!   NET_RAW); `--log_as_json`, which is not a capture flag, is left out.
 //!   Flags that `outrigger iptables` would refuse make injection fail with
 //!   an error naming the annotation (or config key) they came from, so that
-//!   no pod gets an init container that cannot start. With
-//!   `values.istio_cni.enabled` the CNI plugin captures traffic and the
+//!   no pod gets an init container that cannot start. With CNI on
+//!   (`components.cni.enabled`, see [`CNI_ENABLED_KEYS`]) the CNI plugin
+//!   captures traffic and the
 //!   `istio-validation` container runs Istio's validation from the proxy's
 //!   image (`values.global.proxy.image`), since `proxy_init.image` then
 //!   names outrigger's.
@@ -60,7 +64,10 @@ use serde_json::Value;
 pub use builder::ConfigBuilder;
 pub use derived::Derived;
 pub use selector::{LabelSelector, SelectorError};
-pub use settings::{PROXY_CONFIG_FIELDS, Policy, Settings, TrafficCapture};
+pub use settings::{
+    CNI_ENABLED_KEYS, CNI_PROVIDER_KEYS, CniProvider, PROXY_CONFIG_FIELDS, Policy, Settings,
+    TrafficCapture,
+};
 pub use templates::{BUILT_IN_TEMPLATES, DEFAULT_TEMPLATES_KEY, TEMPLATES_KEY, UserTemplates};
 
 /// The injector's configuration: Istio's defaults with the user's overrides

@@ -18,6 +18,7 @@
 mod annotations;
 pub mod bounded_yaml;
 mod capture;
+mod cni;
 mod decision;
 mod fragments;
 mod gateway;
@@ -440,14 +441,17 @@ fn candidate<'o>(
     cfg: &Config,
 ) -> Result<Result<Candidate<'o>, SkipReason>, InjectError> {
     let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
+    let api_version = object
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if let Some(why) = workload::unsupported(object, api_version, kind) {
+        return Ok(Err(SkipReason::new("unsupported-kind", why)));
+    }
     let Some((meta_ptr, spec_ptr)) = pod_location(kind) else {
         return Ok(Err(SkipReason::new(
             "unsupported-kind",
-            if kind.is_empty() {
-                "the object has no kind, so it has no pod template".to_string()
-            } else {
-                format!("kind {kind} has no pod template")
-            },
+            format!("kind {kind} has no pod template"),
         )));
     };
     let Some(spec) = at(object, spec_ptr).filter(|p| p.is_object()) else {

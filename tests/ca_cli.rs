@@ -44,12 +44,6 @@ fn init_creates_a_root_and_refuses_to_overwrite_without_force() {
     ) {
         return;
     }
-    if !requires::tool(
-        "openssl",
-        "init_creates_a_root_and_refuses_to_overwrite_without_force",
-    ) {
-        return;
-    }
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("ca");
     let out = outrigger(&[
@@ -94,6 +88,45 @@ fn init_creates_a_root_and_refuses_to_overwrite_without_force() {
     let x509 = openssl_ok(&dir, &["x509", "-in", "ca-cert.pem", "-noout", "-text"]);
     assert!(x509.contains("secp384r1"), "{x509}");
     assert_eq!(mode(&dir.join("ca-key.pem")), 0o600);
+}
+
+/// One trust domain (issue 20): `--config` names the injector's config, as
+/// `serve --config` does, and its trust domain is the default; a
+/// `--trust-domain` that contradicts it is refused naming both.
+#[test]
+fn the_ca_commands_take_the_trust_domain_of_the_injectors_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ca");
+    let out_dir = tmp.path().join("out");
+    let config = tmp.path().join("config.yaml");
+    std::fs::write(&config, "meshConfig:\n  trustDomain: foo.example\n").unwrap();
+    let out = outrigger(&["ca", "init", "--dir", path(&dir), "--config", path(&config)]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("O=foo.example"), "{stdout}");
+
+    let identity = ["--namespace", "shop", "--service-account", "web"];
+    let mut issue = vec!["ca", "issue", "--dir", path(&dir), "--out", path(&out_dir)];
+    issue.extend(identity);
+    issue.extend(["--config", path(&config)]);
+    let out = outrigger(&issue);
+    assert!(out.status.success(), "{}", text(&out).1);
+    let chain = out_dir.join("cert-chain.pem");
+    let out = outrigger(&["ca", "inspect", path(&chain)]);
+    let (stdout, _) = text(&out);
+    assert!(
+        stdout.contains("spiffe://foo.example/ns/shop/sa/web"),
+        "{stdout}"
+    );
+
+    issue.extend(["--trust-domain", "cluster.local"]);
+    let out = outrigger(&issue);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("--trust-domain cluster.local disagrees") && stderr.contains("foo.example"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -54,7 +54,82 @@ fn every_istio_profile_and_the_discovery_chart_values_load() {
         .find(|(n, _)| n == "profile-openshift.yaml")
         .unwrap();
     let ignored: Vec<&str> = openshift.ignored_keys().collect();
-    assert_eq!(ignored, ["values.global.platform"]);
+    assert_eq!(
+        ignored,
+        ["components.cni.namespace", "values.global.platform"]
+    );
+    // The profile installs the CNI plugin (spec.components.cni.enabled):
+    // its pods get istio-validation, as istioctl's would.
+    assert!(openshift.settings().cni_enabled);
+    assert!(!default.settings().cni_enabled);
+}
+
+fn sets(assignments: &[&str]) -> Result<Config, outrigger::config::ConfigError> {
+    let mut b = Config::builder();
+    for a in assignments {
+        b.set(a)?;
+    }
+    b.build()
+}
+
+#[test]
+fn cni_is_enabled_as_istioctl_users_write_it() {
+    for way in [
+        "components.cni.enabled=true",
+        "values.pilot.cni.enabled=true",
+        "values.cni.enabled=true",
+        "values.istio_cni.enabled=true",
+    ] {
+        assert!(sets(&[way]).unwrap().settings().cni_enabled, "{way}");
+    }
+    assert!(!sets(&[]).unwrap().settings().cni_enabled);
+    // What the template reads wins over what istioctl sets it from.
+    let off = sets(&[
+        "components.cni.enabled=true",
+        "values.pilot.cni.enabled=false",
+    ])
+    .unwrap();
+    assert!(!off.settings().cni_enabled);
+    // Other components' keys are Istio's, accepted and ignored.
+    let cfg = sets(&[
+        "components.pilot.enabled=true",
+        "components.cni.namespace=kube-system",
+    ])
+    .unwrap();
+    let ignored: Vec<&str> = cfg.ignored_keys().collect();
+    assert_eq!(ignored, ["components.cni.namespace", "components.pilot"]);
+}
+
+#[test]
+fn the_cni_provider_is_default_or_multus() {
+    use outrigger::config::CniProvider;
+    assert_eq!(
+        sets(&[]).unwrap().settings().cni_provider,
+        CniProvider::Default
+    );
+    for way in [
+        "values.cni.provider=multus",
+        "values.pilot.cni.provider=multus",
+    ] {
+        assert_eq!(
+            sets(&[way]).unwrap().settings().cni_provider,
+            CniProvider::Multus,
+            "{way}"
+        );
+    }
+    let err = sets(&["values.cni.provider=calico"])
+        .expect_err("refused")
+        .to_string();
+    assert!(err.contains("values.cni.provider"), "{err}");
+    assert!(err.contains("default or multus"), "{err}");
+}
+
+#[test]
+fn a_typo_under_components_is_refused_with_the_closest_key() {
+    let err = sets(&["components.cni.enabeld=true"])
+        .expect_err("refused")
+        .to_string();
+    assert!(err.contains("components.cni.enabled"), "{err}");
 }
 
 #[test]

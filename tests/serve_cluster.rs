@@ -1,6 +1,7 @@
 //! `outrigger serve` in cluster mode with no reachable API server: it keeps
 //! retrying, stays alive but not ready (no shared CA, no serving
-//! certificate yet), and still shuts down cleanly.
+//! certificate yet, so its TLS ports do not listen), and still shuts down
+//! cleanly.
 
 mod webhook_support;
 
@@ -45,12 +46,17 @@ async fn without_an_api_server_it_is_alive_not_ready_and_stops_on_sigterm() {
     ] {
         assert!(metrics.contains(name), "{name} missing:\n{metrics}");
     }
-    // No certificate to serve yet: handshakes are refused, not hung.
-    let webhook = webhook_support::client("")
-        .post(server.url("/inject"))
-        .send()
-        .await;
-    assert!(webhook.is_err(), "{webhook:?}");
+    // No certificate to serve yet: the webhook's and the CA's ports refuse
+    // connections (the API server tries another endpoint) rather than
+    // accept them and fail the TLS handshake or hold them.
+    for (port, addr) in [("webhook", server.listen), ("CA", server.ca)] {
+        let refused = tokio::net::TcpStream::connect(addr).await.unwrap_err();
+        assert_eq!(
+            refused.kind(),
+            std::io::ErrorKind::ConnectionRefused,
+            "the {port} port at {addr}"
+        );
+    }
 
     server.signal("TERM");
     let status = server.wait();

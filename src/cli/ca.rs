@@ -48,11 +48,34 @@ pub struct InitArgs {
     #[arg(long, default_value = "10y", value_parser = parse_ttl)]
     pub validity: Duration,
     /// Trust domain (written as the root's Organization, as Istio does).
-    #[arg(long, default_value = "cluster.local")]
-    pub trust_domain: String,
+    #[command(flatten)]
+    pub trust_domain: TrustDomainArgs,
     /// Replace an existing CA in the directory.
     #[arg(long)]
     pub force: bool,
+}
+
+/// Flags choosing the trust domain: the mesh's, as `serve` has it.
+#[derive(Debug, Args)]
+pub struct TrustDomainArgs {
+    /// Trust domain. Default: the injector's from --config
+    /// (meshConfig.trustDomain, else values.global.trustDomain), else
+    /// cluster.local.
+    #[arg(long)]
+    pub trust_domain: Option<String>,
+    /// The injector's config file, as `serve --config` takes it: its trust
+    /// domain is the default, and a --trust-domain that differs is refused.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+impl TrustDomainArgs {
+    fn resolve(&self) -> anyhow::Result<String> {
+        Ok(super::trust_domain::resolve_offline(
+            self.trust_domain.as_deref(),
+            self.config.as_deref(),
+        )?)
+    }
 }
 
 /// Flags naming the workload identity.
@@ -65,14 +88,14 @@ pub struct IdentityArgs {
     #[arg(long)]
     pub service_account: String,
     /// Trust domain of the SPIFFE ID.
-    #[arg(long, default_value = "cluster.local")]
-    pub trust_domain: String,
+    #[command(flatten)]
+    pub trust_domain: TrustDomainArgs,
 }
 
 impl IdentityArgs {
     fn spiffe_id(&self) -> anyhow::Result<SpiffeId> {
         Ok(SpiffeId::new(
-            &self.trust_domain,
+            &self.trust_domain.resolve()?,
             &self.namespace,
             &self.service_account,
         )?)
@@ -165,7 +188,7 @@ fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
     let opts = RootOptions {
         algorithm: args.key_algorithm,
         validity: args.validity,
-        trust_domain: args.trust_domain,
+        trust_domain: args.trust_domain.resolve()?,
     };
     let authority =
         CertificateAuthority::generate_root(&opts).context("cannot create the root CA")?;

@@ -2,7 +2,6 @@
 //! server itself is [`outrigger::webhook::server`].
 
 mod signals;
-mod trust_domain;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -164,8 +163,10 @@ impl ServeFlags {
             .validate()
             .map_err(anyhow::Error::msg)
             .context("invalid in-cluster flags")?;
-        let trust_domain =
-            trust_domain::resolve(self.cluster.trust_domain.as_deref(), self.config.as_deref())?;
+        let trust_domain = super::trust_domain::resolve(
+            self.cluster.trust_domain.as_deref(),
+            self.config.as_deref(),
+        )?;
         self.cluster.trust_domain = Some(trust_domain.clone());
         let tls = match (self.tls_cert_file, self.tls_key_file) {
             (Some(cert), Some(key)) => TlsSource::Files { cert, key },

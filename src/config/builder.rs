@@ -97,7 +97,7 @@ impl ConfigBuilder {
         };
         let wrapped = if map.get("kind").and_then(Value::as_str) == Some("IstioOperator") {
             from_istio_operator(&map)?
-        } else if ["values", "meshConfig", "config"]
+        } else if ["values", "meshConfig", "config", "components"]
             .iter()
             .any(|k| map.contains_key(*k))
         {
@@ -140,10 +140,11 @@ impl ConfigBuilder {
 }
 
 /// The fields of an IstioOperator's `spec` (Istio's `IstioOperatorSpec`).
-/// `values` and `meshConfig` are read; `hub`, `tag` and `revision` are
-/// what `istioctl` makes of them, `values.global.hub`, `values.global.tag`
-/// and `values.revision` (the values win when both are given); the others
-/// install control-plane components and do not affect injection.
+/// `values`, `meshConfig` and `components` are read (of the components,
+/// `components.cni.enabled`: whether the CNI plugin captures traffic);
+/// `hub`, `tag` and `revision` are what `istioctl` makes of them,
+/// `values.global.hub`, `values.global.tag` and `values.revision` (the
+/// values win when both are given); the others do not affect injection.
 const OPERATOR_SPEC: &[&str] = &[
     "profile",
     "installPackagePath",
@@ -158,7 +159,8 @@ const OPERATOR_SPEC: &[&str] = &[
     "unvalidatedValues",
 ];
 
-/// The `{values, meshConfig}` document an IstioOperator stands for.
+/// The `{values, meshConfig, components}` document an IstioOperator
+/// stands for.
 fn from_istio_operator(
     operator: &serde_json::Map<String, Value>,
 ) -> Result<serde_json::Map<String, Value>, ConfigError> {
@@ -207,6 +209,9 @@ fn from_istio_operator(
     wrapped.insert("values".into(), values);
     if let Some(mesh) = spec.get("meshConfig") {
         wrapped.insert("meshConfig".into(), mesh.clone());
+    }
+    if let Some(components) = spec.get("components") {
+        wrapped.insert("components".into(), components.clone());
     }
     Ok(wrapped)
 }

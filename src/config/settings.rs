@@ -31,6 +31,63 @@ pub enum TrafficCapture {
     Outrigger,
 }
 
+/// How the pod network reaches Istio's CNI plugin (`values.cni.provider`,
+/// Istio's `CNIUsageConfig.provider`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CniProvider {
+    /// `default`: the plugin is chained into the node's CNI configuration.
+    Default,
+    /// `multus`: the plugin is a Multus network attachment, which each pod
+    /// asks for in its `k8s.v1.cni.cncf.io/networks` annotation
+    /// (`default/istio-cni`, appended to the networks it already names).
+    Multus,
+}
+
+/// The keys that say whether the CNI plugin captures traffic, the first
+/// one set winning: what Istio's injection template reads
+/// (`values.pilot.cni.enabled`), what `istioctl` sets it from
+/// (`components.cni.enabled`, as `--set components.cni.enabled=true` or an
+/// IstioOperator's `spec.components`), then the older `values.cni.enabled`
+/// and `values.istio_cni.enabled`.
+pub const CNI_ENABLED_KEYS: &[&str] = &[
+    "values.pilot.cni.enabled",
+    "components.cni.enabled",
+    "values.cni.enabled",
+    "values.istio_cni.enabled",
+];
+
+/// The keys that name the CNI provider, the first one set winning:
+/// `values.pilot.cni.provider` (what the template reads, the istiod chart's
+/// `pilot.cni.provider`), `values.cni.provider` (as `istioctl` users set
+/// it), then the older `values.istio_cni.provider`.
+pub const CNI_PROVIDER_KEYS: &[&str] = &[
+    "values.pilot.cni.provider",
+    "values.cni.provider",
+    "values.istio_cni.provider",
+];
+
+fn cni_enabled(r: &Reader) -> Result<bool, ConfigError> {
+    match CNI_ENABLED_KEYS.iter().find(|k| r.get(k).is_some()) {
+        Some(key) => r.boolean(key),
+        None => Ok(false),
+    }
+}
+
+fn cni_provider(r: &Reader) -> Result<CniProvider, ConfigError> {
+    let Some(key) = CNI_PROVIDER_KEYS.iter().find(|k| r.get(k).is_some()) else {
+        return Ok(CniProvider::Default);
+    };
+    match r.string(key)?.as_str() {
+        "default" | "" => Ok(CniProvider::Default),
+        "multus" => Ok(CniProvider::Multus),
+        other => Err(invalid(
+            key,
+            &Value::String(other.into()),
+            "default or multus",
+        )),
+    }
+}
+
 /// The names of `meshConfig.defaultConfig` (Istio's ProxyConfig) fields, in
 /// the order Istio's protobuf JSON writes them in `PROXY_CONFIG` (their
 /// declaration order in istio/api `mesh/v1alpha1/proxy.proto`; the removed
@@ -123,8 +180,11 @@ pub struct Settings {
     pub log_as_json: bool,
     /// `values.global.logging.level`: the agent's `--log_output_level`.
     pub agent_log_level: String,
-    /// `values.istio_cni.enabled`: the CNI plugin captures traffic.
+    /// Whether Istio's CNI plugin captures traffic (pods get
+    /// `istio-validation` instead of `istio-init`), from [`CNI_ENABLED_KEYS`].
     pub cni_enabled: bool,
+    /// The CNI provider, from [`CNI_PROVIDER_KEYS`].
+    pub cni_provider: CniProvider,
     /// `values.global.proxy.clusterDomain`.
     pub cluster_domain: String,
     /// `values.global.proxy.componentLogLevel`.
@@ -336,9 +396,13 @@ impl Settings {
         let mut proxy_config = Map::new();
         if let Some(Value::Object(dc)) = r.get("meshConfig.defaultConfig") {
             for field in PROXY_CONFIG_FIELDS {
+                // An empty message (`tracing: {}`) is a setting of its own
+                // (no tracer): it is kept. An empty map
+                // (`proxyMetadata: {}`) sets nothing.
                 match dc.get(*field) {
                     None | Some(Value::Null) => {}
-                    Some(Value::Object(m)) if m.is_empty() => {}
+                    Some(Value::Object(m))
+                        if m.is_empty() && ["proxyMetadata", "runtimeValues"].contains(field) => {}
                     Some(v) => {
                         proxy_config.insert((*field).to_string(), v.clone());
                     }
@@ -408,7 +472,8 @@ impl Settings {
             trust_domain,
             log_as_json: r.boolean(&format!("{g}.logAsJson"))?,
             agent_log_level: r.string(&format!("{g}.logging.level"))?,
-            cni_enabled: r.boolean("values.istio_cni.enabled")?,
+            cni_enabled: cni_enabled(&r)?,
+            cni_provider: cni_provider(&r)?,
             cluster_domain: r.string(&format!("{p}.clusterDomain"))?,
             component_log_level: r.string(&format!("{p}.componentLogLevel"))?,
             log_level: r.string(&format!("{p}.logLevel"))?,

@@ -15,7 +15,7 @@ use super::merge::merge_into;
 use super::node::Node;
 use super::order::reorder;
 use super::probes;
-use super::prometheus::{SCRAPE_TARGETS, prometheus_merge};
+use super::prometheus::prometheus_merge;
 use super::sidecar::{self, Inputs, PROXY_NAME, Status, canonical_value};
 use super::templates;
 use super::workload::Workload;
@@ -113,7 +113,6 @@ pub fn finish_annotations(
         annos.insert(k.clone(), v.clone());
     }
     annos.insert(STATUS.into(), status_json);
-    annos.remove(SCRAPE_TARGETS);
 }
 
 /// Sets `metadata.annotations` to `annos`.
@@ -301,6 +300,27 @@ pub fn inject_pod(
     }
     if move_proxy && let Some(Value::Array(list)) = at_mut(merged, "/spec/containers") {
         list.retain(|c| name_of(c) != PROXY_NAME);
+    }
+    // Under TPROXY the proxy needs root (NET_ADMIN on its own sockets):
+    // a runAsUser from the user's own istio-proxy does not apply to it
+    // (Istio's adjustInitContainerUser); its group still does.
+    let tproxy = annotations
+        .get(anno::INTERCEPTION_MODE)
+        .map(String::as_str)
+        .or_else(|| pc.get("interceptionMode").and_then(Value::as_str))
+        == Some("TPROXY");
+    let user_sets_uid = overrides.iter().any(|(_, o)| {
+        name_of(o) == PROXY_NAME
+            && o.get("securityContext")
+                .and_then(|sc| sc.get("runAsUser"))
+                .is_some_and(|u| !u.is_null())
+    });
+    if tproxy
+        && user_sets_uid
+        && let Some(Value::Object(sc)) =
+            find_proxy(merged).and_then(|p| p.get_mut("securityContext"))
+    {
+        sc.insert("runAsUser".into(), json!(0));
     }
 
     let mut annos = string_map(at(merged, "/metadata/annotations"));

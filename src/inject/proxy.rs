@@ -5,10 +5,15 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
+use super::cni;
 use super::fragments::*;
 use super::gojson::{self, Ty};
 use super::node::{Node, map, strs};
 use super::sidecar::{Inputs, PROXY_NAME, env, strings};
+
+/// The label that names the pod's workload in telemetry
+/// (`ISTIO_META_WORKLOAD_NAME`), when the owner's name is not the one.
+pub const WORKLOAD_NAME_LABEL: &str = "service.istio.io/workload-name";
 
 /// `ISTIO_META_POD_PORTS`: the app containers' ports, one JSON object per
 /// line, in Istio's layout.
@@ -33,12 +38,26 @@ pub fn pod_ports(i: &Inputs) -> String {
     out
 }
 
+/// ProxyConfig's `map<string, string>` fields: protobuf's JSON leaves
+/// them out when empty, as it does empty lists. An empty message (e.g.
+/// `tracing: {}`, no tracer) is a value of its own and is written.
+const PROXY_CONFIG_MAPS: [&str; 2] = ["proxyMetadata", "runtimeValues"];
+
 /// The ProxyConfig as Istio writes it into `PROXY_CONFIG`.
 pub fn proxy_config_json(i: &Inputs) -> String {
     let mut out = String::from("{");
     let mut first = true;
     for field in crate::config::PROXY_CONFIG_FIELDS {
         if let Some(v) = i.proxy_config.get(*field) {
+            let empty = match v {
+                Value::Null => true,
+                Value::Array(l) => l.is_empty(),
+                Value::Object(m) => m.is_empty() && PROXY_CONFIG_MAPS.contains(field),
+                _ => false,
+            };
+            if empty {
+                continue;
+            }
             if !first {
                 out.push(',');
             }
@@ -129,22 +148,24 @@ pub fn proxy_container<'a>(i: &Inputs<'a>) -> Node<'a> {
         i.app_containers().join(","),
     ));
     envs.push(raw(&GOMEMLIMIT_ENV));
-    let cluster = if s.cluster_name.is_empty() {
-        "Kubernetes"
-    } else {
-        &s.cluster_name
-    };
-    envs.push(env("ISTIO_META_CLUSTER_ID", cluster));
+    // The cluster and network Istio's injector knows of (a configured
+    // cluster name, the pod's network) are written last, after the
+    // template's env (its `overwriteClusterInfo`).
+    if s.cluster_name.is_empty() {
+        envs.push(env("ISTIO_META_CLUSTER_ID", "Kubernetes"));
+    }
     envs.push(raw(&NODE_NAME_ENV));
     envs.push(env("ISTIO_META_INTERCEPTION_MODE", mode.clone()));
-    if !s.network.is_empty() {
-        envs.push(env("ISTIO_META_NETWORK", &s.network));
+    let workload_name = i
+        .labels
+        .get(WORKLOAD_NAME_LABEL)
+        .filter(|n| !n.is_empty())
+        .unwrap_or(&i.workload.name);
+    if !workload_name.is_empty() {
+        envs.push(env("ISTIO_META_WORKLOAD_NAME", workload_name.as_str()));
     }
-    if !i.workload.name.is_empty() {
-        envs.push(env("ISTIO_META_WORKLOAD_NAME", &i.workload.name));
-        if !i.workload.api_version.is_empty() {
-            envs.push(env("ISTIO_META_OWNER", i.workload.owner()));
-        }
+    if !i.workload.name.is_empty() && !i.workload.api_version.is_empty() {
+        envs.push(env("ISTIO_META_OWNER", i.workload.owner()));
     }
     if i.annotations
         .contains_key("sidecar.istio.io/bootstrapOverride")
@@ -166,6 +187,13 @@ pub fn proxy_container<'a>(i: &Inputs<'a>) -> Node<'a> {
         envs.push(env("TRUST_DOMAIN", &s.trust_domain));
     }
     envs.extend(i.metadata_env());
+    if !s.cluster_name.is_empty() {
+        envs.push(env("ISTIO_META_CLUSTER_ID", &s.cluster_name));
+    }
+    let network = cni::network(s, i.labels);
+    if !network.is_empty() {
+        envs.push(env("ISTIO_META_NETWORK", network));
+    }
 
     let mut c = map([
         ("name", PROXY_NAME.into()),

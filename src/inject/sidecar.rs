@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::InjectError;
 use super::capture;
+use super::cni;
 use super::fragments::*;
 pub use super::inputs::{Inputs, canonical_value, env, scalar_string};
 use super::node::{Node, map, strs};
@@ -90,8 +91,11 @@ pub fn render<'a>(i: &Inputs<'a>) -> Result<Rendered<'a>, InjectError> {
             .iter()
             .map(|n| map([("name", n.as_str().into())]))
             .collect();
+    let mut metadata = metadata(i);
+    metadata.annotations.extend(cni::annotations(i)?);
+    metadata.annotations.sort_by_key(|(k, _)| *k);
     Ok(Rendered {
-        metadata: metadata(i),
+        metadata,
         init_containers: init,
         containers,
         volumes,
@@ -149,7 +153,10 @@ fn label<'l>(labels: &'l BTreeMap<String, String>, k: &str) -> Option<&'l String
 
 /// `service.istio.io/canonical-name` as injection sets it: the pod's own,
 /// else `app.kubernetes.io/name`, else `app`, else the workload's name, cut
-/// to a label value's 63 bytes.
+/// to a label value's 63 bytes, then without the `-`, `_` and `.` at either
+/// end (Istio's template: `trunc 63 | trimAll "-_."`), since a label value
+/// must begin and end with a letter or digit: a workload name of 66
+/// characters cut after a `-` would make a pod the API server refuses.
 pub fn canonical_name(labels: &BTreeMap<String, String>, workload_name: &str) -> String {
     let mut name = label(labels, CANONICAL_NAME)
         .or_else(|| label(labels, "app.kubernetes.io/name"))
@@ -162,6 +169,10 @@ pub fn canonical_name(labels: &BTreeMap<String, String>, workload_name: &str) ->
             cut -= 1;
         }
         name.truncate(cut);
+    }
+    let trimmed = name.trim_matches(['-', '_', '.']);
+    if trimmed.len() != name.len() {
+        name = trimmed.to_string();
     }
     name
 }
@@ -192,7 +203,7 @@ pub fn metadata(i: &Inputs) -> Metadata {
             }
         }
     }
-    let labels = vec![
+    let mut labels = vec![
         (
             TLS_MODE,
             label(i.labels, TLS_MODE)
@@ -202,22 +213,36 @@ pub fn metadata(i: &Inputs) -> Metadata {
         (CANONICAL_NAME, canonical_name),
         (CANONICAL_REVISION, canonical_revision),
     ];
+    // Istio's injector labels the pod with its network (the pod's own
+    // label, else values.global.network) after the template.
+    let network = cni::network(i.s, i.labels);
+    if !network.is_empty() {
+        labels.push((cni::NETWORK_LABEL, network.to_string()));
+    }
     Metadata {
         labels,
         annotations,
     }
 }
 
-/// The proxy's user id for traffic capture: the `runAsUser` of the user's
-/// own `istio-proxy` container when set, else 1337.
-fn proxy_uid(i: &Inputs) -> String {
+/// A `securityContext` id (`runAsUser`, `runAsGroup`) of the user's own
+/// `istio-proxy` container, when it sets one.
+pub fn user_proxy_id(spec: &Value, field: &str) -> Option<i64> {
     ["containers", "initContainers"]
         .iter()
-        .filter_map(|f| i.spec.get(*f).and_then(Value::as_array))
+        .filter_map(|f| spec.get(*f).and_then(Value::as_array))
         .flatten()
         .find(|c| c.get("name").and_then(Value::as_str) == Some(PROXY_NAME))
-        .and_then(|c| c.get("securityContext")?.get("runAsUser"))
+        .and_then(|c| c.get("securityContext")?.get(field))
         .and_then(Value::as_i64)
+}
+
+/// The proxy's user id for traffic capture: the `runAsUser` of the user's
+/// own `istio-proxy` container when set and not root (iptables' owner match
+/// must not be 0), else 1337 (Istio's `adjustInitContainerUser`).
+fn proxy_uid(i: &Inputs) -> String {
+    user_proxy_id(i.spec, "runAsUser")
+        .filter(|u| *u != 0)
         .map(|u| u.to_string())
         .unwrap_or_else(|| "1337".into())
 }
@@ -359,13 +384,22 @@ fn init_container<'a>(i: &Inputs<'a>) -> Result<Node<'a>, InjectError> {
     }
     c.insert("resources", i.resources());
     let security = if s.cni_enabled {
+        // The validation runs as the proxy does: as the user's own
+        // istio-proxy's user and group when it sets them (except under
+        // TPROXY, where the proxy runs as root and validation as 1337).
+        let tproxy = mode == "TPROXY";
+        let id = |field| {
+            user_proxy_id(i.spec, field)
+                .filter(|_| !tproxy)
+                .unwrap_or(1337)
+        };
         map([
             ("allowPrivilegeEscalation", s.privileged.into()),
             ("privileged", s.privileged.into()),
             ("capabilities", map([("drop", strs(&["ALL"]))])),
             ("readOnlyRootFilesystem", true.into()),
-            ("runAsGroup", 1337.into()),
-            ("runAsUser", 1337.into()),
+            ("runAsGroup", id("runAsGroup").into()),
+            ("runAsUser", id("runAsUser").into()),
             ("runAsNonRoot", true.into()),
         ])
     } else {

@@ -21,7 +21,8 @@
 
 use serde_json::{Map, Value};
 
-use super::annotations::{OVERRIDES, STATUS};
+use super::annotations::{OVERRIDES, PROXY_CONFIG, STATUS, parse_proxy_config};
+use super::cni;
 use super::probes::APP_PROBERS_ENV;
 use super::prometheus::{
     PROMETHEUS_ENV, PROMETHEUS_PATH, PROMETHEUS_PORT, PROMETHEUS_SCRAPE, SCRAPE_TARGETS,
@@ -135,6 +136,14 @@ pub fn uninject_pod(pod: &mut Value, workload: &Workload, s: &Settings) -> Optio
                 annos.remove(k);
             }
         }
+        let mode = annos
+            .get(PROXY_CONFIG)
+            .and_then(Value::as_str)
+            .and_then(|t| parse_proxy_config(t).ok())
+            .and_then(|pc| pc.get("interceptionMode").cloned())
+            .or_else(|| s.proxy_config.get("interceptionMode").cloned());
+        let mode = mode.as_ref().and_then(Value::as_str).unwrap_or("REDIRECT");
+        cni::uninject(annos, s, mode);
         restore_prometheus(annos, prometheus.as_ref());
         if annos.is_empty() {
             metadata.remove("annotations");
@@ -143,6 +152,11 @@ pub fn uninject_pod(pod: &mut Value, workload: &Workload, s: &Settings) -> Optio
     if let Some(Value::Object(labels)) = metadata.get_mut("labels") {
         if labels.get(TLS_MODE).and_then(Value::as_str) == Some("istio") {
             labels.remove(TLS_MODE);
+        }
+        if !s.network.is_empty()
+            && labels.get(cni::NETWORK_LABEL).and_then(Value::as_str) == Some(s.network.as_str())
+        {
+            labels.remove(cni::NETWORK_LABEL);
         }
         let mut without = string_map(Some(&Value::Object(labels.clone())));
         without.remove(CANONICAL_NAME);

@@ -24,13 +24,67 @@ pub fn pod_location(kind: &str) -> Option<(&'static str, &'static str)> {
         | "DaemonSet"
         | "ReplicaSet"
         | "ReplicationController"
-        | "Job" => Some(("/spec/template/metadata", "/spec/template/spec")),
+        | "Job"
+        | "DeploymentConfig" => Some(("/spec/template/metadata", "/spec/template/spec")),
         "CronJob" => Some((
             "/spec/jobTemplate/spec/template/metadata",
             "/spec/jobTemplate/spec/template/spec",
         )),
         _ => None,
     }
+}
+
+/// The apiVersions of OpenShift's DeploymentConfig `istioctl kube-inject`
+/// knows: the `apps.openshift.io` group, and the legacy core group's `v1`
+/// that older OpenShift manifests use.
+pub const DEPLOYMENT_CONFIG_VERSIONS: [&str; 2] = ["apps.openshift.io/v1", "v1"];
+
+/// The kinds injection supports, for the sentence of a skip.
+const SUPPORTED: &str = "Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, \
+     ReplicationController, Job, CronJob and OpenShift's DeploymentConfig";
+
+/// Why an object of `kind` (and `api_version`) is not injected, in a
+/// sentence, or `None` when injection knows where its pod template is. A
+/// kind Istio does not know is passed through unchanged by `istioctl
+/// kube-inject` even when it has a pod template (an Argo Rollout's
+/// `spec.template`); its pods are injected when they are created.
+pub fn unsupported(object: &Value, api_version: &str, kind: &str) -> Option<String> {
+    if kind.is_empty() {
+        return Some("the object has no kind, so it has no pod template".to_string());
+    }
+    if kind == "DeploymentConfig" && !DEPLOYMENT_CONFIG_VERSIONS.contains(&api_version) {
+        return Some(format!(
+            "DeploymentConfig of apiVersion {api_version:?} is not OpenShift's \
+             (apps.openshift.io/v1), so where its pod template is is not known"
+        ));
+    }
+    if pod_location(kind).is_some() {
+        return None;
+    }
+    let with_version = if api_version.is_empty() {
+        format!("kind {kind}")
+    } else {
+        format!("kind {kind} ({api_version})")
+    };
+    Some(
+        match [
+            "/spec/template/spec",
+            "/spec/jobTemplate/spec/template/spec",
+        ]
+        .into_iter()
+        .find(|p| at(object, p).is_some_and(Value::is_object))
+        {
+            Some(spec) => {
+                let template = &spec[1..spec.len() - 5].replace('/', ".");
+                format!(
+                    "{with_version} has a pod template at {template}, but it is not a kind \
+                     whose pod template Istio injects ({SUPPORTED}): it is left as it is, \
+                     and its pods are injected when they are created"
+                )
+            }
+            None => format!("{with_version} has no pod template"),
+        },
+    )
 }
 
 /// The workload that owns the pod.
@@ -82,12 +136,21 @@ impl Workload {
             if let Some(owner) = controller(object).filter(|o| {
                 matches!(
                     (kind, o.kind.as_str()),
-                    ("ReplicaSet", "Deployment") | ("Job", "CronJob")
+                    ("ReplicaSet", "Deployment" | "Rollout")
+                        | ("Job", "CronJob")
+                        | ("ReplicationController", "DeploymentConfig")
                 )
             }) {
                 name = owner.name;
+                // As the pod's owner is read (below), so that the
+                // ReplicaSet or ReplicationController renders what its pods
+                // would.
+                w.api_version = match owner.kind.as_str() {
+                    "Rollout" => ROLLOUT_API_VERSION.into(),
+                    "DeploymentConfig" => DEPLOYMENT_CONFIG_VERSIONS[0].into(),
+                    _ => owner.api_version,
+                };
                 w.kind = owner.kind;
-                w.api_version = owner.api_version;
             }
         } else {
             if name.is_empty() {
@@ -96,16 +159,41 @@ impl Workload {
                     .to_string();
             }
             if let Some(owner) = controller(object) {
-                let hash = object
-                    .get("metadata")
-                    .and_then(|m| m.get("labels"))
-                    .and_then(|l| l.get("pod-template-hash"))
-                    .and_then(Value::as_str);
+                let label = |key: &str| {
+                    object
+                        .get("metadata")
+                        .and_then(|m| m.get("labels"))
+                        .and_then(|l| l.get(key))
+                        .and_then(Value::as_str)
+                        .filter(|v| !v.is_empty())
+                };
+                let hash = label("pod-template-hash");
+                let rollout_hash = label("rollouts-pod-template-hash");
                 match (owner.kind.as_str(), hash) {
                     ("ReplicaSet", Some(hash)) if owner.name.ends_with(&format!("-{hash}")) => {
                         name = owner.name[..owner.name.len() - hash.len() - 1].to_string();
                         w.kind = "Deployment".into();
                         w.api_version = "apps/v1".into();
+                    }
+                    // Istio's heuristic for an Argo Rollout's pods.
+                    ("ReplicaSet", _)
+                        if rollout_hash.is_some_and(|h| owner.name.ends_with(&format!("-{h}"))) =>
+                    {
+                        let h = rollout_hash.unwrap_or_default();
+                        name = owner.name[..owner.name.len() - h.len() - 1].to_string();
+                        w.kind = "Rollout".into();
+                        w.api_version = ROLLOUT_API_VERSION.into();
+                    }
+                    // OpenShift's DeploymentConfig runs its pods through a
+                    // ReplicationController and labels them with its name.
+                    // Istio keeps the ReplicationController's apiVersion
+                    // (`v1`); outrigger writes the DeploymentConfig's, so
+                    // that the pods render what `outrigger inject` renders
+                    // for the DeploymentConfig itself (no re-injection).
+                    ("ReplicationController", _) if label("deploymentconfig").is_some() => {
+                        name = label("deploymentconfig").unwrap_or_default().to_string();
+                        w.kind = "DeploymentConfig".into();
+                        w.api_version = DEPLOYMENT_CONFIG_VERSIONS[0].into();
                     }
                     ("Job", _) => match cron_parent(&owner.name) {
                         Some(cron) => {
@@ -131,6 +219,10 @@ impl Workload {
         w
     }
 }
+
+/// The apiVersion Istio gives an Argo Rollout's pods' owner (sic: without
+/// the `argoproj.io/` group).
+const ROLLOUT_API_VERSION: &str = "v1alpha1";
 
 struct Owner {
     kind: String,

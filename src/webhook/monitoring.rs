@@ -3,8 +3,8 @@
 //!
 //! Readiness is what Kubernetes uses to add and remove the pod from the
 //! webhook Service's endpoints, so it is false until the serving certificate
-//! and the config are loaded, and false again from the first moment of a
-//! graceful shutdown.
+//! and the config are loaded and the webhook port listens, and false again
+//! from the first moment of a graceful shutdown.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +22,7 @@ use crate::metrics::{self, MetricsRegistry};
 #[derive(Debug, Default)]
 pub struct Readiness {
     certificate_loaded: AtomicBool,
+    webhook_listening: AtomicBool,
     config_loaded: AtomicBool,
     shutting_down: AtomicBool,
 }
@@ -30,6 +31,11 @@ impl Readiness {
     /// The serving certificate is loaded.
     pub fn set_certificate_loaded(&self) {
         self.certificate_loaded.store(true, Ordering::SeqCst);
+    }
+
+    /// The webhook port listens (after its certificate is loaded).
+    pub fn set_webhook_listening(&self) {
+        self.webhook_listening.store(true, Ordering::SeqCst);
     }
 
     /// The config is loaded.
@@ -48,6 +54,8 @@ impl Readiness {
             Err("shutting down")
         } else if !self.certificate_loaded.load(Ordering::SeqCst) {
             Err("the serving certificate is not loaded")
+        } else if !self.webhook_listening.load(Ordering::SeqCst) {
+            Err("the webhook port is not listening yet")
         } else if !self.config_loaded.load(Ordering::SeqCst) {
             Err("the config is not loaded")
         } else {
@@ -114,7 +122,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn ready_only_with_certificate_and_config_and_not_shutting_down() {
+    async fn ready_only_with_certificate_listening_and_config_and_not_shutting_down() {
         let readiness = Arc::new(Readiness::default());
         let router = router(readiness.clone(), MetricsRegistry::new());
         assert_eq!(get_path(&router, "/healthz").await.0, StatusCode::OK);
@@ -122,6 +130,10 @@ mod tests {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(body.contains("certificate"), "{body}");
         readiness.set_certificate_loaded();
+        let (status, body) = get_path(&router, "/readyz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("not listening"), "{body}");
+        readiness.set_webhook_listening();
         assert_eq!(
             get_path(&router, "/readyz").await.0,
             StatusCode::SERVICE_UNAVAILABLE

@@ -24,6 +24,7 @@ pub mod ca_service;
 pub mod certificate;
 pub mod in_cluster;
 pub mod listener;
+pub mod port;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -31,8 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
@@ -54,6 +54,7 @@ use crate::webhook::{AppState, Limits};
 pub use ca_service::CaServiceOptions;
 use ca_service::CaSupply;
 use listener::Serving;
+use port::BoundPort;
 
 /// Where the webhook's serving certificate comes from.
 #[derive(Debug, Clone)]
@@ -213,17 +214,23 @@ pub async fn serve(
         readiness.set_certificate_loaded();
     }
 
-    let listener = bind(options.listen).await?;
-    let monitoring_listener = bind(options.monitoring_listen).await?;
-    let ca_listener = match &options.ca_service {
-        Some(service) => Some(bind(service.listen).await?),
+    // Every port is taken now (a port in use stops start-up); the webhook's
+    // and the CA's listen only once they have a certificate (see `port`).
+    let webhook_port = bind(options.listen)?;
+    let monitoring_port = bind(options.monitoring_listen)?;
+    let ca_port = match &options.ca_service {
+        Some(service) => Some(bind(service.listen)?),
         None => None,
     };
-    let listen = listener.local_addr().unwrap_or(options.listen);
-    let monitoring_addr = monitoring_listener
-        .local_addr()
-        .unwrap_or(options.monitoring_listen);
-    let ca_addr = ca_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let listen = webhook_port.local_addr();
+    let monitoring_addr = monitoring_port.local_addr();
+    let ca_addr = ca_port.as_ref().map(BoundPort::local_addr);
+    let monitoring_listener = monitoring_port
+        .listen()
+        .map_err(|source| ServeError::Bind {
+            addr: monitoring_addr,
+            source,
+        })?;
 
     let mut background = Vec::new();
     if let Some(files) = config_files {
@@ -268,10 +275,10 @@ pub async fn serve(
     }
 
     let (stop_accepting, accepting) = watch::channel(false);
-    let ca_task = match (ca_listener, options.ca_service, ca_auth, supply) {
-        (Some(ca_listener), Some(service), Some(auth), Some(supply)) => {
+    let ca_task = match (ca_port, options.ca_service, ca_auth, supply) {
+        (Some(ca_port), Some(service), Some(auth), Some(supply)) => {
             Some(tokio::spawn(ca_service::run(
-                ca_listener,
+                ca_port,
                 service,
                 auth,
                 supply,
@@ -291,18 +298,38 @@ pub async fn serve(
         draining.clone(),
         limit_metrics.clone(),
     ));
-    let webhook = tokio::spawn(listener::accept_loop(
-        listener,
-        Serving {
-            app,
-            tls: Some(TlsAcceptor::from(server_config)),
-            limits: options.connections,
-            listener: Listener::Webhook,
-            metrics: limit_metrics.clone(),
-        },
-        accepting,
-        options.shutdown_grace,
-    ));
+    let webhook_serving = Serving {
+        app,
+        tls: Some(TlsAcceptor::from(server_config)),
+        limits: options.connections,
+        listener: Listener::Webhook,
+        metrics: limit_metrics.clone(),
+    };
+    let (listen_failed, mut webhook_failed) = oneshot::channel();
+    let webhook = if resolver.current().is_some() {
+        // Certificate files or the standalone CA: listen before the
+        // addresses are announced below.
+        let listener = webhook_port.listen().map_err(|source| ServeError::Bind {
+            addr: listen,
+            source,
+        })?;
+        readiness.set_webhook_listening();
+        tokio::spawn(listener::accept_loop(
+            listener,
+            webhook_serving,
+            accepting,
+            options.shutdown_grace,
+        ))
+    } else {
+        // In a cluster: once the controllers have issued the certificate.
+        tokio::spawn(listen_when_loaded(
+            webhook_port,
+            resolver.clone(),
+            readiness.clone(),
+            (webhook_serving, accepting, options.shutdown_grace),
+            listen_failed,
+        ))
+    };
     let (stop_monitoring, monitoring_stopped) = watch::channel(false);
     let monitoring = tokio::spawn(listener::accept_loop(
         monitoring_listener,
@@ -331,7 +358,10 @@ pub async fn serve(
         }
     }
 
-    shutdown.await;
+    let failure = tokio::select! {
+        () = shutdown => None,
+        Ok(error) = &mut webhook_failed => Some(error),
+    };
     readiness.set_shutting_down();
     draining.start();
     info!(
@@ -358,7 +388,35 @@ pub async fn serve(
     let _ = stop_monitoring.send(true);
     let _ = monitoring.await;
     info!("shutdown complete");
-    Ok(())
+    failure.map_or(Ok(()), Err)
+}
+
+/// The webhook's listener in a cluster: waits for the first serving
+/// certificate, then listens and serves; a port that cannot listen by then
+/// (another socket took it meanwhile) is reported on `failed`, which stops
+/// the process as a port in use at start-up does.
+async fn listen_when_loaded(
+    port: BoundPort,
+    resolver: Arc<CertResolver>,
+    readiness: Arc<Readiness>,
+    (serving, stop, grace): (Serving, watch::Receiver<bool>, Duration),
+    failed: oneshot::Sender<ServeError>,
+) {
+    tokio::select! {
+        () = wait_true(stop.clone()) => return,
+        () = resolver.loaded() => {}
+    }
+    let addr = port.local_addr();
+    match port.listen() {
+        Ok(listener) => {
+            readiness.set_webhook_listening();
+            info!(listen = %addr, "the serving certificate is loaded: the webhook listens");
+            listener::accept_loop(listener, serving, stop, grace).await;
+        }
+        Err(source) => {
+            let _ = failed.send(ServeError::Bind { addr, source });
+        }
+    }
 }
 
 /// Waits up to `grace` for a stopping task, then aborts it.
@@ -376,10 +434,8 @@ async fn stop_task(what: &'static str, mut task: JoinHandle<()>, grace: Duration
     }
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServeError::Bind { addr, source })
+fn bind(addr: SocketAddr) -> Result<BoundPort, ServeError> {
+    BoundPort::bind(addr).map_err(|source| ServeError::Bind { addr, source })
 }
 
 fn load_config(path: Option<&Path>) -> Result<(Config, Option<FileSet>), ServeError> {

@@ -173,6 +173,8 @@ pub fn validity(cert: &CertificateDer<'_>) -> Result<(i64, i64), String> {
 /// [`swap`](Self::swap), handshakes fail and `/readyz` says not ready.
 pub struct CertResolver {
     current: ArcSwapOption<ServingCert>,
+    /// Whether a certificate has been loaded, for [`CertResolver::loaded`].
+    has_certificate: tokio::sync::watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for CertResolver {
@@ -188,6 +190,7 @@ impl CertResolver {
     pub fn new(cert: ServingCert) -> Self {
         CertResolver {
             current: ArcSwapOption::from_pointee(cert),
+            has_certificate: tokio::sync::watch::Sender::new(true),
         }
     }
 
@@ -195,12 +198,22 @@ impl CertResolver {
     pub fn empty() -> Self {
         CertResolver {
             current: ArcSwapOption::empty(),
+            has_certificate: tokio::sync::watch::Sender::new(false),
         }
     }
 
     /// Serves `cert` to every connection from now on.
     pub fn swap(&self, cert: ServingCert) {
         self.current.store(Some(Arc::new(cert)));
+        self.has_certificate.send_replace(true);
+    }
+
+    /// Returns once a certificate is loaded (at once if one is): the
+    /// listener starts listening then (see `server::port`).
+    pub async fn loaded(&self) {
+        let mut has_certificate = self.has_certificate.subscribe();
+        // The sender lives as long as `self`: the wait cannot fail.
+        let _ = has_certificate.wait_for(|loaded| *loaded).await;
     }
 
     /// The certificate being served, if any yet.

@@ -89,25 +89,7 @@ impl Suite {
 }
 
 /// The template-family cases not passed yet (issue 21), and why.
-pub const PENDING_TEMPLATES: &[(&str, &str)] = &[
-    ("hello-cni", "components.cni.enabled is not a known key yet"),
-    (
-        "hello-cncf-networks",
-        "multus (values.cni.provider) is not built yet",
-    ),
-    (
-        "hello-existing-cncf-networks",
-        "multus (values.cni.provider) is not built yet",
-    ),
-    (
-        "deploymentconfig-with-canonical-service-label",
-        "DeploymentConfig is not a known kind yet",
-    ),
-    (
-        "deploymentconfig",
-        "DeploymentConfig is not a known kind yet",
-    ),
-];
+pub const PENDING_TEMPLATES: &[(&str, &str)] = &[];
 
 /// Why `case` of `suite` is still expected to fail, if it is.
 pub fn pending(suite: Suite, case: &str) -> Option<&'static str> {

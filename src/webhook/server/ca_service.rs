@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use super::in_cluster::{ClusterFeeds, first};
+use super::port::BoundPort;
 use crate::ca::CertificateAuthority;
 use crate::ca::grpc::auth::{AuthChain, Authenticator};
 use crate::ca::grpc::config::ConfigError;
@@ -57,11 +58,11 @@ pub fn authenticators(config: &CaServiceConfig) -> Result<AuthChain, ConfigError
     config.auth_chain(Vec::new())
 }
 
-/// Serves the CA service on `listener` until `stop` turns true, with `auth`
+/// Serves the CA service on `port` until `stop` turns true, with `auth`
 /// (from [`authenticators`]; in a cluster, TokenReview joins them). Errors
 /// are logged: the webhook keeps serving whatever happens here.
 pub async fn run(
-    listener: TcpListener,
+    port: BoundPort,
     service: CaServiceOptions,
     auth: AuthChain,
     supply: CaSupply,
@@ -73,15 +74,18 @@ pub async fn run(
     let CaServiceOptions { config, limits, .. } = service;
     let limits = (limits, limit_metrics);
     let result = match supply {
-        CaSupply::Ready(ca) => {
-            grpc::server::run_limited(listener, config, ca, auth, metrics, stopped, limits)
-                .await
-                .map_err(|e| error_chain(&e))
-        }
+        CaSupply::Ready(ca) => match listen(port) {
+            Ok(listener) => {
+                grpc::server::run_limited(listener, config, ca, auth, metrics, stopped, limits)
+                    .await
+                    .map_err(|e| error_chain(&e))
+            }
+            Err(message) => Err(message),
+        },
         CaSupply::Cluster(feeds) => {
             tokio::select! {
                 () = super::wait_true(stop) => return,
-                result = run_in_cluster(listener, config, feeds, metrics, stopped, limits) => result,
+                result = run_in_cluster(port, config, feeds, metrics, stopped, limits) => result,
             }
         }
     };
@@ -90,10 +94,19 @@ pub async fn run(
     }
 }
 
+/// Listens on the CA service's port (see `port`: only once the service has
+/// a certificate to answer with).
+fn listen(port: BoundPort) -> Result<TcpListener, String> {
+    let addr = port.local_addr();
+    port.listen()
+        .map_err(|e| format!("cannot listen on {addr} for the CA service: {e}"))
+}
+
 /// The cluster case: waits for the client, the CA and the first serving
-/// certificate, then serves, following serving-certificate renewals.
+/// certificate, then listens and serves, following serving-certificate
+/// renewals.
 async fn run_in_cluster(
-    listener: TcpListener,
+    port: BoundPort,
     config: CaServiceConfig,
     mut feeds: ClusterFeeds,
     metrics: CaMetrics,
@@ -142,6 +155,7 @@ async fn run_in_cluster(
         metrics,
     ));
     info!(auth = %format!("{service:?}"), "CA service starting with the cluster CA");
+    let listener = listen(port)?;
     let result =
         grpc::server::serve_limited(listener, tls, service, stopped, limits, limit_metrics)
             .await

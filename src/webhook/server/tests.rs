@@ -74,6 +74,8 @@ async fn in_a_cluster_the_webhook_is_ready_once_the_ca_and_its_certificate_are_i
     let resolver = Arc::new(CertResolver::empty());
     let readiness = Arc::new(Readiness::default());
     readiness.set_config_loaded();
+    // `serve` says so once the port listens, after the certificate is in.
+    readiness.set_webhook_listening();
     let metrics = WebhookMetrics::register(&MetricsRegistry::new());
     let dir = tempfile::tempdir().unwrap();
     let bundle = dir.path().join("bundle.pem");
@@ -120,8 +122,8 @@ async fn in_a_cluster_the_webhook_is_ready_once_the_ca_and_its_certificate_are_i
 #[tokio::test]
 async fn in_a_cluster_the_ca_service_starts_with_the_cluster_ca_and_certificate() {
     let f = feeds();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let port = BoundPort::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = port.local_addr();
     let config = CaServiceConfig {
         trust_domain: "cluster.local".into(),
         ..CaServiceConfig::default()
@@ -129,7 +131,7 @@ async fn in_a_cluster_the_ca_service_starts_with_the_cluster_ca_and_certificate(
     let auth = ca_service::authenticators(&config).unwrap();
     let (stop_tx, stop) = watch::channel(false);
     let task = tokio::spawn(ca_service::run(
-        listener,
+        port,
         CaServiceOptions {
             listen: addr,
             config,
@@ -150,6 +152,11 @@ async fn in_a_cluster_the_ca_service_starts_with_the_cluster_ca_and_certificate(
     let (ca, _) = ClusterCa::generate("cluster.local").unwrap();
     let ca = Arc::new(ca);
     f.ca.send_replace(Some(ca.clone()));
+    // No serving certificate yet: a connection is refused, not accepted
+    // and then failed in the TLS handshake.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let early = tokio::net::TcpStream::connect(addr).await.unwrap_err();
+    assert_eq!(early.kind(), std::io::ErrorKind::ConnectionRefused);
     f.serving.send_replace(Some(serving(&ca)));
 
     let workload = ca
@@ -203,13 +210,13 @@ async fn in_a_cluster_the_ca_service_starts_with_the_cluster_ca_and_certificate(
 #[tokio::test]
 async fn in_a_cluster_the_ca_service_waits_for_the_ca_and_stops_when_told() {
     let f = feeds();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let port = BoundPort::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = port.local_addr();
     let config = CaServiceConfig::default();
     let auth = ca_service::authenticators(&config).unwrap();
     let (stop_tx, stop) = watch::channel(false);
     let task = tokio::spawn(ca_service::run(
-        listener,
+        port,
         CaServiceOptions {
             listen: addr,
             config,

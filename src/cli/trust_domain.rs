@@ -8,7 +8,9 @@
 //! defaults to the injector's, and a different value is refused at start
 //! rather than leaving every proxy refused at run time. A reload of the
 //! config that changes the trust domain is refused for the same reason
-//! (see `webhook::reload`).
+//! (see `webhook::reload`). The offline `ca` commands take the same default
+//! from the same `--config` file, so a root or a certificate made by hand
+//! is for the mesh's trust domain too.
 
 use std::path::Path;
 
@@ -74,6 +76,20 @@ pub fn resolve(flag: Option<&str>, config: Option<&Path>) -> Result<String, Trus
     }
 }
 
+/// The trust domain for an offline `ca` command: as [`resolve`] when
+/// `--config` names the injector's config; without one there is no
+/// injector to disagree with, so `--trust-domain` (default `cluster.local`,
+/// Istio's) is taken as given.
+pub fn resolve_offline(
+    flag: Option<&str>,
+    config: Option<&Path>,
+) -> Result<String, TrustDomainError> {
+    match (flag, config) {
+        (Some(flag), None) => Ok(flag.to_string()),
+        _ => resolve(flag, config),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +114,24 @@ mod tests {
             "foo.example"
         );
         assert_eq!(resolve(None, None).unwrap(), "cluster.local");
+    }
+
+    #[test]
+    fn offline_commands_take_the_flag_as_given_without_a_config() {
+        assert_eq!(
+            resolve_offline(Some("example.org"), None).unwrap(),
+            "example.org"
+        );
+        assert_eq!(resolve_offline(None, None).unwrap(), "cluster.local");
+        let path = config_file("offline", "meshConfig:\n  trustDomain: foo.example\n");
+        assert_eq!(resolve_offline(None, Some(&path)).unwrap(), "foo.example");
+        let err = resolve_offline(Some("example.org"), Some(&path))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("example.org") && err.contains("foo.example"),
+            "{err}"
+        );
     }
 
     #[test]
