@@ -54,6 +54,7 @@ mod derived;
 mod schema;
 mod selector;
 mod settings;
+mod templates;
 mod tree;
 
 use std::path::Path;
@@ -67,6 +68,7 @@ pub use settings::{
     CNI_ENABLED_KEYS, CNI_PROVIDER_KEYS, CniProvider, PROXY_CONFIG_FIELDS, Policy, Settings,
     TrafficCapture,
 };
+pub use templates::{BUILT_IN_TEMPLATES, DEFAULT_TEMPLATES_KEY, TEMPLATES_KEY, UserTemplates};
 
 /// The injector's configuration: Istio's defaults with the user's overrides
 /// on top, resolved once into [`Settings`].
@@ -134,6 +136,14 @@ pub enum ConfigError {
     CaptureImage {
         /// `values.global.proxy_init.image` as configured.
         image: String,
+    },
+    /// A template of `values.sidecarInjectorWebhook.templates` that does
+    /// not parse: its name, line and what is wrong.
+    #[error("config key `values.sidecarInjectorWebhook.templates` holds a broken {source}")]
+    Template {
+        /// Which template, where, and why.
+        #[source]
+        source: crate::template::TemplateError,
     },
     /// A `--set` argument that is not `path=value`.
     #[error("--set {0:?}: expected path=value, e.g. values.global.hub=docker.io/istio")]

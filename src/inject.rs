@@ -21,7 +21,9 @@ mod capture;
 mod cni;
 mod decision;
 mod fragments;
+mod gateway;
 mod gojson;
+mod grpc;
 mod inputs;
 mod kubeform;
 mod merge;
@@ -35,6 +37,7 @@ mod proxy;
 pub mod quantity;
 mod sidecar;
 mod status;
+mod templates;
 mod uninject;
 mod workload;
 
@@ -224,7 +227,7 @@ pub fn uninject(object: &Value, cfg: &Config) -> Option<Value> {
         .and_then(Value::as_str)
         .unwrap_or("default");
     let workload = workload::Workload::of(object, namespace);
-    uninject::uninject_pod(&mut pod, &workload.name, cfg.settings())?;
+    uninject::uninject_pod(&mut pod, &workload, cfg.settings())?;
     let mut out = clone_without(object, &[meta_ptr, spec_ptr]);
     let metadata = pod["metadata"].take();
     if metadata.as_object().is_some_and(|m| !m.is_empty()) || meta_ptr == "/metadata" {
@@ -529,7 +532,7 @@ fn inject_candidate(object: &Value, c: Candidate, cfg: &Config) -> Result<Prepar
     pod_map.insert("spec".into(), c.spec.clone());
     let mut pod = Value::Object(pod_map);
     let current = uninject::status_of(&pod["metadata"]).map(|_| pod.clone());
-    let previous = uninject::uninject_pod(&mut pod, &c.workload.name, cfg.settings());
+    let previous = uninject::uninject_pod(&mut pod, &c.workload, cfg.settings());
     // What the template sees: the pod without the earlier injection.
     let base = previous.as_ref().map(|_| {
         (

@@ -15,4 +15,5 @@ pub mod iptables;
 pub mod limits;
 pub mod metrics;
 pub mod preview;
+pub mod template;
 pub mod webhook;

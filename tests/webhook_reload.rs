@@ -290,3 +290,31 @@ fn an_invalid_config_at_start_is_an_error_naming_the_file() {
     assert!(stderr.contains("config.yaml"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_broken_template_on_reload_is_refused_by_name_and_line_and_the_old_one_stays() {
+    let dir = webhook_support::test_dir("brokentemplate");
+    let config_file = dir.join("config.yaml");
+    let first = "values:\n  sidecarInjectorWebhook:\n    defaultTemplates: [sidecar, stamp]\n    templates:\n      stamp: |\n        metadata:\n          annotations:\n            stamped: {{ quote \"one\" }}\n";
+    let broken = first.replace("quote \"one\"", "nosuch \"two\"");
+    std::fs::write(&config_file, first).unwrap();
+    let server = start_with_config(&dir, &config_file);
+    let bundle = server.bundle();
+    let before = patch_text(&server, &bundle).await;
+    assert_eq!(before, engine_patch_text(first));
+    assert!(String::from_utf8_lossy(&before).contains("\"stamped\":\"one\""));
+
+    replace_file(&config_file, broken.as_bytes());
+    server.wait_for_log("new config rejected");
+    let log = server.log();
+    let rejection = log
+        .lines()
+        .find(|l| l.contains("new config rejected"))
+        .unwrap();
+    assert!(
+        rejection.contains("template \\\"stamp\\\", line 3: function \\\"nosuch\\\" not defined"),
+        "{rejection}"
+    );
+    // Still injecting with the template last loaded.
+    assert_eq!(patch_text(&server, &bundle).await, before);
+}

@@ -23,6 +23,7 @@ use super::ConfigError;
 const FREE_FORM: &[&str] = &[
     "values.pilot.env",
     "values.sidecarInjectorWebhook.injectedAnnotations",
+    "values.sidecarInjectorWebhook.templates",
     "values.global.proxy.lifecycle",
     "values.global.proxy.resources",
     "values.global.proxy_init.resources",

@@ -257,6 +257,11 @@ pub struct Settings {
     /// `values.sidecarInjectorWebhook.reinvocationPolicy`: `Never` (Istio's
     /// default) or `IfNeeded`, as the webhook configuration must say it.
     pub reinvocation_policy: String,
+    /// `values.sidecarInjectorWebhook.templates`, parsed, with the values
+    /// and mesh config they read (shared: cloning settings copies no tree).
+    pub user_templates: std::sync::Arc<super::UserTemplates>,
+    /// `values.sidecarInjectorWebhook.defaultTemplates` (empty: `sidecar`).
+    pub default_templates: Vec<String>,
 }
 
 struct Reader<'a> {
@@ -414,6 +419,7 @@ impl Settings {
         } else {
             mesh_trust
         };
+        let user_templates = super::UserTemplates::parse(tree)?;
         let resources = r
             .get(&format!("{p}.resources"))
             .cloned()
@@ -526,6 +532,8 @@ impl Settings {
                 }
                 policy
             },
+            default_templates: super::templates::default_templates(tree, &user_templates)?,
+            user_templates: std::sync::Arc::new(user_templates),
         })
     }
 }

@@ -62,6 +62,9 @@ fn merge_list(original: Vec<Value>, patch: Vec<Value>, key: &str, field: &str) -
         let matched = index_in_original(p.get(key)).and_then(|i| slots[i].take().map(|v| (i, v)));
         match matched {
             Some((i, mut item)) => {
+                if field == "volumes" {
+                    retain_source(&mut item, &p);
+                }
                 merge_field(&mut item, p, field);
                 patch_items.push((Some(i), item));
             }
@@ -93,6 +96,19 @@ fn merge_list(original: Vec<Value>, patch: Vec<Value>, key: &str, field: &str) -
     out
 }
 
+/// A volume has one source: when the patch gives a volume of the same name
+/// a source, the original's other keys go (Kubernetes marks `volumes`
+/// `retainKeys`), so that SPIRE's template turning `workload-socket` into
+/// a CSI volume does not leave it an `emptyDir` too, which the API server
+/// would refuse.
+fn retain_source(original: &mut Value, patch: &Value) {
+    if let (Value::Object(o), Value::Object(p)) = (original, patch)
+        && p.keys().any(|k| k != "name")
+    {
+        o.retain(|k, _| k == "name" || p.contains_key(k));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::merge;
@@ -120,6 +136,17 @@ mod tests {
             .map(|e| e["name"].as_str().unwrap().to_string())
             .collect();
         assert_eq!(names, ["A", "B", "N", "C"]);
+    }
+
+    #[test]
+    fn a_volume_given_another_source_keeps_only_that_source() {
+        let original =
+            json!({"volumes": [{"name": "s", "emptyDir": {}}, {"name": "t", "emptyDir": {}}]});
+        let patch = json!({"volumes": [{"name": "s", "csi": {"driver": "d"}}, {"name": "t"}]});
+        assert_eq!(
+            merge(&original, &patch),
+            json!({"volumes": [{"name": "s", "csi": {"driver": "d"}}, {"name": "t", "emptyDir": {}}]})
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ use super::order::reorder;
 use super::probes;
 use super::prometheus::prometheus_merge;
 use super::sidecar::{self, Inputs, PROXY_NAME, Status, canonical_value};
+use super::templates;
 use super::workload::Workload;
 use super::{InjectError, at, at_mut, string_map};
 use crate::config::Settings;
@@ -95,15 +96,15 @@ pub fn pod_settings<'a>(
     })
 }
 
-/// The injected pod's annotations, from the merged ones: Istio's Prometheus
-/// merge, the configured extra annotations, the `revision` and the status
-/// record (in its annotation's JSON form, `status_json`). Env vars the proxy
-/// needs as a result are added to `proxy_env`.
+/// The injected pod's annotations, from the merged ones (the templates'
+/// included, `istio.io/rev` among them): Istio's Prometheus merge, the
+/// configured extra annotations and the status record (in its annotation's
+/// JSON form, `status_json`). Env vars the proxy needs as a result are
+/// added to `proxy_env`.
 pub fn finish_annotations(
     annos: &mut BTreeMap<String, String>,
     s: &Settings,
     target_port: &str,
-    revision: &str,
     status_json: String,
     proxy_env: &mut Vec<Node<'static>>,
 ) {
@@ -111,7 +112,6 @@ pub fn finish_annotations(
     for (k, v) in &s.injected_annotations {
         annos.insert(k.clone(), v.clone());
     }
-    annos.insert("istio.io/rev".into(), revision.to_string());
     annos.insert(STATUS.into(), status_json);
 }
 
@@ -172,6 +172,32 @@ pub fn rewrite_probes(
     probers_env(&probes::rewrite_app_probes(spec, status_port), existing)
 }
 
+/// The template pod `names` render for a pod, or `None` when its
+/// annotations are invalid or a template fails (what uninjection uses to
+/// recognise what templates set; injection itself reports the error).
+pub fn render_templates(
+    annotations: &BTreeMap<String, String>,
+    labels: &BTreeMap<String, String>,
+    spec: &Value,
+    workload: &Workload,
+    s: &Settings,
+    names: &[String],
+) -> Option<Value> {
+    let ps = pod_settings(s, annotations).ok()?;
+    let inputs = Inputs {
+        s,
+        annotations,
+        labels,
+        spec,
+        workload,
+        proxy_config: &ps.proxy_config,
+        native: ps.native,
+        hold: ps.hold,
+        resources: inputs::resources(s, annotations),
+    };
+    templates::render(&inputs, names).ok()
+}
+
 /// Injects one pod that carries no earlier injection (re-injection
 /// uninjects first): `annotations`, `labels` and `spec` are the pod's, read
 /// only; `pod` (`{metadata, spec}`, a copy of them) is injected in place.
@@ -189,7 +215,7 @@ pub fn inject_pod(
         hold,
         target_port,
     } = pod_settings(s, annotations)?;
-    let rendered = sidecar::render(&Inputs {
+    let inputs = Inputs {
         s,
         annotations,
         labels,
@@ -199,7 +225,27 @@ pub fn inject_pod(
         native,
         hold,
         resources: inputs::resources(s, annotations),
-    })?;
+    };
+    let template = templates::render(
+        &inputs,
+        &templates::select(annotations, &s.default_templates),
+    )?;
+    let status = templates::status(&template, s);
+    let listed = |field: &str| -> Vec<&str> {
+        at(&template, "/spec")
+            .and_then(|sp| sp.get(field))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(name_of)
+            .collect()
+    };
+    // The proxy is moved to the init containers only when no template also
+    // puts an `istio-proxy` among the containers (as SPIRE's does, to add
+    // mounts to it), as Istio moves it.
+    let move_proxy = native
+        && listed("initContainers").contains(&PROXY_NAME)
+        && !listed("containers").contains(&PROXY_NAME);
 
     // The user's own versions of injected containers ("overrides").
     let recorded: Value = annotations
@@ -208,13 +254,7 @@ pub fn inject_pod(
         .unwrap_or(Value::Null);
     let mut overrides: Vec<(&'static str, Value)> = Vec::new();
     for field in ["containers", "initContainers"] {
-        let tmpl = if field == "containers" {
-            &rendered.containers
-        } else {
-            &rendered.init_containers
-        };
-        for t in tmpl {
-            let name = t.str_of("name").unwrap_or("");
+        for name in listed(field) {
             let found = recorded
                 .get(field)
                 .and_then(Value::as_array)
@@ -246,8 +286,7 @@ pub fn inject_pod(
             list.retain(|c| !override_names.contains(&name_of(c)));
         }
     }
-    let status = rendered.status.clone();
-    merge_into(pod, rendered.into_pod());
+    merge_into(pod, template);
     let merged = pod;
     for (field, o) in &overrides {
         if let Some(Value::Array(list)) = at_mut(merged, "/spec").and_then(|sp| sp.get_mut(field))
@@ -259,7 +298,7 @@ pub fn inject_pod(
             *c = first;
         }
     }
-    if native && let Some(Value::Array(list)) = at_mut(merged, "/spec/containers") {
+    if move_proxy && let Some(Value::Array(list)) = at_mut(merged, "/spec/containers") {
         list.retain(|c| name_of(c) != PROXY_NAME);
     }
     // Under TPROXY the proxy needs root (NET_ADMIN on its own sockets):
@@ -313,16 +352,10 @@ pub fn inject_pod(
     // Post-processing, in Istio's order.
     let mut proxy_env: Vec<Node> = Vec::new();
     let status_json = status.to_json();
-    finish_annotations(
-        &mut annos,
-        s,
-        &target_port,
-        &status.revision,
-        status_json,
-        &mut proxy_env,
-    );
+    finish_annotations(&mut annos, s, &target_port, status_json, &mut proxy_env);
+    // The templates' annotations count (a template may turn the rewrite off).
     if let Some(spec) = merged.get_mut("spec") {
-        proxy_env.extend(rewrite_probes(spec, s, annotations, None));
+        proxy_env.extend(rewrite_probes(spec, s, &annos, None));
     }
     if let Some(proxy) = find_proxy(merged)
         && let Some(Value::Array(env)) = proxy.get_mut("env")

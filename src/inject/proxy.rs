@@ -44,7 +44,7 @@ pub fn pod_ports(i: &Inputs) -> String {
 const PROXY_CONFIG_MAPS: [&str; 2] = ["proxyMetadata", "runtimeValues"];
 
 /// The ProxyConfig as Istio writes it into `PROXY_CONFIG`.
-fn proxy_config_json(i: &Inputs) -> String {
+pub fn proxy_config_json(i: &Inputs) -> String {
     let mut out = String::from("{");
     let mut first = true;
     for field in crate::config::PROXY_CONFIG_FIELDS {
@@ -69,6 +69,19 @@ fn proxy_config_json(i: &Inputs) -> String {
     }
     out.push('}');
     out
+}
+
+/// `CA_ADDR`: the configured CA, else the revision's istiod.
+pub fn ca_addr(s: &crate::config::Settings) -> String {
+    if !s.ca_address.is_empty() {
+        return s.ca_address.clone();
+    }
+    let rev = if s.revision.is_empty() || s.revision == "default" {
+        String::new()
+    } else {
+        format!("-{}", s.revision)
+    };
+    format!("istiod{rev}.{}.svc:15012", s.istio_namespace)
 }
 
 fn drain_lifecycle<'a>(port: &str) -> Node<'a> {
@@ -121,17 +134,7 @@ pub fn proxy_container<'a>(i: &Inputs<'a>) -> Node<'a> {
         envs.push(env("REWRITE_PROBE_LEGACY_LOCALHOST_DESTINATION", "true"));
     }
     envs.push(env("PILOT_CERT_PROVIDER", &s.pilot_cert_provider));
-    let ca_addr = if s.ca_address.is_empty() {
-        let rev = if s.revision.is_empty() || s.revision == "default" {
-            String::new()
-        } else {
-            format!("-{}", s.revision)
-        };
-        format!("istiod{rev}.{}.svc:15012", s.istio_namespace)
-    } else {
-        s.ca_address.clone()
-    };
-    envs.push(env("CA_ADDR", ca_addr));
+    envs.push(env("CA_ADDR", ca_addr(s)));
     envs.push(raw(&POD_NAME_ENV));
     envs.push(raw(&POD_NAMESPACE_ENV));
     envs.push(raw(&INSTANCE_IP_ENV));

@@ -38,8 +38,6 @@ pub struct Rendered<'a> {
     pub volumes: Vec<Node<'a>>,
     /// Image pull secrets.
     pub image_pull_secrets: Vec<Node<'a>>,
-    /// The status record (`sidecar.istio.io/status`).
-    pub status: Status,
 }
 
 impl<'a> Rendered<'a> {
@@ -60,14 +58,6 @@ impl<'a> Rendered<'a> {
         pod.insert("spec".into(), Value::Object(spec));
         Value::Object(pod)
     }
-}
-
-fn names(items: &[Node]) -> Vec<String> {
-    items
-        .iter()
-        .filter_map(|i| i.str_of("name"))
-        .map(str::to_string)
-        .collect()
 }
 
 /// Renders the template for one pod. Fails only when the capture init
@@ -101,13 +91,6 @@ pub fn render<'a>(i: &Inputs<'a>) -> Result<Rendered<'a>, InjectError> {
             .iter()
             .map(|n| map([("name", n.as_str().into())]))
             .collect();
-    let status = Status {
-        init_containers: names(&init),
-        containers: names(&containers),
-        volumes: names(&volumes),
-        image_pull_secrets: names(&secrets),
-        revision: revision(i.s),
-    };
     let mut metadata = metadata(i);
     metadata.annotations.extend(cni::annotations(i)?);
     metadata.annotations.sort_by_key(|(k, _)| *k);
@@ -117,7 +100,6 @@ pub fn render<'a>(i: &Inputs<'a>) -> Result<Rendered<'a>, InjectError> {
         containers,
         volumes,
         image_pull_secrets: secrets,
-        status,
     })
 }
 
@@ -209,7 +191,7 @@ pub fn canonical_revision(labels: &BTreeMap<String, String>) -> String {
 pub fn metadata(i: &Inputs) -> Metadata {
     let canonical_name = canonical_name(i.labels, &i.workload.name);
     let canonical_revision = canonical_revision(i.labels);
-    let mut annotations = Vec::new();
+    let mut annotations = vec![("istio.io/rev", revision(i.s))];
     if let Some(first) = i.first_app_container() {
         // In key order.
         for key in [

@@ -31,7 +31,8 @@ use super::sidecar::{
     CANONICAL_NAME, CANONICAL_REVISION, PROXY_NAME, Status, TLS_MODE, canonical_name,
     canonical_revision,
 };
-use super::string_map;
+use super::workload::Workload;
+use super::{pipeline, string_map, templates};
 use crate::config::Settings;
 
 /// The annotations that name the app's first container for `kubectl`.
@@ -54,10 +55,11 @@ pub fn status_of(metadata: &Value) -> Option<Status> {
 }
 
 /// Removes from `pod` (`{metadata, spec}`) what the injection its status
-/// record describes added; `workload_name` is the owning workload's (the
-/// canonical-name fallback). Gives the record, or `None` (and leaves the
-/// pod alone) when the pod has none.
-pub fn uninject_pod(pod: &mut Value, workload_name: &str, s: &Settings) -> Option<Status> {
+/// record describes added; `workload` is the owning workload (its name is
+/// the canonical-name fallback). Gives the record, or `None` (and leaves
+/// the pod alone) when the pod has none.
+pub fn uninject_pod(pod: &mut Value, workload: &Workload, s: &Settings) -> Option<Status> {
+    let workload_name = workload.name.as_str();
     let status = status_of(pod.get("metadata")?)?;
     let spec = pod.get_mut("spec")?.as_object_mut()?;
     let proxy_env = |key: &str| -> Option<Value> {
@@ -111,6 +113,8 @@ pub fn uninject_pod(pod: &mut Value, workload_name: &str, s: &Settings) -> Optio
             spec.remove(field);
         }
     }
+    remove_template_additions(pod, workload, s);
+    let spec = pod["spec"].as_object_mut()?;
     let first_container = spec
         .get("containers")
         .and_then(Value::as_array)
@@ -172,6 +176,54 @@ pub fn uninject_pod(pod: &mut Value, workload_name: &str, s: &Settings) -> Optio
     Some(status)
 }
 
+/// Takes off what templates other than `sidecar` (whose additions the
+/// rest of this module knows) set beside the recorded items: annotations,
+/// labels and pod-level spec fields (the gateway's `securityContext`) whose
+/// value is the one the pod's templates give it now, rendered from the pod
+/// as the status record leaves it. A value the user wrote that happens to
+/// be the same is taken off too, and injection puts it back.
+fn remove_template_additions(pod: &mut Value, workload: &Workload, s: &Settings) {
+    let annotations = string_map(pod.get("metadata").and_then(|m| m.get("annotations")));
+    let names = templates::select(&annotations, &s.default_templates);
+    if names.iter().all(|n| n == "sidecar") && !s.user_templates.templates.contains_key("sidecar") {
+        return;
+    }
+    let labels = string_map(pod.get("metadata").and_then(|m| m.get("labels")));
+    let Some(template) =
+        pipeline::render_templates(&annotations, &labels, &pod["spec"], workload, s, &names)
+    else {
+        return;
+    };
+    for field in ["annotations", "labels"] {
+        let (Some(Value::Object(added)), Some(Value::Object(current))) = (
+            template.get("metadata").and_then(|m| m.get(field)),
+            pod.get_mut("metadata").and_then(|m| m.get_mut(field)),
+        ) else {
+            continue;
+        };
+        for (k, v) in added {
+            if current.get(k).map(super::sidecar::scalar_string)
+                == Some(super::sidecar::scalar_string(v))
+            {
+                current.remove(k);
+            }
+        }
+    }
+    if let (Some(Value::Object(added)), Some(Value::Object(spec))) =
+        (template.get("spec"), pod.get_mut("spec"))
+    {
+        for (k, v) in added {
+            let listed = matches!(
+                k.as_str(),
+                "containers" | "initContainers" | "volumes" | "imagePullSecrets"
+            );
+            if !listed && spec.get(k) == Some(v) {
+                spec.remove(k);
+            }
+        }
+    }
+}
+
 /// Puts back the user's own versions of injected containers, as the
 /// injection recorded them, at the end of their lists.
 fn restore_overrides(spec: &mut Map<String, Value>, recorded: Option<&Value>) {
@@ -181,7 +233,7 @@ fn restore_overrides(spec: &mut Map<String, Value>, recorded: Option<&Value>) {
     else {
         return;
     };
-    for items in recorded.values() {
+    for (recorded_field, items) in &recorded {
         for item in items.as_array().into_iter().flatten() {
             let Value::Object(mut c) = item.clone() else {
                 continue;
@@ -195,9 +247,13 @@ fn restore_overrides(spec: &mut Map<String, Value>, recorded: Option<&Value>) {
             c.entry("image")
                 .or_insert_with(|| Value::String("auto".into()));
             // The record files a container under the list the template
-            // puts it in; the user's proxy is one of the pod's containers
-            // (a native sidecar is the template's doing).
-            let field = if c.get("name").and_then(Value::as_str) == Some(PROXY_NAME) {
+            // puts it in, which is the user's too (an app container a
+            // template adds to, the user's `istio-init`), except for the
+            // user's proxy: one of the pod's containers (a native sidecar
+            // is the template's doing).
+            let field = if c.get("name").and_then(Value::as_str) == Some(PROXY_NAME)
+                || recorded_field == "containers"
+            {
                 "containers"
             } else {
                 "initContainers"
