@@ -119,6 +119,7 @@ pub const SKIP_REASONS: &[&str] = &[
     "namespace-not-enabled",
     "policy-disabled",
     "already-injected",
+    "controlled-by-owner",
 ];
 
 /// Why an object was left alone. Skips are values, not errors.
@@ -454,6 +455,9 @@ fn candidate<'o>(
             format!("kind {kind} has no pod template"),
         )));
     };
+    if let Some(why) = workload::controlled(object, kind) {
+        return Ok(Err(SkipReason::new("controlled-by-owner", why)));
+    }
     let Some(spec) = at(object, spec_ptr).filter(|p| p.is_object()) else {
         return Err(InjectError(format!(
             "{kind} has no pod spec at {spec_ptr}: expected an object there"

@@ -5,7 +5,10 @@
 //! own `istio-proxy` settings kept; it is `already-injected` only when
 //! nothing would change. Every level of a workload (Deployment ->
 //! ReplicaSet -> Pod, CronJob -> Job -> Pod) sees one status record and is
-//! injected once. `uninject(inject(x)) == x` on every fixture.
+//! injected once; a workload another controller keeps (a Deployment's
+//! ReplicaSet) is never rewritten, even when outdated, so its owner never
+//! sees a template it did not write. `uninject(inject(x)) == x` on every
+//! fixture.
 
 mod support;
 
@@ -250,7 +253,7 @@ fn deployment_replicaset_and_pod_are_injected_once() {
         },
         "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": template}
     });
-    assert_eq!(skip_name(&replicaset, &cfg), "already-injected");
+    assert_eq!(skip_name(&replicaset, &cfg), "controlled-by-owner");
     let mut metadata = template["metadata"].clone();
     metadata["generateName"] = json!("web-7d9c8b6f5-");
     metadata["namespace"] = json!("shop");
@@ -262,6 +265,64 @@ fn deployment_replicaset_and_pod_are_injected_once() {
         "spec": as_admitted(template["spec"].clone()),
     });
     assert_eq!(skip_name(&pod, &cfg), "already-injected");
+}
+
+/// Seen on a real API server: after a proxy upgrade, `kubectl scale` of an
+/// injected Deployment made its controller UPDATE the ReplicaSet; the
+/// webhook re-injected the ReplicaSet's template, which then matched none
+/// of the Deployment's, so the controller created another ReplicaSet, which
+/// was injected in turn (34 ReplicaSets in 10 s, without end). The same
+/// churn came from a Deployment that was not selected (no labels of its
+/// own) whose pod template carries `sidecar.istio.io/inject: "true"`.
+#[test]
+fn an_upgrade_never_rewrites_a_deployments_replicaset_only_its_new_pods() {
+    let (deploy, _, _) = injected(&deployment(), &config(&["values.global.tag=1.26.0"]));
+    let upgraded = config(&["values.global.tag=1.28.0"]);
+    let mut template = deploy["spec"]["template"].clone();
+    template["metadata"]["labels"]["pod-template-hash"] = json!("7d9c8b6f5");
+    let owned_by_deployment =
+        json!([{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "controller": true}]);
+    let replicaset = json!({
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": {"name": "web-7d9c8b6f5", "namespace": "shop", "ownerReferences": owned_by_deployment},
+        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}}, "template": template}
+    });
+    assert_eq!(skip_name(&replicaset, &upgraded), "controlled-by-owner");
+
+    // Not selected at the Deployment, selected at its template: the
+    // ReplicaSet is left to the Deployment all the same.
+    let mut plain = deployment()["spec"]["template"].clone();
+    plain["metadata"]["labels"]["sidecar.istio.io/inject"] = json!("true");
+    let mut fresh = replicaset.clone();
+    fresh["spec"]["template"] = plain;
+    assert_eq!(skip_name(&fresh, &upgraded), "controlled-by-owner");
+
+    // What the ReplicaSet's controller creates is injected as it is now.
+    let mut metadata = replicaset["spec"]["template"]["metadata"].clone();
+    metadata["generateName"] = json!("web-7d9c8b6f5-");
+    metadata["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7d9c8b6f5", "controller": true}]);
+    let pod = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": metadata,
+        "spec": as_admitted(replicaset["spec"]["template"]["spec"].clone()),
+    });
+    let (_, decision, _) = injected(&pod, &upgraded);
+    assert!(decision.reinjected.is_some(), "{decision:?}");
+}
+
+#[test]
+fn a_replicaset_of_its_own_is_injected_like_any_workload() {
+    let mut replicaset = deployment();
+    replicaset["kind"] = json!("ReplicaSet");
+    let (_, decision, _) = injected(&replicaset, &config(&[]));
+    assert_eq!(decision.rule_name, "policy");
+    // An owner that is not the controller (garbage collection only) does
+    // not keep the template.
+    replicaset["metadata"]["ownerReferences"] =
+        json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "x"}]);
+    injected(&replicaset, &config(&[]));
 }
 
 #[test]
@@ -295,7 +356,7 @@ fn cronjob_job_and_pod_are_injected_once() {
         },
         "spec": cron["spec"]["jobTemplate"]["spec"].clone(),
     });
-    assert_eq!(skip_name(&job, &cfg), "already-injected");
+    assert_eq!(skip_name(&job, &cfg), "controlled-by-owner");
     let mut metadata = template["metadata"].clone();
     metadata["generateName"] = json!("report-29412345-");
     metadata["namespace"] = json!("shop");

@@ -220,6 +220,36 @@ impl Workload {
     }
 }
 
+/// Why a workload (not a Pod) whose pod template another controller keeps
+/// is left alone, in a sentence, or `None` when nothing controls it.
+///
+/// A Deployment's controller finds its ReplicaSet by comparing templates,
+/// and an Argo Rollout's does the same; a template changed at the
+/// ReplicaSet (first injected, or re-injected after an upgrade when the
+/// Deployment controller scales it) matches no ReplicaSet, so the
+/// controller creates another, which is injected in turn: an endless churn
+/// of ReplicaSets, seen on a real API server. An operator that owns a
+/// Deployment would fight a webhook the same way. Istio's webhook injects
+/// only pods; here the owner's template is injected where it is selected,
+/// and the pods in any case when they are created.
+pub fn controlled(object: &Value, kind: &str) -> Option<String> {
+    if kind == "Pod" {
+        return None;
+    }
+    let owner = controller(object)?;
+    let name = at(object, "/metadata/name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .map_or_else(String::new, |n| format!(" {n}"));
+    Some(format!(
+        "{kind}{name} is controlled by {} {}, which keeps its pod template in step with \
+         its own and would answer a template changed here with another {kind}; the \
+         owner's template is injected where the owner is selected, and the pods when \
+         they are created",
+        owner.kind, owner.name
+    ))
+}
+
 /// The apiVersion Istio gives an Argo Rollout's pods' owner (sic: without
 /// the `argoproj.io/` group).
 const ROLLOUT_API_VERSION: &str = "v1alpha1";

@@ -149,6 +149,27 @@ fn pods_are_not_injected_on_update() {
 }
 
 #[test]
+fn a_deployments_replicaset_is_left_to_the_deployment() {
+    let mut replicaset = deployment();
+    replicaset["kind"] = json!("ReplicaSet");
+    replicaset["metadata"]["name"] = json!("api-7d9c8b6f5");
+    replicaset["metadata"]["ownerReferences"] =
+        json!([{"apiVersion": "apps/v1", "kind": "Deployment", "name": "api", "controller": true}]);
+    for operation in ["CREATE", "UPDATE"] {
+        assert_skipped(
+            &review(
+                "admission.k8s.io/v1",
+                "apps",
+                "ReplicaSet",
+                operation,
+                &replicaset,
+            ),
+            "controlled-by-owner",
+        );
+    }
+}
+
+#[test]
 fn deletes_are_allowed_unchanged() {
     assert_skipped(
         &review(
