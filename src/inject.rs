@@ -35,6 +35,7 @@ mod probes;
 mod prometheus;
 mod proxy;
 pub mod quantity;
+mod refusals;
 mod sidecar;
 mod status;
 mod templates;
@@ -92,6 +93,30 @@ pub struct Decision {
     /// configuration: what re-injecting it changes, briefly (e.g.
     /// `proxy image docker.io/istio/proxyv2:1.26.0 -> 1.28.0`).
     pub reinjected: Option<String>,
+    /// What the API server will refuse in the injected pod, in sentences
+    /// that say why and what to change (see [`refusals`]). Injection still
+    /// gives what Istio gives; the webhook returns these as warnings.
+    pub warnings: Vec<String>,
+}
+
+impl Decision {
+    /// Its warnings and, for a `kind: List`, its items', each item's
+    /// prefixed with its index.
+    pub fn all_warnings(&self) -> Vec<String> {
+        let items = self
+            .items
+            .iter()
+            .enumerate()
+            .flat_map(|(i, item)| match item {
+                ItemOutcome::Injected(d) => d
+                    .all_warnings()
+                    .into_iter()
+                    .map(|w| format!("List item {i}: {w}"))
+                    .collect(),
+                ItemOutcome::Skipped(_) => Vec::new(),
+            });
+        self.warnings.iter().cloned().chain(items).collect()
+    }
 }
 
 /// The outcome of one item of a `kind: List`.
@@ -155,6 +180,9 @@ impl std::fmt::Display for SkipReason {
 }
 
 /// The engine's answer.
+// One per admission, returned once and matched at once: boxing the
+// injected side would add an allocation and change nothing a user feels.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// The object gets the sidecar.
@@ -431,6 +459,7 @@ impl Candidate<'_> {
             },
             items: Vec::new(),
             reinjected: None,
+            warnings: Vec::new(),
         }
     }
 }
@@ -558,6 +587,7 @@ fn inject_candidate(object: &Value, c: Candidate, cfg: &Config) -> Result<Prepar
         cfg.settings(),
     )?;
     let mut decision = c.decision(status.clone());
+    decision.warnings = refusals::of(&pod["spec"], annotations);
     if let (Some(previous), Some(current)) = (previous, current) {
         if uninject::covers(&current, &pod) {
             return Ok(Prepared::Skipped(SkipReason::new(
@@ -677,6 +707,7 @@ fn inject_list(object: &Value, ctx: &Context, cfg: &Config) -> Result<Outcome, I
             added: Added::default(),
             items: outcomes,
             reinjected: None,
+            warnings: Vec::new(),
         },
     })
 }

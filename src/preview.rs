@@ -292,6 +292,11 @@ fn inject_one(
         document: label.clone(),
         source,
     })?;
+    if let Outcome::Injected { decision, .. } = &outcome {
+        for warning in decision.all_warnings() {
+            on_warning(format!("{}: {warning}", label.object_ref()));
+        }
+    }
     match &outcome {
         Outcome::Injected { decision, .. } => debug!(
             document = label.index,

@@ -196,6 +196,126 @@ fn templates_that_fail_for_a_pod_are_refused_naming_them() {
     check_file("errors.txt", &messages);
 }
 
+/// Istio's SPIRE recipe, as its `spire-template` test values write it:
+/// the proxy's changes under `containers`.
+const SPIRE_CLASSIC: &str = "spec:
+  containers:
+  - name: istio-proxy
+    volumeMounts:
+    - name: workload-socket
+      mountPath: /var/run/secrets/workload-spiffe-uds
+      readOnly: true
+  volumes:
+  - name: workload-socket
+    csi:
+      driver: csi.spiffe.io
+      readOnly: true
+";
+
+fn warnings_of(object: &Value, cfg: &Config) -> Vec<String> {
+    match inject(object, &Context::default(), cfg).unwrap() {
+        Outcome::Injected { decision, .. } => decision.all_warnings(),
+        Outcome::Skipped { reason } => panic!("skipped: {reason}"),
+    }
+}
+
+/// Seen on a real API server: `sidecar,spire` with native sidecars gives,
+/// as in Istio, a second `istio-proxy` (without an image) in
+/// `containers`, and the API server refuses the pod without naming the
+/// template. The injection says why and what to change.
+#[test]
+fn a_template_that_adds_a_second_proxy_is_warned_of_with_the_fix() {
+    let classic = Config::from_yaml(&config_with(&[("spire", SPIRE_CLASSIC)])).unwrap();
+    let warnings = warnings_of(&shop("sidecar,spire"), &classic);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    for part in [
+        "two containers named \"istio-proxy\"",
+        "templates sidecar,spire",
+        "under initContainers",
+        "sidecar.istio.io/nativeSidecar: \"false\"",
+    ] {
+        assert!(
+            warnings[0].contains(part),
+            "{part:?} not in {:?}",
+            warnings[0]
+        );
+    }
+
+    // Either fix gives a pod with one proxy, and no warning.
+    let native = SPIRE_CLASSIC.replace("  containers:", "  initContainers:");
+    let native = Config::from_yaml(&config_with(&[("spire", &native)])).unwrap();
+    assert_eq!(
+        warnings_of(&shop("sidecar,spire"), &native),
+        Vec::<String>::new()
+    );
+    let mut classic_pod = shop("sidecar,spire");
+    classic_pod["spec"]["template"]["metadata"]["annotations"]["sidecar.istio.io/nativeSidecar"] =
+        Value::String("false".into());
+    assert_eq!(warnings_of(&classic_pod, &classic), Vec::<String>::new());
+
+    // Written as Istio's sidecar template decides (`.NativeSidecars` is the
+    // mesh-wide setting; the pod's annotation overrides it), one template
+    // serves both forms. This is the README's SPIRE example.
+    let either = SPIRE_CLASSIC.replace(
+        "spec:\n  containers:",
+        "{{- $native := ne (index .ObjectMeta.Annotations \"sidecar.istio.io/nativeSidecar\" | default (printf \"%t\" .NativeSidecars)) \"false\" }}\n\
+         spec:\n  {{ if $native }}initContainers{{ else }}containers{{ end }}:",
+    );
+    let either = Config::from_yaml(&config_with(&[("spire", &either)])).unwrap();
+    for (pod, field) in [
+        (shop("sidecar,spire"), "initContainers"),
+        (classic_pod.clone(), "containers"),
+    ] {
+        let Outcome::Injected {
+            mutated, decision, ..
+        } = inject(&pod, &Context::default(), &either).unwrap()
+        else {
+            panic!("not injected");
+        };
+        assert_eq!(decision.warnings, Vec::<String>::new());
+        let proxy = mutated["spec"]["template"]["spec"][field]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "istio-proxy")
+            .expect("the proxy");
+        assert!(
+            proxy["volumeMounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["mountPath"] == "/var/run/secrets/workload-spiffe-uds"),
+            "{proxy}"
+        );
+    }
+
+    // `.NativeSidecars` itself is the mesh-wide setting, as in Istio, even
+    // where the pod's annotation says otherwise.
+    let probe = "metadata:\n  annotations:\n    example.com/native: \"{{ .NativeSidecars }}\"\n";
+    let probe = Config::from_yaml(&config_with(&[("probe", probe)])).unwrap();
+    let mut annotated = classic_pod.clone();
+    annotated["spec"]["template"]["metadata"]["annotations"]["inject.istio.io/templates"] =
+        Value::String("sidecar,probe".into());
+    let Outcome::Injected { mutated, .. } =
+        inject(&annotated, &Context::default(), &probe).unwrap()
+    else {
+        panic!("not injected");
+    };
+    assert_eq!(
+        mutated["spec"]["template"]["metadata"]["annotations"]["example.com/native"],
+        "true"
+    );
+
+    // The built-in templates never warn.
+    for templates in ["sidecar", "gateway", "grpc-agent", "grpc-simple"] {
+        assert_eq!(
+            warnings_of(&shop(templates), &Config::default()),
+            Vec::<String>::new(),
+            "{templates}"
+        );
+    }
+}
+
 #[test]
 fn every_file_is_read() {
     let read_by_tests = [

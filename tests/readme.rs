@@ -9,6 +9,8 @@
 //!   blocks that call `curl` are skipped, saying so, where it is absent
 //!   (outside CI). The quick start's `cargo test` is the command running
 //!   this test, so it is the one line not run again.
+//! - Every `yaml` block that is an injector configuration (it starts with
+//!   `values:` or `meshConfig:`) loads as one.
 //! - The reference sections cover what the code has: every flag of every
 //!   subcommand, every configuration key, every metric, every skip reason.
 
@@ -387,4 +389,25 @@ fn every_metric_and_skip_reason_is_documented() {
         reasons.is_empty(),
         "skip reasons the README does not document: {reasons:?}"
     );
+}
+
+#[test]
+fn every_configuration_example_loads() {
+    let readme = readme();
+    let mut examples = 0;
+    let mut rest = readme.as_str();
+    while let Some(start) = rest.find("```yaml\n") {
+        let body = &rest[start + "```yaml\n".len()..];
+        let end = body.find("```").expect("a closed yaml block");
+        let text = &body[..end];
+        rest = &body[end + 3..];
+        if !(text.starts_with("values:") || text.starts_with("meshConfig:")) {
+            continue;
+        }
+        examples += 1;
+        if let Err(e) = outrigger::config::Config::from_yaml(text) {
+            panic!("README's configuration example does not load: {e}\n{text}");
+        }
+    }
+    assert!(examples > 0, "no configuration example found");
 }

@@ -132,8 +132,12 @@ fn template_data(i: &Inputs) -> Value {
         "MeshConfig": s.user_templates.mesh_config,
         "Values": s.user_templates.values,
         "Revision": s.revision,
-        "NativeSidecars": i.native,
-        "NativeSidecar": i.native,
+        // Istio's `.NativeSidecars` is the mesh-wide setting, not the pod's
+        // `sidecar.istio.io/nativeSidecar`: its sidecar template combines
+        // the two itself, and a user template written for Istio must see
+        // what it sees there.
+        "NativeSidecars": s.native_sidecars,
+        "NativeSidecar": s.native_sidecars,
         "ProxyImage": i.image(&s.proxy_image),
         "ProxyInitImage": i.image(&s.init_image),
         "ProxyUID": 1337,

@@ -190,12 +190,12 @@ pub fn admit(body: &[u8], config: &Config) -> Result<Admitted, ReviewError> {
             // Istio's value semantics: a bad sidecar.istio.io/inject value
             // is not a denial, but the user should hear of it (kubectl
             // prints AdmissionReview warnings).
-            let warnings = inject::warnings(&object);
-            if !warnings.is_empty() {
-                response.warnings = Some(warnings);
-            }
-            match inject::inject_patch(&object, &ctx, config) {
+            let mut warnings = inject::warnings(&object);
+            let verdict = match inject::inject_patch(&object, &ctx, config) {
                 Ok(PatchOutcome::Injected { patch: p, decision }) => {
+                    // What the API server will refuse in the injected pod,
+                    // said in a sentence that names the fix.
+                    warnings.extend(decision.all_warnings());
                     patch = Some(p);
                     match decision.reinjected {
                         Some(changes) => Verdict::Reinjected(changes),
@@ -211,7 +211,11 @@ pub fn admit(body: &[u8], config: &Config) -> Result<Admitted, ReviewError> {
                     response.result.reason = "BadRequest".into();
                     Verdict::Denied(message)
                 }
+            };
+            if !warnings.is_empty() {
+                response.warnings = Some(warnings);
             }
+            verdict
         }
     };
     let body = encode::encode_response(&response, patch.as_deref());

@@ -284,6 +284,32 @@ fn an_inject_value_istio_does_not_accept_is_a_warning_and_the_namespaces_policy(
 }
 
 #[test]
+fn a_pod_the_api_server_will_refuse_is_injected_as_istio_does_with_a_warning() {
+    let cfg = Config::from_yaml(
+        "values:\n  sidecarInjectorWebhook:\n    templates:\n      extra: |\n        spec:\n          containers:\n          - name: istio-proxy\n            env: [{name: X, value: \"1\"}]\n",
+    )
+    .unwrap();
+    let mut spire = pod();
+    spire["metadata"]["annotations"] = json!({"inject.istio.io/templates": "sidecar,extra"});
+    let admitted = admit(
+        &review("admission.k8s.io/v1", "", "Pod", "CREATE", &spire),
+        &cfg,
+    )
+    .unwrap();
+    let response = &response_of(&admitted)["response"];
+    assert!(response["patch"].is_string(), "{response}");
+    let warnings = response["warnings"].as_array().expect("warnings");
+    assert_eq!(warnings.len(), 1, "{response}");
+    assert!(
+        warnings[0]
+            .as_str()
+            .unwrap()
+            .contains("two containers named \"istio-proxy\""),
+        "{response}"
+    );
+}
+
+#[test]
 fn engine_errors_are_denied_with_the_engines_message() {
     for object in rejected_objects() {
         let err = engine(&object).expect_err("the engine accepted a bad annotation");
