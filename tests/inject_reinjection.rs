@@ -229,6 +229,15 @@ fn as_admitted(mut spec: Value) -> Value {
             }
         }
     }
+    // A volume without a source (Istio's grpc-agent template writes
+    // `emptyDir:` with no value) is defaulted to an empty emptyDir.
+    for volume in spec["volumes"].as_array_mut().unwrap() {
+        let volume = volume.as_object_mut().unwrap();
+        volume.retain(|_, v| !v.is_null());
+        if volume.len() == 1 {
+            volume.insert("emptyDir".into(), json!({}));
+        }
+    }
     spec["volumes"]
         .as_array_mut()
         .unwrap()
@@ -323,6 +332,40 @@ fn a_replicaset_of_its_own_is_injected_like_any_workload() {
     replicaset["metadata"]["ownerReferences"] =
         json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "x"}]);
     injected(&replicaset, &config(&[]));
+}
+
+/// Seen on a real API server: the grpc-agent template's volumes without a
+/// source (`emptyDir:`, as Istio writes them) come back defaulted to
+/// `emptyDir: {}`, and every pod of an injected Deployment was re-injected.
+#[test]
+fn every_built_in_templates_pod_is_injected_once() {
+    let cfg = config(&[]);
+    for templates in ["sidecar", "gateway", "grpc-agent", "grpc-simple"] {
+        let mut deploy = deployment();
+        deploy["spec"]["template"]["metadata"]["annotations"] =
+            json!({"inject.istio.io/templates": templates});
+        let (deploy, _, _) = injected(&deploy, &cfg);
+        let template = &deploy["spec"]["template"];
+        let mut metadata = template["metadata"].clone();
+        metadata["generateName"] = json!("web-7d9c8b6f5-");
+        metadata["labels"]["pod-template-hash"] = json!("7d9c8b6f5");
+        metadata["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7d9c8b6f5", "controller": true}]);
+        let pod = json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": metadata,
+            "spec": as_admitted(template["spec"].clone()),
+        });
+        match inject(&pod, &ctx(), &cfg) {
+            Ok(Outcome::Skipped { reason }) => {
+                assert_eq!(reason.name(), "already-injected", "{templates}")
+            }
+            Ok(Outcome::Injected { decision, .. }) => {
+                panic!("{templates}: re-injected: {:?}", decision.reinjected)
+            }
+            Err(e) => panic!("{templates}: {e}"),
+        }
+    }
 }
 
 #[test]

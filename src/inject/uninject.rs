@@ -469,7 +469,7 @@ fn covers_at(current: &Value, fresh: &Value, key: &str) -> bool {
     match (current, fresh) {
         (Value::Object(c), Value::Object(f)) => {
             f.iter()
-                .all(|(k, fv)| c.get(k).is_some_and(|cv| covers_at(cv, fv, k)))
+                .all(|(k, fv)| c.get(k).map_or(fv.is_null(), |cv| covers_at(cv, fv, k)))
                 && (key != "container"
                     || c.keys().all(|k| {
                         f.contains_key(k) || DEFAULTED_CONTAINER_FIELDS.contains(&k.as_str())
@@ -501,6 +501,10 @@ fn covers_at(current: &Value, fresh: &Value, key: &str) -> bool {
                 c.len() == f.len() && c.iter().zip(f).all(|(ci, fi)| covers_at(ci, fi, item))
             }
         }
+        // A null is no value: the API server drops it, or defaults it (a
+        // volume's `emptyDir:` with no value, as Istio's grpc-agent
+        // template writes it, comes back `emptyDir: {}`).
+        (c, Value::Null) => c.is_null() || c.as_object().is_some_and(|m| m.is_empty()),
         _ => current == fresh,
     }
 }
