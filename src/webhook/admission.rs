@@ -4,9 +4,10 @@
 //!
 //! Implements the mutating side of Kubernetes' [dynamic admission control]:
 //! `admission.k8s.io/v1` and `v1beta1` reviews are answered in the request's
-//! own version, echoing its `uid`. Pods are injected on `CREATE`; pod-owning
-//! workloads on `CREATE` and `UPDATE` (so that editing a Deployment's template
-//! keeps its sidecar); everything else is allowed unchanged. `dryRun` requests
+//! own version, echoing its `uid`. Pods and Jobs (whose templates are
+//! immutable) are injected on `CREATE`; other pod-owning workloads on
+//! `CREATE` and `UPDATE` (so that editing a Deployment's template keeps its
+//! sidecar); everything else is allowed unchanged. `dryRun` requests
 //! are answered identically: nothing here has side effects.
 //!
 //! The object is handed to the engine exactly as the API server sent it (a raw
@@ -34,7 +35,10 @@ const INJECTED_KINDS: [(&str, &[&str], &[Operation]); 8] = [
     ("StatefulSet", APPS, CREATE_UPDATE),
     ("DaemonSet", APPS, CREATE_UPDATE),
     ("ReplicaSet", APPS, CREATE_UPDATE),
-    ("Job", &["batch"], CREATE_UPDATE),
+    // A Job's pod template is immutable: re-injecting an UPDATE after an
+    // upgrade (a label, Kueue's `suspend`, a finalizer removed) would have
+    // the API server refuse the update (seen on a real one).
+    ("Job", &["batch"], &[Operation::Create]),
     ("CronJob", &["batch"], CREATE_UPDATE),
     ("ReplicationController", &[""], CREATE_UPDATE),
 ];

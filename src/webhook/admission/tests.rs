@@ -141,6 +141,64 @@ fn assert_skipped(body: &[u8], reason: &'static str) {
 }
 
 #[test]
+fn jobs_are_not_injected_on_update_their_template_is_immutable() {
+    let mut job = deployment();
+    job["apiVersion"] = json!("batch/v1");
+    job["kind"] = json!("Job");
+    assert_injected_like_engine("admission.k8s.io/v1", "batch", "CREATE", job.clone());
+    assert_skipped(
+        &review("admission.k8s.io/v1", "batch", "Job", "UPDATE", &job),
+        "ignored-operation",
+    );
+}
+
+/// The shipped webhook configurations send exactly what [`INJECTED_KINDS`]
+/// injects: every kind and operation it injects, and nothing it would only
+/// skip (a Job UPDATE sent for nothing would still wait on the webhook).
+#[test]
+fn the_shipped_webhook_rules_match_the_injected_kinds() {
+    let mut want: Vec<(String, String, String)> = Vec::new();
+    for (kind, groups, operations) in INJECTED_KINDS {
+        let resource = format!("{}s", kind.to_ascii_lowercase());
+        for operation in operations {
+            want.push((
+                groups[0].to_string(),
+                resource.clone(),
+                operation_name(operation).into(),
+            ));
+        }
+    }
+    want.sort();
+    for file in [
+        "manifests/mutatingwebhookconfiguration.yaml",
+        "manifests/overlays/revision-canary/mutatingwebhookconfiguration.yaml",
+    ] {
+        let text =
+            std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file))
+                .unwrap();
+        let config: Value = serde_yaml::from_str(&text).unwrap();
+        for webhook in config["webhooks"].as_array().unwrap() {
+            let mut got = Vec::new();
+            for rule in webhook["rules"].as_array().unwrap() {
+                for group in rule["apiGroups"].as_array().unwrap() {
+                    for resource in rule["resources"].as_array().unwrap() {
+                        for operation in rule["operations"].as_array().unwrap() {
+                            got.push((
+                                group.as_str().unwrap().to_string(),
+                                resource.as_str().unwrap().to_string(),
+                                operation.as_str().unwrap().to_string(),
+                            ));
+                        }
+                    }
+                }
+            }
+            got.sort();
+            assert_eq!(got, want, "{file}: {}", webhook["name"]);
+        }
+    }
+}
+
+#[test]
 fn pods_are_not_injected_on_update() {
     assert_skipped(
         &review("admission.k8s.io/v1", "", "Pod", "UPDATE", &pod()),
