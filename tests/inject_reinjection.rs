@@ -135,6 +135,22 @@ fn hold_application_until_proxy_starts_is_a_re_injection_both_ways() {
 }
 
 #[test]
+fn a_changed_injected_volume_is_named_as_the_change() {
+    let cfg = config(&[]);
+    let (mut deploy, _, _) = injected(&deployment(), &cfg);
+    let volumes = deploy["spec"]["template"]["spec"]["volumes"]
+        .as_array_mut()
+        .unwrap();
+    let data = volumes
+        .iter_mut()
+        .find(|v| v["name"] == "istio-data")
+        .unwrap();
+    *data = json!({"name": "istio-data", "hostPath": {"path": "/tmp"}});
+    let (_, decision, _) = injected(&deploy, &cfg);
+    assert_eq!(decision.reinjected.as_deref(), Some("volumes"));
+}
+
+#[test]
 fn an_unchanged_injection_is_already_injected() {
     let cfg = config(&[]);
     let (once, _, _) = injected(&deployment(), &cfg);

@@ -427,11 +427,23 @@ pub fn changes(current: &Value, previous: &Status, fresh: &Value, now: &Status) 
         out.push("app probes rewritten again".into());
     }
     if out.is_empty() {
-        if !covers(&old.unwrap_or(Value::Null), &new.unwrap_or(Value::Null)) {
-            out.push("proxy container".into());
-        } else {
-            out.push("pod metadata".into());
-        }
+        let spec = |pod: &Value, k: &str| pod["spec"].get(k).cloned().unwrap_or(Value::Null);
+        out.push(
+            if !covers(&old.unwrap_or(Value::Null), &new.unwrap_or(Value::Null)) {
+                "proxy container"
+            } else if !covers_at(
+                &spec(current, "volumes"),
+                &spec(fresh, "volumes"),
+                "volumes",
+            ) {
+                "volumes"
+            } else if !covers(&current["metadata"], &fresh["metadata"]) {
+                "pod metadata"
+            } else {
+                "pod spec"
+            }
+            .into(),
+        );
     }
     out.join(", ")
 }
