@@ -7,7 +7,8 @@
 //! own version, echoing its `uid`. Pods and Jobs (whose templates are
 //! immutable) are injected on `CREATE`; other pod-owning workloads on
 //! `CREATE` and `UPDATE` (so that editing a Deployment's template keeps its
-//! sidecar); everything else is allowed unchanged. `dryRun` requests
+//! sidecar), an `UPDATE` that leaves the pod template alone excepted;
+//! everything else is allowed unchanged. `dryRun` requests
 //! are answered identically: nothing here has side effects.
 //!
 //! The object is handed to the engine exactly as the API server sent it (a raw
@@ -47,12 +48,14 @@ const CREATE_UPDATE: &[Operation] = &[Operation::Create, Operation::Update];
 
 /// The webhook's own skip reasons (besides the engine's
 /// [`crate::inject::SKIP_REASONS`]): a kind it never injects, an operation
-/// it does not inject on, a subresource, a review without an object.
-pub const WEBHOOK_SKIP_REASONS: [&str; 4] = [
+/// it does not inject on, a subresource, a review without an object, an
+/// update that leaves the pod template as it was.
+pub const WEBHOOK_SKIP_REASONS: [&str; 5] = [
     "ignored-kind",
     "ignored-operation",
     "subresource",
     "no-object",
+    "template-unchanged",
 ];
 
 /// A request body that is not an admission review this webhook can answer:
@@ -152,7 +155,7 @@ pub fn admit(body: &[u8], config: &Config) -> Result<Admitted, ReviewError> {
         other => return Err(ReviewError::WrongVersion(describe(other))),
     }
     // Keep the object raw (lossless) and leave only the small envelope to the
-    // typed parse; the old object is never needed.
+    // typed parse; of the old object, only its pod template is compared.
     let request = match top.get_mut("request") {
         Some(Value::Object(request)) => request,
         None | Some(Value::Null) => return Err(ReviewError::MissingRequest),
@@ -163,7 +166,7 @@ pub fn admit(body: &[u8], config: &Config) -> Result<Admitted, ReviewError> {
         }
     };
     let object = request.remove("object").filter(|o| !o.is_null());
-    request.remove("oldObject");
+    let old_object = request.remove("oldObject").filter(|o| !o.is_null());
     let review: AdmissionReview<DynamicObject> =
         serde_json::from_value(doc).map_err(ReviewError::MalformedRequest)?;
     let request: AdmissionRequest<DynamicObject> =
@@ -186,6 +189,9 @@ pub fn admit(body: &[u8], config: &Config) -> Result<Admitted, ReviewError> {
     summary.verdict = match (injects(&request), object) {
         (Err(reason), _) => Verdict::Skipped(reason),
         (Ok(()), None) => Verdict::Skipped("no-object"),
+        (Ok(()), Some(object)) if template_unchanged(&object, old_object.as_ref()) => {
+            Verdict::Skipped("template-unchanged")
+        }
         (Ok(()), Some(object)) => {
             let ctx = Context {
                 namespace: request.namespace.clone().filter(|ns| !ns.is_empty()),
@@ -246,6 +252,25 @@ fn injects(request: &AdmissionRequest<DynamicObject>) -> Result<(), &'static str
         return Err("ignored-operation");
     }
     Ok(())
+}
+
+/// Whether an update leaves the workload's pod template as it was (a label,
+/// the replica count, an annotation of the workload's own). Such an update
+/// is not injected: re-injecting it after an upgrade would change the
+/// template and so restart every pod for an edit that was not about them,
+/// and a workload created before its namespace was selected would be
+/// injected, and restarted, by its next unrelated update. The proxies
+/// follow a new configuration when the template changes (`kubectl rollout
+/// restart`, a new image), as in Istio, where pods change only when they
+/// are created.
+fn template_unchanged(object: &Value, old_object: Option<&Value>) -> bool {
+    let Some(old) = old_object else {
+        return false;
+    };
+    let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
+    inject::pod_location(kind).is_some_and(|(meta, spec)| {
+        object.pointer(meta) == old.pointer(meta) && object.pointer(spec) == old.pointer(spec)
+    })
 }
 
 /// The request kind as a bounded metric label: an injected kind's name, or

@@ -140,6 +140,61 @@ fn assert_skipped(body: &[u8], reason: &'static str) {
     assert_eq!(admitted.summary.verdict, Verdict::Skipped(reason));
 }
 
+fn update(old: &Value, new: &Value) -> Vec<u8> {
+    let mut body: Value = serde_json::from_slice(&review(
+        "admission.k8s.io/v1",
+        "apps",
+        "Deployment",
+        "UPDATE",
+        new,
+    ))
+    .unwrap();
+    body["request"]["oldObject"] = old.clone();
+    serde_json::to_vec(&body).unwrap()
+}
+
+/// After an upgrade, a label added to an injected Deployment left its pods
+/// alone; a template edit (`kubectl rollout restart`) brings the new proxy.
+#[test]
+fn an_update_that_leaves_the_pod_template_alone_is_not_injected() {
+    let old_config = Config::from_yaml("values:\n  global:\n    tag: 1.25.0\n").unwrap();
+    let Outcome::Injected {
+        mutated: stored, ..
+    } = inject::inject(&deployment(), &Context::default(), &old_config).unwrap()
+    else {
+        panic!("not injected");
+    };
+    let mut labelled = stored.clone();
+    labelled["metadata"]["labels"] = json!({"team": "a"});
+    labelled["spec"]["replicas"] = json!(5);
+    let admitted = admit(&update(&stored, &labelled), &Config::default()).unwrap();
+    assert_eq!(
+        admitted.summary.verdict,
+        Verdict::Skipped("template-unchanged")
+    );
+    assert!(response_of(&admitted)["response"].get("patch").is_none());
+
+    let mut restarted = stored.clone();
+    restarted["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"] =
+        json!("2026-12-04T04:40:00Z");
+    let admitted = admit(&update(&stored, &restarted), &Config::default()).unwrap();
+    assert!(
+        matches!(&admitted.summary.verdict, Verdict::Reinjected(change) if change.contains("proxy image")),
+        "{:?}",
+        admitted.summary.verdict
+    );
+
+    // A Deployment created before its namespace was selected: a label
+    // leaves it as it is; its next template change injects it.
+    let mut plain = deployment();
+    plain["metadata"]["labels"] = json!({"team": "a"});
+    let admitted = admit(&update(&deployment(), &plain), &Config::default()).unwrap();
+    assert_eq!(
+        admitted.summary.verdict,
+        Verdict::Skipped("template-unchanged")
+    );
+}
+
 #[test]
 fn jobs_are_not_injected_on_update_their_template_is_immutable() {
     let mut job = deployment();
