@@ -97,6 +97,9 @@ pub struct Decision {
     /// that say why and what to change (see [`refusals`]). Injection still
     /// gives what Istio gives; the webhook returns these as warnings.
     pub warnings: Vec<String>,
+    /// The pod opted out (`rule_name` says how) of an injection an earlier
+    /// configuration made: the patch removes what that injection added.
+    pub removed: bool,
 }
 
 impl Decision {
@@ -460,6 +463,7 @@ impl Candidate<'_> {
             items: Vec::new(),
             reinjected: None,
             warnings: Vec::new(),
+            removed: false,
         }
     }
 }
@@ -543,8 +547,69 @@ fn candidate<'o>(
 fn inject_one(object: &Value, ctx: &Context, cfg: &Config) -> Result<Prepared, InjectError> {
     match candidate(object, ctx, cfg)? {
         Ok(candidate) => inject_candidate(object, candidate, cfg),
+        Err(reason)
+            if matches!(
+                reason.name(),
+                "pod-label-opt-out" | "pod-annotation-opt-out"
+            ) =>
+        {
+            remove_opted_out(object, ctx, cfg, reason)
+        }
         Err(reason) => Ok(Prepared::Skipped(reason)),
     }
+}
+
+/// A pod template that opts out (`sidecar.istio.io/inject: "false"`) but
+/// still carries an earlier injection loses it: in Istio, where only pods
+/// are injected, the opt-out gives the next pods no sidecar, and so it does
+/// here. Seen on a real API server before this: a Deployment's template
+/// annotated to opt out kept its sidecar in every new pod. Anything else
+/// is the skip it was.
+fn remove_opted_out(
+    object: &Value,
+    ctx: &Context,
+    cfg: &Config,
+    reason: SkipReason,
+) -> Result<Prepared, InjectError> {
+    let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
+    let Some((meta_ptr, spec_ptr)) = pod_location(kind) else {
+        return Ok(Prepared::Skipped(reason));
+    };
+    let (Some(metadata), Some(spec)) = (at(object, meta_ptr), at(object, spec_ptr)) else {
+        return Ok(Prepared::Skipped(reason));
+    };
+    if uninject::status_of(metadata).is_none() {
+        return Ok(Prepared::Skipped(reason));
+    }
+    let namespace = ctx
+        .namespace
+        .clone()
+        .or_else(|| {
+            at(object, "/metadata/namespace")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "default".into());
+    let mut pod = serde_json::json!({"metadata": metadata, "spec": spec});
+    let workload = workload::Workload::of(object, &namespace);
+    uninject::uninject_pod(&mut pod, &workload, cfg.settings());
+    Ok(Prepared::Injected {
+        decision: Decision {
+            rule: reason.sentence().to_string(),
+            rule_name: reason.name(),
+            added: Added::default(),
+            items: Vec::new(),
+            reinjected: None,
+            warnings: Vec::new(),
+            removed: true,
+        },
+        pod: Box::new(InjectedPod {
+            metadata: pod["metadata"].take(),
+            spec: pod["spec"].take(),
+            meta_ptr,
+            spec_ptr,
+        }),
+    })
 }
 
 /// Injects a candidate. An object an earlier injection marked (its status
@@ -708,6 +773,7 @@ fn inject_list(object: &Value, ctx: &Context, cfg: &Config) -> Result<Outcome, I
             items: outcomes,
             reinjected: None,
             warnings: Vec::new(),
+            removed: false,
         },
     })
 }

@@ -205,6 +205,7 @@ async fn inject(
     let result = match &summary.verdict {
         Verdict::Injected => RequestResult::Injected,
         Verdict::Reinjected(_) => RequestResult::Reinjected,
+        Verdict::Removed(_) => RequestResult::Removed,
         Verdict::Skipped(reason) => {
             state.metrics.skip(reason);
             RequestResult::Skipped
@@ -216,6 +217,7 @@ async fn inject(
     let reason = match &summary.verdict {
         Verdict::Injected => "",
         Verdict::Reinjected(changes) => changes,
+        Verdict::Removed(reason) => reason,
         Verdict::Skipped(reason) => reason,
         Verdict::Denied(message) => message,
     };

@@ -150,6 +150,34 @@ fn a_changed_injected_volume_is_named_as_the_change() {
     assert_eq!(decision.reinjected.as_deref(), Some("volumes"));
 }
 
+/// Seen on a real API server: a Deployment's template annotated
+/// `sidecar.istio.io/inject: "false"` after it was injected kept its
+/// sidecar in every new pod; in Istio the next pods have none.
+#[test]
+fn opting_out_after_an_injection_removes_it() {
+    let cfg = config(&[]);
+    for (field, name) in [
+        ("annotations", "pod-annotation-opt-out"),
+        ("labels", "pod-label-opt-out"),
+    ] {
+        let (injected_deploy, _, _) = injected(&deployment(), &cfg);
+        let mut opted_out = injected_deploy.clone();
+        opted_out["spec"]["template"]["metadata"][field]["sidecar.istio.io/inject"] =
+            json!("false");
+        let (removed, decision, patch) = injected(&opted_out, &cfg);
+        assert!(decision.removed, "{decision:?}");
+        assert_eq!(decision.rule_name, name);
+        let mut want = deployment();
+        want["spec"]["template"]["metadata"][field]["sidecar.istio.io/inject"] = json!("false");
+        assert_eq!(removed, want, "exactly the user's Deployment, opt-out kept");
+        let mut patched = opted_out.clone();
+        json_patch::patch(&mut patched, &patch).unwrap();
+        assert_eq!(patched, removed);
+        // Once removed, it is an ordinary opt-out.
+        assert_eq!(skip_name(&removed, &cfg), name);
+    }
+}
+
 #[test]
 fn an_unchanged_injection_is_already_injected() {
     let cfg = config(&[]);

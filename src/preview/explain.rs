@@ -51,6 +51,12 @@ fn write_skip(out: &mut String, head: &str, reason: &SkipReason, indent: &str) {
 }
 
 fn write_injected(out: &mut String, head: &str, decision: &Decision, indent: &str) {
+    if decision.removed {
+        // An earlier injection, removed: the pod opts out now.
+        let _ = writeln!(out, "{head}removed ({})", decision.rule_name);
+        let _ = writeln!(out, "{indent}reason: {}", decision.rule);
+        return;
+    }
     match &decision.reinjected {
         // An earlier injection differs from what injection gives now.
         Some(changes) => {

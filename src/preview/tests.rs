@@ -294,6 +294,7 @@ fn decision(rule_name: &'static str, containers: &[&str], items: &[ItemOutcome])
         items: items.to_vec(),
         reinjected: None,
         warnings: Vec::new(),
+        removed: false,
     }
 }
 

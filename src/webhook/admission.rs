@@ -95,6 +95,10 @@ pub enum Verdict {
     /// Allowed with a patch replacing an earlier injection made under
     /// another configuration; what changes, briefly.
     Reinjected(String),
+    /// Allowed with a patch removing an earlier injection from a pod (or
+    /// template) that now opts out, for this reason (`pod-label-opt-out`,
+    /// `pod-annotation-opt-out`).
+    Removed(&'static str),
     /// Allowed unchanged, for this stable reason (the engine's skip names,
     /// plus `ignored-kind`, `ignored-operation`, `subresource`, `no-object`).
     Skipped(&'static str),
@@ -103,11 +107,13 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    /// One word for logs: `injected`, `reinjected`, `skipped` or `denied`.
+    /// One word for logs: `injected`, `reinjected`, `removed`, `skipped` or
+    /// `denied`.
     pub fn word(&self) -> &'static str {
         match self {
             Verdict::Injected => "injected",
             Verdict::Reinjected(_) => "reinjected",
+            Verdict::Removed(_) => "removed",
             Verdict::Skipped(_) => "skipped",
             Verdict::Denied(_) => "denied",
         }
@@ -208,6 +214,7 @@ pub fn admit(body: &[u8], config: &Config) -> Result<Admitted, ReviewError> {
                     warnings.extend(decision.all_warnings());
                     patch = Some(p);
                     match decision.reinjected {
+                        _ if decision.removed => Verdict::Removed(decision.rule_name),
                         Some(changes) => Verdict::Reinjected(changes),
                         None => Verdict::Injected,
                     }

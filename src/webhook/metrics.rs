@@ -23,6 +23,9 @@ pub enum RequestResult {
     Injected,
     /// Allowed with a patch that replaces an outdated injection.
     Reinjected,
+    /// Allowed with a patch removing an earlier injection (the pod opted
+    /// out).
+    Removed,
     /// Allowed unchanged (a skip: see `outrigger_injection_skips_total`).
     Skipped,
     /// Denied: the engine rejected the object (e.g. a bad annotation).
@@ -39,6 +42,7 @@ impl RequestResult {
         match self {
             RequestResult::Injected => "injected",
             RequestResult::Reinjected => "reinjected",
+            RequestResult::Removed => "removed",
             RequestResult::Skipped => "skipped",
             RequestResult::Denied => "denied",
             RequestResult::Invalid => "invalid",

@@ -196,6 +196,32 @@ fn an_update_that_leaves_the_pod_template_alone_is_not_injected() {
 }
 
 #[test]
+fn an_injected_template_that_opts_out_loses_its_sidecar() {
+    let Outcome::Injected {
+        mutated: stored, ..
+    } = engine(&deployment()).unwrap()
+    else {
+        panic!("not injected");
+    };
+    let mut opted_out = stored.clone();
+    opted_out["spec"]["template"]["metadata"]["annotations"]["sidecar.istio.io/inject"] =
+        json!("false");
+    let admitted = admit(&update(&stored, &opted_out), &Config::default()).unwrap();
+    assert_eq!(
+        admitted.summary.verdict,
+        Verdict::Removed("pod-annotation-opt-out")
+    );
+    let patched = apply(&response_of(&admitted)["response"], &opted_out);
+    let containers = &patched["spec"]["template"]["spec"]["containers"];
+    assert_eq!(containers.as_array().unwrap().len(), 1, "{containers}");
+    assert!(
+        patched["spec"]["template"]["spec"]
+            .get("initContainers")
+            .is_none()
+    );
+}
+
+#[test]
 fn jobs_are_not_injected_on_update_their_template_is_immutable() {
     let mut job = deployment();
     job["apiVersion"] = json!("batch/v1");
