@@ -12,7 +12,7 @@
 //! AdmissionReview warnings (kubectl prints them) and on the preview's
 //! standard error.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
@@ -21,7 +21,7 @@ use super::templates::TEMPLATES_ANNOTATION;
 
 /// One sentence per problem in the injected pod `spec`; `annotations` are
 /// the pod's, for the templates it asked for.
-pub fn of(spec: &Value, annotations: &std::collections::BTreeMap<String, String>) -> Vec<String> {
+pub fn of(spec: &Value, annotations: &BTreeMap<String, String>) -> Vec<String> {
     let named = |field: &str| -> Vec<&Value> {
         spec.get(field)
             .and_then(Value::as_array)
