@@ -759,15 +759,28 @@ fn inject_list(object: &Value, ctx: &Context, cfg: &Config) -> Result<Outcome, I
         });
     }
     let patch = patch::diff(object, &mutated);
-    let count = outcomes
-        .iter()
-        .filter(|o| matches!(o, ItemOutcome::Injected(_)))
-        .count();
+    let count = |removed: bool| {
+        outcomes
+            .iter()
+            .filter(|o| matches!(o, ItemOutcome::Injected(d) if d.removed == removed))
+            .count()
+    };
+    let mut rule = format!(
+        "{} of {} List items get the sidecar",
+        count(false),
+        items.len()
+    );
+    if count(true) > 0 {
+        rule.push_str(&format!(
+            ", {} lose an earlier one (they opt out)",
+            count(true)
+        ));
+    }
     Ok(Outcome::Injected {
         patch,
         mutated,
         decision: Decision {
-            rule: format!("{count} of {} List items get the sidecar", items.len()),
+            rule,
             rule_name: "list",
             added: Added::default(),
             items: outcomes,

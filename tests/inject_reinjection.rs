@@ -176,6 +176,18 @@ fn opting_out_after_an_injection_removes_it() {
         // Once removed, it is an ordinary opt-out.
         assert_eq!(skip_name(&removed, &cfg), name);
     }
+
+    // In a List, the removal is counted apart from the injections.
+    let (injected_deploy, _, _) = injected(&deployment(), &cfg);
+    let mut opted_out = injected_deploy;
+    opted_out["spec"]["template"]["metadata"]["annotations"]["sidecar.istio.io/inject"] =
+        json!("false");
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": [deployment(), opted_out]});
+    let (_, decision, _) = injected(&list, &cfg);
+    assert_eq!(
+        decision.rule,
+        "1 of 2 List items get the sidecar, 1 lose an earlier one (they opt out)"
+    );
 }
 
 #[test]
