@@ -508,16 +508,7 @@ fn candidate<'o>(
     };
     check_shape(meta, spec, kind)?;
     let s = cfg.settings();
-    let namespace = ctx
-        .namespace
-        .clone()
-        .or_else(|| {
-            at(object, "/metadata/namespace")
-                .and_then(Value::as_str)
-                .filter(|n| !n.is_empty())
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| "default".into());
+    let namespace = namespace_of(object, ctx);
     let labels = string_map(meta.get("labels"));
     let annotations = string_map(meta.get("annotations"));
     let host_network = spec.get("hostNetwork").and_then(Value::as_bool) == Some(true);
@@ -542,6 +533,19 @@ fn candidate<'o>(
         workload: workload::Workload::of(object, &namespace),
         rule,
     }))
+}
+
+/// The object's namespace: the request's, else its own, else `default`.
+fn namespace_of(object: &Value, ctx: &Context) -> String {
+    ctx.namespace
+        .clone()
+        .or_else(|| {
+            at(object, "/metadata/namespace")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "default".into())
 }
 
 fn inject_one(object: &Value, ctx: &Context, cfg: &Config) -> Result<Prepared, InjectError> {
@@ -581,17 +585,8 @@ fn remove_opted_out(
     if uninject::status_of(metadata).is_none() {
         return Ok(Prepared::Skipped(reason));
     }
-    let namespace = ctx
-        .namespace
-        .clone()
-        .or_else(|| {
-            at(object, "/metadata/namespace")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| "default".into());
     let mut pod = serde_json::json!({"metadata": metadata, "spec": spec});
-    let workload = workload::Workload::of(object, &namespace);
+    let workload = workload::Workload::of(object, &namespace_of(object, ctx));
     uninject::uninject_pod(&mut pod, &workload, cfg.settings());
     Ok(Prepared::Injected {
         decision: Decision {

@@ -302,6 +302,24 @@ fn as_admitted(mut spec: Value) -> Value {
     spec
 }
 
+const REPLICA_SET: (&str, &str, &str) = ("apps/v1", "ReplicaSet", "web-7d9c8b6f5");
+
+/// The pod a controller (`apiVersion`, `kind`, `name`) creates from
+/// `template`, as the API server admits it (see [`as_admitted`]).
+fn pod_made_by(template: &Value, (api_version, kind, name): (&str, &str, &str)) -> Value {
+    let mut metadata = template["metadata"].clone();
+    metadata["generateName"] = json!(format!("{name}-"));
+    metadata["namespace"] = json!("shop");
+    metadata["ownerReferences"] =
+        json!([{"apiVersion": api_version, "kind": kind, "name": name, "controller": true}]);
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": metadata,
+        "spec": as_admitted(template["spec"].clone()),
+    })
+}
+
 #[test]
 fn deployment_replicaset_and_pod_are_injected_once() {
     let cfg = config(&[]);
@@ -319,16 +337,7 @@ fn deployment_replicaset_and_pod_are_injected_once() {
         "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": template}
     });
     assert_eq!(skip_name(&replicaset, &cfg), "controlled-by-owner");
-    let mut metadata = template["metadata"].clone();
-    metadata["generateName"] = json!("web-7d9c8b6f5-");
-    metadata["namespace"] = json!("shop");
-    metadata["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7d9c8b6f5", "controller": true}]);
-    let pod = json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": metadata,
-        "spec": as_admitted(template["spec"].clone()),
-    });
+    let pod = pod_made_by(&template, REPLICA_SET);
     assert_eq!(skip_name(&pod, &cfg), "already-injected");
 }
 
@@ -364,15 +373,7 @@ fn an_upgrade_never_rewrites_a_deployments_replicaset_only_its_new_pods() {
     assert_eq!(skip_name(&fresh, &upgraded), "controlled-by-owner");
 
     // What the ReplicaSet's controller creates is injected as it is now.
-    let mut metadata = replicaset["spec"]["template"]["metadata"].clone();
-    metadata["generateName"] = json!("web-7d9c8b6f5-");
-    metadata["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7d9c8b6f5", "controller": true}]);
-    let pod = json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": metadata,
-        "spec": as_admitted(replicaset["spec"]["template"]["spec"].clone()),
-    });
+    let pod = pod_made_by(&replicaset["spec"]["template"], REPLICA_SET);
     let (_, decision, _) = injected(&pod, &upgraded);
     assert!(decision.reinjected.is_some(), "{decision:?}");
 }
@@ -401,17 +402,8 @@ fn every_built_in_templates_pod_is_injected_once() {
         deploy["spec"]["template"]["metadata"]["annotations"] =
             json!({"inject.istio.io/templates": templates});
         let (deploy, _, _) = injected(&deploy, &cfg);
-        let template = &deploy["spec"]["template"];
-        let mut metadata = template["metadata"].clone();
-        metadata["generateName"] = json!("web-7d9c8b6f5-");
-        metadata["labels"]["pod-template-hash"] = json!("7d9c8b6f5");
-        metadata["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7d9c8b6f5", "controller": true}]);
-        let pod = json!({
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": metadata,
-            "spec": as_admitted(template["spec"].clone()),
-        });
+        let mut pod = pod_made_by(&deploy["spec"]["template"], REPLICA_SET);
+        pod["metadata"]["labels"]["pod-template-hash"] = json!("7d9c8b6f5");
         match inject(&pod, &ctx(), &cfg) {
             Ok(Outcome::Skipped { reason }) => {
                 assert_eq!(reason.name(), "already-injected", "{templates}")
@@ -456,17 +448,8 @@ fn cronjob_job_and_pod_are_injected_once() {
         "spec": cron["spec"]["jobTemplate"]["spec"].clone(),
     });
     assert_eq!(skip_name(&job, &cfg), "controlled-by-owner");
-    let mut metadata = template["metadata"].clone();
-    metadata["generateName"] = json!("report-29412345-");
-    metadata["namespace"] = json!("shop");
-    metadata["labels"]["batch.kubernetes.io/job-name"] = json!("report-29412345");
-    metadata["ownerReferences"] = json!([{"apiVersion": "batch/v1", "kind": "Job", "name": "report-29412345", "controller": true}]);
-    let pod = json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": metadata,
-        "spec": as_admitted(template["spec"].clone()),
-    });
+    let mut pod = pod_made_by(template, ("batch/v1", "Job", "report-29412345"));
+    pod["metadata"]["labels"]["batch.kubernetes.io/job-name"] = json!("report-29412345");
     assert_eq!(skip_name(&pod, &cfg), "already-injected");
 }
 

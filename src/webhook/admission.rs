@@ -213,10 +213,10 @@ pub fn admit(body: &[u8], config: &Config) -> Result<Admitted, ReviewError> {
                     // said in a sentence that names the fix.
                     warnings.extend(decision.all_warnings());
                     patch = Some(p);
-                    match decision.reinjected {
-                        _ if decision.removed => Verdict::Removed(decision.rule_name),
-                        Some(changes) => Verdict::Reinjected(changes),
-                        None => Verdict::Injected,
+                    match (decision.removed, decision.reinjected) {
+                        (true, _) => Verdict::Removed(decision.rule_name),
+                        (false, Some(changes)) => Verdict::Reinjected(changes),
+                        (false, None) => Verdict::Injected,
                     }
                 }
                 Ok(PatchOutcome::Skipped { reason }) => Verdict::Skipped(reason.name()),
